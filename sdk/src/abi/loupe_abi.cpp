@@ -1,0 +1,558 @@
+// The C entry points: argument checks, exception -> status, handle tables. Nothing below this
+// file knows about C; nothing above it sees torch.
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "loupe/loupe.h"
+#include "core/runtime.h"
+#include "core/torch_compat.h"
+
+using loupe::Error;
+using loupe::Status;
+
+struct loupe_runtime {
+  std::shared_ptr<loupe::Runtime> rt;
+};
+struct loupe_session {
+  std::shared_ptr<loupe::Session> s;
+  std::string family, variant, tasks, device, dtype, path;  // storage for loupe_session_info
+};
+struct loupe_request {
+  loupe::Request r;
+};
+struct loupe_job {
+  std::shared_ptr<loupe::Job> j;
+};
+struct loupe_result {
+  std::unique_ptr<loupe::Result> r;
+  std::string json;
+};
+
+static_assert(LOUPE_ERROR_INVALID_ARGUMENT == static_cast<int>(Status::InvalidArgument), "status mismatch");
+static_assert(LOUPE_ERROR_NOT_FOUND == static_cast<int>(Status::NotFound), "status mismatch");
+static_assert(LOUPE_ERROR_BAD_MODEL == static_cast<int>(Status::BadModel), "status mismatch");
+static_assert(LOUPE_ERROR_UNSUPPORTED == static_cast<int>(Status::Unsupported), "status mismatch");
+static_assert(LOUPE_ERROR_OUT_OF_MEMORY == static_cast<int>(Status::OutOfMemory), "status mismatch");
+static_assert(LOUPE_ERROR_CANCELLED == static_cast<int>(Status::Cancelled), "status mismatch");
+static_assert(LOUPE_ERROR_TIMEOUT == static_cast<int>(Status::Timeout), "status mismatch");
+static_assert(LOUPE_ERROR_INVALID_STATE == static_cast<int>(Status::InvalidState), "status mismatch");
+static_assert(LOUPE_ERROR_INTERNAL == static_cast<int>(Status::Internal), "status mismatch");
+
+namespace {
+
+thread_local std::string g_last_error;
+
+loupe_status fail(Status s, const std::string& message) {
+  g_last_error = message;
+  return static_cast<loupe_status>(s);
+}
+
+// Runs f; any exception becomes a status and the thread's last error.
+template <class F>
+loupe_status guarded(const char* fn, F&& f) {
+  try {
+    f();
+    return LOUPE_OK;
+  } catch (const Error& e) {
+    return fail(e.status(), e.what());
+  } catch (const std::bad_alloc&) {
+    return fail(Status::OutOfMemory, std::string(fn) + ": out of host memory");
+  } catch (const std::exception& e) {
+    if (loupe::compat::is_out_of_memory(e)) {
+      loupe::release_cached_device_memory();
+      return fail(Status::OutOfMemory, std::string(fn) + ": out of device memory; hint: lower the resolution, "
+                                                       "use fp16 or a smaller variant (" + e.what() + ")");
+    }
+    return fail(Status::Internal, std::string(fn) + ": internal error: " + e.what());
+  } catch (...) {
+    return fail(Status::Internal, std::string(fn) + ": internal error");
+  }
+}
+
+#define LOUPE_ARG(cond, msg) \
+  do { if (!(cond)) throw Error(Status::InvalidArgument, std::string(__func__) + ": " + (msg)); } while (0)
+
+// Reads an option struct of any older (smaller) size: fields past struct_size keep their defaults.
+template <class T>
+T read_options(const T* in, const T& defaults, const char* fn) {
+  T out = defaults;
+  if (!in) return out;
+  if (in->struct_size <= sizeof(uint32_t))
+    throw Error(Status::InvalidArgument, std::string(fn) + ": options.struct_size = " +
+                                             std::to_string(in->struct_size) +
+                                             " is too small: initialise the struct with its LOUPE_*_INIT macro");
+  const size_t n = std::min<size_t>(in->struct_size, sizeof(T));
+  std::memcpy(static_cast<void*>(&out), in, n);
+  out.struct_size = sizeof(T);
+  return out;
+}
+
+int bytes_per_pixel(loupe_pixel_format f) {
+  switch (f) {
+    case LOUPE_RGBA8: return 4;
+    case LOUPE_RGB8: return 3;
+    case LOUPE_GRAY8: return 1;
+  }
+  return 0;
+}
+
+loupe::Image copy_image(const loupe_image* im, const char* what) {
+  const std::string w(what);
+  if (!im) throw Error(Status::InvalidArgument, w + " is NULL");
+  const int bpp = bytes_per_pixel(im->format);
+  if (bpp == 0)
+    throw Error(Status::InvalidArgument, w + ": unknown pixel format " + std::to_string(im->format) +
+                                             " (use LOUPE_RGBA8, LOUPE_RGB8 or LOUPE_GRAY8)");
+  if (im->width <= 0 || im->height <= 0)
+    throw Error(Status::InvalidArgument, w + ": size " + std::to_string(im->width) + "x" +
+                                             std::to_string(im->height) + " is empty");
+  if (im->width > 32768 || im->height > 32768)
+    throw Error(Status::InvalidArgument, w + ": size " + std::to_string(im->width) + "x" +
+                                             std::to_string(im->height) + " is larger than 32768 pixels a side");
+  if (im->stride < im->width * bpp)
+    throw Error(Status::InvalidArgument, w + ": stride " + std::to_string(im->stride) + " is smaller than width x " +
+                                             std::to_string(bpp) + " bytes = " + std::to_string(im->width * bpp));
+  if (!im->data) throw Error(Status::InvalidArgument, w + ": data is NULL");
+  loupe::Image out;
+  out.width = im->width;
+  out.height = im->height;
+  out.channels = bpp;
+  out.pixels.resize(out.bytes());
+  const size_t row = static_cast<size_t>(im->width) * bpp;
+  for (int y = 0; y < im->height; ++y)
+    std::memcpy(out.row(y), im->data + static_cast<size_t>(y) * im->stride, row);
+  return out;
+}
+
+loupe_image view_image(const loupe::Image& im) {
+  loupe_image v;
+  v.width = im.width;
+  v.height = im.height;
+  v.stride = im.width * im.channels;
+  v.format = im.channels == 4 ? LOUPE_RGBA8 : im.channels == 1 ? LOUPE_GRAY8 : LOUPE_RGB8;
+  v.data = im.pixels.data();
+  return v;
+}
+
+loupe::ProgressFn wrap_progress(loupe_progress_fn fn, void* user) {
+  if (!fn) return {};
+  return [fn, user](const loupe::Progress& p) {
+    loupe_progress cp;
+    cp.struct_size = sizeof(cp);
+    cp.step = p.step;
+    cp.total = p.total;
+    cp.stage = p.stage.c_str();
+    loupe_image preview;
+    if (p.preview) preview = view_image(*p.preview);
+    cp.preview = p.preview ? &preview : nullptr;
+    return fn(user, &cp) != 0;
+  };
+}
+
+loupe::Precision to_precision(loupe_precision p, const char* fn) {
+  if (p < LOUPE_PRECISION_AUTO || p > LOUPE_PRECISION_BF16)
+    throw Error(Status::InvalidArgument, std::string(fn) + ": unknown precision " + std::to_string(p));
+  return static_cast<loupe::Precision>(p);
+}
+
+void check_runtime_open(const loupe::Runtime& rt, const char* fn) {
+  if (rt.closed()) throw Error(Status::InvalidState, std::string(fn) + ": the runtime was freed");
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* loupe_version(void) { return LOUPE_VERSION_STRING; }
+uint32_t loupe_version_number(void) { return LOUPE_VERSION_NUMBER; }
+const char* loupe_last_error(void) { return g_last_error.c_str(); }
+void loupe_string_free(char* s) { std::free(s); }
+
+const char* loupe_status_name(loupe_status s) {
+  switch (s) {
+    case LOUPE_OK: return "LOUPE_OK";
+    case LOUPE_ERROR_INVALID_ARGUMENT: return "LOUPE_ERROR_INVALID_ARGUMENT";
+    case LOUPE_ERROR_NOT_FOUND: return "LOUPE_ERROR_NOT_FOUND";
+    case LOUPE_ERROR_BAD_MODEL: return "LOUPE_ERROR_BAD_MODEL";
+    case LOUPE_ERROR_UNSUPPORTED: return "LOUPE_ERROR_UNSUPPORTED";
+    case LOUPE_ERROR_OUT_OF_MEMORY: return "LOUPE_ERROR_OUT_OF_MEMORY";
+    case LOUPE_ERROR_CANCELLED: return "LOUPE_ERROR_CANCELLED";
+    case LOUPE_ERROR_TIMEOUT: return "LOUPE_ERROR_TIMEOUT";
+    case LOUPE_ERROR_INVALID_STATE: return "LOUPE_ERROR_INVALID_STATE";
+    case LOUPE_ERROR_INTERNAL: return "LOUPE_ERROR_INTERNAL";
+  }
+  return "LOUPE_ERROR_UNKNOWN";
+}
+
+static char* dup_string(const std::string& s) {
+  char* out = static_cast<char*>(std::malloc(s.size() + 1));
+  if (!out) throw std::bad_alloc();
+  std::memcpy(out, s.c_str(), s.size() + 1);
+  return out;
+}
+
+// ------------------------------------------------------------------ runtime
+
+loupe_status loupe_runtime_create(loupe_runtime** out, const loupe_runtime_options* options) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(out, "out is NULL");
+    const loupe_runtime_options defaults = LOUPE_RUNTIME_OPTIONS_INIT;
+    const loupe_runtime_options o = read_options(options, defaults, __func__);
+    loupe::RuntimeOptions ro;
+    ro.device = o.device ? o.device : "auto";
+    ro.precision = to_precision(o.precision, __func__);
+    ro.vram_budget_bytes = o.vram_budget_bytes;
+    ro.models_dir = o.models_dir ? o.models_dir : "";
+    if (o.log_level < LOUPE_LOG_DEBUG || o.log_level > LOUPE_LOG_ERROR)
+      throw Error(Status::InvalidArgument, std::string(__func__) + ": unknown log level " + std::to_string(o.log_level));
+    loupe::Log::Sink sink;
+    if (o.log_fn) {
+      auto fn = o.log_fn;
+      void* user = o.log_user;
+      sink = [fn, user](loupe::LogLevel l, const std::string& m) {
+        fn(user, static_cast<loupe_log_level>(l), m.c_str());
+      };
+    }
+    auto rt = loupe::Runtime::create(ro, std::move(sink), static_cast<loupe::LogLevel>(o.log_level));
+    *out = new loupe_runtime{std::move(rt)};
+  });
+}
+
+void loupe_runtime_free(loupe_runtime* runtime) {
+  if (!runtime) return;
+  try {
+    runtime->rt->shutdown();
+  } catch (...) {
+  }
+  delete runtime;
+}
+
+const char* loupe_runtime_device(const loupe_runtime* runtime) {
+  return runtime ? runtime->rt->device_name().c_str() : "";
+}
+
+loupe_status loupe_runtime_diagnostics(loupe_runtime* runtime, char** out_json) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(runtime, "runtime is NULL");
+    LOUPE_ARG(out_json, "out_json is NULL");
+    *out_json = dup_string(runtime->rt->diagnostics().dump(2));
+  });
+}
+
+loupe_status loupe_runtime_log(loupe_runtime* runtime, loupe_log_level level, const char* message) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(runtime, "runtime is NULL");
+    LOUPE_ARG(message, "message is NULL");
+    LOUPE_ARG(level >= LOUPE_LOG_DEBUG && level <= LOUPE_LOG_ERROR, "unknown log level " + std::to_string(level));
+    runtime->rt->log().write(static_cast<loupe::LogLevel>(level), message);
+  });
+}
+
+loupe_status loupe_model_inspect(loupe_runtime* runtime, const char* path, char** out_json) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(path, "path is NULL");
+    LOUPE_ARG(out_json, "out_json is NULL");
+    if (runtime) {
+      *out_json = dup_string(runtime->rt->inspect(path).dump(2));
+    } else {
+      loupe::RuntimeOptions ro;
+      ro.device = "cpu";
+      auto tmp = loupe::Runtime::create(ro, {}, loupe::LogLevel::Error);
+      *out_json = dup_string(tmp->inspect(path).dump(2));
+    }
+  });
+}
+
+// ------------------------------------------------------------------ sessions
+
+loupe_status loupe_session_open(loupe_session** out, loupe_runtime* runtime, const char* path,
+                                const loupe_session_options* options) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(out, "out is NULL");
+    LOUPE_ARG(runtime, "runtime is NULL");
+    LOUPE_ARG(path, "path is NULL");
+    check_runtime_open(*runtime->rt, __func__);
+    const loupe_session_options defaults = LOUPE_SESSION_OPTIONS_INIT;
+    const loupe_session_options o = read_options(options, defaults, __func__);
+    auto s = runtime->rt->open_session(path, o.device ? o.device : "", to_precision(o.precision, __func__));
+    *out = new loupe_session{std::move(s), {}, {}, {}, {}, {}, {}};
+  });
+}
+
+void loupe_session_close(loupe_session* session) {
+  if (!session) return;
+  try {
+    session->s->close();
+  } catch (...) {
+  }
+  delete session;
+}
+
+loupe_status loupe_session_describe(loupe_session* session, loupe_session_info* info) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(session, "session is NULL");
+    LOUPE_ARG(info, "info is NULL");
+    LOUPE_ARG(info->struct_size >= sizeof(uint32_t), "info->struct_size is 0: use LOUPE_SESSION_INFO_INIT");
+    auto m = session->s->model();
+    if (!m || session->s->runtime().closed())
+      throw Error(Status::InvalidState, std::string(__func__) + ": the session or its runtime was closed");
+    session->family = m->family();
+    session->variant = m->variant();
+    session->tasks.clear();
+    for (const auto& t : m->tasks()) session->tasks += (session->tasks.empty() ? "" : ",") + t;
+    session->device = session->s->device().str();
+    session->dtype = loupe::dtype_name(session->s->dtype());
+    session->path = session->s->path();
+    loupe_session_info full = LOUPE_SESSION_INFO_INIT;
+    full.family = session->family.c_str();
+    full.variant = session->variant.c_str();
+    full.tasks = session->tasks.c_str();
+    full.device = session->device.c_str();
+    full.dtype = session->dtype.c_str();
+    full.path = session->path.c_str();
+    full.bytes = session->s->bytes();
+    full.resident = session->s->resident() ? 1 : 0;
+    const uint32_t n = std::min<uint32_t>(info->struct_size, sizeof(full));
+    full.struct_size = info->struct_size;
+    std::memcpy(static_cast<void*>(info), &full, n);
+  });
+}
+
+loupe_status loupe_session_set_lora(loupe_session* session, const char* path, float weight) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(session, "session is NULL");
+    LOUPE_ARG(path, "path is NULL");
+    auto m = session->s->model();
+    if (!m) throw Error(Status::InvalidState, std::string(__func__) + ": the session was closed");
+    m->set_lora(path, weight);
+  });
+}
+
+// ------------------------------------------------------------------ requests
+
+loupe_status loupe_request_create(loupe_request** out, const char* task) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(out, "out is NULL");
+    LOUPE_ARG(task && *task, "task is NULL or empty");
+    static const char* known[] = {"selftest", "caption", "detailed_caption", "more_detailed_caption", "detect",
+                                  "dense_caption", "region_proposal", "ground", "segment", "region_segment",
+                                  "open_vocabulary_detect", "region_category", "region_caption", "ocr",
+                                  "ocr_regions", "vqa", "txt2img", "img2img", "inpaint"};
+    bool ok = false;
+    for (const char* k : known) ok = ok || std::strcmp(k, task) == 0;
+    if (!ok)
+      throw Error(Status::InvalidArgument, std::string(__func__) + ": unknown task '" + task +
+                                               "'; tasks: selftest, caption, detailed_caption, more_detailed_caption, "
+                                               "detect, dense_caption, region_proposal, ground, segment, "
+                                               "region_segment, open_vocabulary_detect, region_category, "
+                                               "region_caption, ocr, ocr_regions, vqa, txt2img, img2img, inpaint");
+    auto r = new loupe_request;
+    r->r.task = task;
+    *out = r;
+  });
+}
+
+void loupe_request_free(loupe_request* request) { delete request; }
+
+loupe_status loupe_request_set_image(loupe_request* request, const loupe_image* image) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(request, "request is NULL");
+    auto im = copy_image(image, "loupe_request_set_image: image");
+    request->r.images.clear();
+    request->r.images.push_back(std::move(im));
+  });
+}
+
+loupe_status loupe_request_add_image(loupe_request* request, const loupe_image* image) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(request, "request is NULL");
+    request->r.images.push_back(copy_image(image, "loupe_request_add_image: image"));
+  });
+}
+
+loupe_status loupe_request_set_mask(loupe_request* request, const loupe_image* mask) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(request, "request is NULL");
+    if (mask && mask->format != LOUPE_GRAY8)
+      throw Error(Status::InvalidArgument, "loupe_request_set_mask: the mask must be LOUPE_GRAY8 (255 = repaint), got format " +
+                                               std::to_string(mask->format));
+    request->r.mask = copy_image(mask, "loupe_request_set_mask: mask");
+  });
+}
+
+loupe_status loupe_request_set_string(loupe_request* request, const char* key, const char* value) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(request, "request is NULL");
+    LOUPE_ARG(key && *key, "key is NULL or empty");
+    if (value) request->r.strings[key] = value;
+    else request->r.strings.erase(key);
+  });
+}
+
+loupe_status loupe_request_set_int(loupe_request* request, const char* key, int64_t value) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(request, "request is NULL");
+    LOUPE_ARG(key && *key, "key is NULL or empty");
+    request->r.floats.erase(key);
+    request->r.ints[key] = value;
+  });
+}
+
+loupe_status loupe_request_set_float(loupe_request* request, const char* key, double value) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(request, "request is NULL");
+    LOUPE_ARG(key && *key, "key is NULL or empty");
+    LOUPE_ARG(std::isfinite(value), std::string("value of '") + key + "' is not finite");
+    request->r.ints.erase(key);
+    request->r.floats[key] = value;
+  });
+}
+
+loupe_status loupe_request_set_region(loupe_request* request, float x0, float y0, float x1, float y1) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(request, "request is NULL");
+    LOUPE_ARG(std::isfinite(x0) && std::isfinite(y0) && std::isfinite(x1) && std::isfinite(y1),
+              "region coordinates must be finite");
+    LOUPE_ARG(x1 > x0 && y1 > y0, "region must have x1 > x0 and y1 > y0 (got " + std::to_string(x0) + "," +
+                                      std::to_string(y0) + " - " + std::to_string(x1) + "," + std::to_string(y1) + ")");
+    request->r.region = std::array<float, 4>{x0, y0, x1, y1};
+  });
+}
+
+// ------------------------------------------------------------------ jobs
+
+loupe_status loupe_session_submit(loupe_job** out, loupe_session* session, const loupe_request* request,
+                                  loupe_progress_fn progress, void* user) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(out, "out is NULL");
+    LOUPE_ARG(session, "session is NULL");
+    LOUPE_ARG(request, "request is NULL");
+    check_runtime_open(session->s->runtime(), __func__);
+    auto job = session->s->runtime().submit_session(session->s, request->r, wrap_progress(progress, user),
+                                                    progress != nullptr);
+    *out = new loupe_job{std::move(job)};
+  });
+}
+
+loupe_status loupe_runtime_submit(loupe_job** out, loupe_runtime* runtime, const loupe_request* request,
+                                  loupe_progress_fn progress, void* user) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(out, "out is NULL");
+    LOUPE_ARG(runtime, "runtime is NULL");
+    LOUPE_ARG(request, "request is NULL");
+    check_runtime_open(*runtime->rt, __func__);
+    auto job = runtime->rt->submit_request(request->r, wrap_progress(progress, user), progress != nullptr);
+    *out = new loupe_job{std::move(job)};
+  });
+}
+
+loupe_status loupe_job_wait(loupe_job* job, int64_t timeout_ms) {
+  loupe_status st = LOUPE_OK;
+  loupe_status g = guarded(__func__, [&] {
+    LOUPE_ARG(job, "job is NULL");
+    if (!job->j->wait(timeout_ms)) st = fail(Status::Timeout, "loupe_job_wait: the job is still running after " +
+                                                                  std::to_string(timeout_ms) + " ms");
+  });
+  return g != LOUPE_OK ? g : st;
+}
+
+loupe_status loupe_job_poll(loupe_job* job, loupe_job_state* state, float* fraction) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(job, "job is NULL");
+    if (state) *state = static_cast<loupe_job_state>(job->j->state());
+    if (fraction) *fraction = job->j->fraction();
+  });
+}
+
+loupe_status loupe_job_cancel(loupe_job* job) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(job, "job is NULL");
+    job->j->cancel();
+  });
+}
+
+loupe_status loupe_job_status(loupe_job* job) {
+  if (!job) return fail(Status::InvalidArgument, "loupe_job_status: job is NULL");
+  const Status s = job->j->status();
+  if (s == Status::Timeout) return fail(s, "loupe_job_status: the job has not finished yet");
+  if (s != Status::Ok) return fail(s, job->j->message());
+  return LOUPE_OK;
+}
+
+loupe_status loupe_job_take_result(loupe_result** out, loupe_job* job) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(out, "out is NULL");
+    LOUPE_ARG(job, "job is NULL");
+    auto r = job->j->take_result();
+    auto res = new loupe_result{std::move(r), {}};
+    res->json = res->r->to_json();
+    *out = res;
+  });
+}
+
+void loupe_job_free(loupe_job* job) {
+  if (!job) return;
+  job->j->cancel();
+  job->j->wait(-1);
+  delete job;
+}
+
+// ------------------------------------------------------------------ results
+
+void loupe_result_free(loupe_result* result) { delete result; }
+const char* loupe_result_task(const loupe_result* r) { return r ? r->r->task.c_str() : ""; }
+const char* loupe_result_json(const loupe_result* r) { return r ? r->json.c_str() : "{}"; }
+const char* loupe_result_text(const loupe_result* r) { return r ? r->r->text.c_str() : ""; }
+size_t loupe_result_box_count(const loupe_result* r) { return r ? r->r->boxes.size() : 0; }
+size_t loupe_result_polygon_count(const loupe_result* r) { return r ? r->r->polygons.size() : 0; }
+size_t loupe_result_image_count(const loupe_result* r) { return r ? r->r->images.size() : 0; }
+
+static void check_index(const char* fn, size_t index, size_t count, const char* what) {
+  if (index >= count)
+    throw Error(Status::NotFound, std::string(fn) + ": " + what + " index " + std::to_string(index) +
+                                      " is out of range (the result has " + std::to_string(count) + ")");
+}
+
+loupe_status loupe_result_box(const loupe_result* result, size_t index, loupe_box* out) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(result, "result is NULL");
+    LOUPE_ARG(out, "out is NULL");
+    check_index(__func__, index, result->r->boxes.size(), "box");
+    const auto& b = result->r->boxes[index];
+    *out = loupe_box{b.x0, b.y0, b.x1, b.y1, b.score, b.label.c_str()};
+  });
+}
+
+loupe_status loupe_result_polygon(const loupe_result* result, size_t index, loupe_polygon* out) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(result, "result is NULL");
+    LOUPE_ARG(out, "out is NULL");
+    check_index(__func__, index, result->r->polygons.size(), "polygon");
+    const auto& p = result->r->polygons[index];
+    *out = loupe_polygon{p.points.data(), p.points.size() / 2, p.label.c_str(), p.group};
+  });
+}
+
+loupe_status loupe_result_image(const loupe_result* result, size_t index, loupe_image* out) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(result, "result is NULL");
+    LOUPE_ARG(out, "out is NULL");
+    check_index(__func__, index, result->r->images.size(), "image");
+    *out = view_image(result->r->images[index]);
+  });
+}
+
+loupe_status loupe_result_number(const loupe_result* result, const char* key, double* out) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(result, "result is NULL");
+    LOUPE_ARG(key, "key is NULL");
+    LOUPE_ARG(out, "out is NULL");
+    auto it = result->r->numbers.find(key);
+    if (it == result->r->numbers.end())
+      throw Error(Status::NotFound, std::string(__func__) + ": the result has no number '" + key + "'");
+    *out = it->second;
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,51 @@
+// The interface every model family implements. A Model owns its weights; pipelines (tasks) are
+// run through it. The runtime moves weights between the device and host memory (VRAM budget).
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "core/job.h"
+#include "core/types.h"
+
+namespace loupe {
+
+struct ModelOptions {
+  torch::Device device = torch::kCPU;
+  torch::ScalarType dtype = torch::kFloat32;
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual std::string family() const = 0;   // "florence2", "stable-diffusion", ...
+  virtual std::string variant() const = 0;  // "florence2-base", "sd15", ...
+  virtual std::vector<std::string> tasks() const = 0;
+  virtual uint64_t bytes() const = 0;       // bytes of all weights
+  // Moves all weights to `device` (keeping the dtype). Used for offloading to host memory.
+  virtual void to(torch::Device device) = 0;
+  // Runs one request. Long loops call ctx.check_cancelled() between steps and report progress.
+  virtual Result run(const Request& request, JobContext& ctx) = 0;
+  // Optional: LoRA (diffusion families). Default: Unsupported error.
+  virtual void set_lora(const std::string& path, float weight);
+};
+
+// A family registers a detector and a loader. detect() looks at a folder/file without loading
+// weights and returns a non-empty variant name when the family recognises it.
+struct ModelFamily {
+  std::string name;
+  std::function<std::string(const std::string& path)> detect;
+  std::function<std::shared_ptr<Model>(const std::string& path, const ModelOptions& opts)> load;
+  // Describes the folder for loupe_model_inspect: problems (missing files...) as JSON objects
+  // {severity, message, remedy}. May be empty.
+  std::function<void(const std::string& path, nlohmann::json& report)> inspect;
+};
+
+// All families compiled in (explicit list in core/families.cpp: static-library registration
+// objects would be dropped by the linker).
+const std::vector<ModelFamily>& model_families();
+
+}  // namespace loupe

@@ -1,0 +1,44 @@
+// The one place where libtorch version differences live (Debian's 1.13 CPU build here,
+// PyTorch's 2.x CUDA build on the GPU machine). Everything else calls these.
+#pragma once
+#include <torch/torch.h>
+#include <torch/version.h>
+
+namespace loupe::compat {
+
+constexpr bool kTorch2 = TORCH_VERSION_MAJOR >= 2;
+
+// Scaled dot-product attention on [B, H, L, D] tensors. mask: additive float mask broadcastable
+// to [B, H, Lq, Lk], or undefined. libtorch 2.x has a fused kernel (flash / memory-efficient on
+// CUDA); 1.13 gets the plain formulation with the same semantics.
+inline torch::Tensor sdpa(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                          const torch::Tensor& mask = {}, bool causal = false,
+                          c10::optional<double> scale = c10::nullopt) {
+#if TORCH_VERSION_MAJOR >= 2 && (TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 1)
+  c10::optional<torch::Tensor> m;
+  if (mask.defined()) m = mask.to(q.scalar_type());
+  return at::scaled_dot_product_attention(q, k, v, m, 0.0, causal && !mask.defined(), scale);
+#else
+  const double s = scale.has_value() ? *scale : 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  auto scores = torch::matmul(q, k.transpose(-2, -1)) * s;
+  if (mask.defined()) scores = scores + mask.to(scores.scalar_type());
+  if (causal && !mask.defined()) {
+    auto lq = q.size(-2), lk = k.size(-2);
+    auto keep = torch::ones({lq, lk}, torch::dtype(torch::kBool).device(q.device())).tril(lk - lq);
+    scores = scores.masked_fill(keep.logical_not(), -std::numeric_limits<float>::infinity());
+  }
+  // softmax in fp32 for half inputs, as the fused kernels do
+  auto probs = torch::softmax(scores.to(torch::kFloat32), -1).to(q.scalar_type());
+  return torch::matmul(probs, v);
+#endif
+}
+
+// True if the exception is the device running out of memory.
+inline bool is_out_of_memory(const std::exception& e) {
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&e)) return true;
+  const std::string what = e.what();
+  return what.find("out of memory") != std::string::npos ||
+         what.find("CUDA error: out of memory") != std::string::npos;
+}
+
+}  // namespace loupe::compat

@@ -1,0 +1,164 @@
+// Core runtime: request parameter checks, jobs, the self-test, device policy, diagnostics.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "core/runtime.h"
+
+using namespace loupe;
+
+TEST(Request, RangeChecksNameTheParameter) {
+  Request r;
+  r.task = "txt2img";
+  r.ints["steps"] = 0;
+  try {
+    r.get_int("steps", 20, 1, 150);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::InvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("'steps'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("[1, 150]"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(r.get_int("width", 512, 8, 4096), 512);
+  r.floats["strength"] = 0.5;
+  EXPECT_DOUBLE_EQ(r.get_float("strength", 0.75, 0.0, 1.0), 0.5);
+  EXPECT_THROW(r.image(), Error);
+}
+
+TEST(Device, ParseRejectsBadSpecs) {
+  EXPECT_TRUE(parse_device("cpu").is_cpu());
+  EXPECT_TRUE(parse_device("auto").is_cpu() || torch::cuda::is_available());
+  for (const char* bad : {"gpu", "cuda:", "cuda:x", "cuda0"}) {
+    try {
+      parse_device(bad);
+      FAIL() << bad;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.status(), Status::InvalidArgument) << bad;
+      EXPECT_NE(std::string(e.what()).find(bad), std::string::npos);
+    }
+  }
+  if (!torch::cuda::is_available()) {
+    try {
+      parse_device("cuda:1");
+      FAIL();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.status(), Status::Unsupported);
+      EXPECT_NE(std::string(e.what()).find("hint"), std::string::npos);
+    }
+  }
+}
+
+TEST(Device, HalfPrecisionOnCpuFallsBackWithAWarning) {
+  std::string warning;
+  EXPECT_EQ(resolve_dtype(Precision::FP16, torch::kCPU, &warning), torch::kFloat32);
+  EXPECT_NE(warning.find("fp16"), std::string::npos);
+  warning.clear();
+  EXPECT_EQ(resolve_dtype(Precision::Auto, torch::kCPU, &warning), torch::kFloat32);
+  EXPECT_TRUE(warning.empty());
+}
+
+static RuntimeOptions cpu_options() {
+  RuntimeOptions o;
+  o.device = "cpu";
+  return o;
+}
+
+TEST(Runtime, SelftestReportsVerifiedFigures) {
+  auto rt = Runtime::create(cpu_options(), {}, LogLevel::Info);
+  Request r;
+  r.task = "selftest";
+  r.ints["matmul_size"] = 128;
+  r.ints["alloc_mib"] = 4;
+  int calls = 0, last_total = 0;
+  auto job = rt->submit_request(r, [&](const Progress& p) { ++calls; last_total = p.total; return true; }, false);
+  ASSERT_TRUE(job->wait(60000));
+  ASSERT_EQ(job->status(), Status::Ok) << job->message();
+  auto res = job->take_result();
+  EXPECT_EQ(res->numbers.at("ok"), 1);
+  EXPECT_EQ(res->numbers.at("matmul_max_abs_error"), 0);
+  EXPECT_GT(res->numbers.at("matmul_tflops"), 0);
+  EXPECT_GT(res->numbers.at("bandwidth_gbps"), 0);
+  EXPECT_EQ(calls, last_total + 1);  // steps 0..total
+  EXPECT_THROW(job->take_result(), Error);  // taken once
+}
+
+TEST(Runtime, CancelFromProgressStopsTheJob) {
+  auto rt = Runtime::create(cpu_options(), {}, LogLevel::Info);
+  Request r;
+  r.task = "selftest";
+  r.ints["matmul_size"] = 64;
+  r.ints["alloc_mib"] = 1;
+  r.ints["iterations"] = 100000;
+  auto job = rt->submit_request(r, [](const Progress& p) { return p.step < 5; }, false);
+  ASSERT_TRUE(job->wait(60000));
+  EXPECT_EQ(job->status(), Status::Cancelled);
+}
+
+TEST(Runtime, RuntimeOnlyRunsSelftest) {
+  auto rt = Runtime::create(cpu_options(), {}, LogLevel::Info);
+  Request r;
+  r.task = "caption";
+  EXPECT_THROW(rt->submit_request(r, {}, false), Error);
+}
+
+TEST(Runtime, ShutdownCancelsQueuedAndRunningJobs) {
+  auto rt = Runtime::create(cpu_options(), {}, LogLevel::Info);
+  Request r;
+  r.task = "selftest";
+  r.ints["matmul_size"] = 64;
+  r.ints["alloc_mib"] = 1;
+  r.ints["iterations"] = 100000;
+  std::vector<std::shared_ptr<Job>> jobs;
+  for (int i = 0; i < 4; ++i) jobs.push_back(rt->submit_request(r, {}, false));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  rt->shutdown();
+  for (auto& j : jobs) {
+    ASSERT_TRUE(j->wait(0));
+    EXPECT_EQ(j->status(), Status::Cancelled);
+  }
+  EXPECT_THROW(rt->submit_request(r, {}, false), Error);
+}
+
+TEST(Runtime, DiagnosticsHaveBuildDevicesLogAndProblems) {
+  RuntimeOptions o;
+  o.device = "cpu";
+  o.precision = Precision::FP16;
+  o.models_dir = "/nonexistent/models";
+  auto rt = Runtime::create(o, {}, LogLevel::Info);
+  auto d = rt->diagnostics();
+  EXPECT_EQ(d["build"]["libtorch"], TORCH_VERSION);
+  EXPECT_EQ(d["devices"][0]["type"], "cpu");
+  EXPECT_GT(d["devices"][0]["memory_total"].get<uint64_t>(), 0u);
+  EXPECT_FALSE(d["log"].empty());
+  std::set<std::string> ids;
+  for (auto& p : d["problems"]) {
+    ids.insert(p["id"].get<std::string>());
+    EXPECT_FALSE(p["remedy"].get<std::string>().empty());
+  }
+  EXPECT_TRUE(ids.count("half_precision_on_cpu"));
+  EXPECT_TRUE(ids.count("models_dir_missing"));
+}
+
+TEST(Runtime, MissingModelPathIsNotFoundWithHint) {
+  auto rt = Runtime::create(cpu_options(), {}, LogLevel::Info);
+  try {
+    rt->open_session("/no/such/model", "", Precision::Auto);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::NotFound);
+    EXPECT_NE(std::string(e.what()).find("/no/such/model"), std::string::npos);
+  }
+}
+
+TEST(Result, JsonHasEveryPart) {
+  Result r;
+  r.task = "detect";
+  r.boxes.push_back({1, 2, 3, 4, 0.5f, "dog"});
+  r.polygons.push_back({{0, 0, 1, 0, 1, 1}, "x", 2, "quad"});
+  r.numbers["n"] = 3;
+  auto j = nlohmann::json::parse(r.to_json());
+  EXPECT_EQ(j["boxes"][0]["label"], "dog");
+  EXPECT_EQ(j["boxes"][0]["box"][2], 3);
+  EXPECT_EQ(j["polygons"][0]["kind"], "quad");
+  EXPECT_EQ(j["numbers"]["n"], 3);
+}
