@@ -11,23 +11,37 @@
 using loupe::Error;
 using loupe::Status;
 
-struct loupe_runtime {
+// The handles. The public structs stay incomplete types (also in the debug info that the ABI
+// baseline is made from): each is a reinterpret_cast of one of these.
+namespace {
+struct RuntimeH {
   std::shared_ptr<loupe::Runtime> rt;
 };
-struct loupe_session {
+struct SessionH {
   std::shared_ptr<loupe::Session> s;
   std::string family, variant, tasks, device, dtype, path;  // storage for loupe_session_info
 };
-struct loupe_request {
+struct RequestH {
   loupe::Request r;
 };
-struct loupe_job {
+struct JobH {
   std::shared_ptr<loupe::Job> j;
 };
-struct loupe_result {
+struct ResultH {
   std::unique_ptr<loupe::Result> r;
   std::string json;
 };
+RuntimeH* H(loupe_runtime* p) { return reinterpret_cast<RuntimeH*>(p); }
+const RuntimeH* H(const loupe_runtime* p) { return reinterpret_cast<const RuntimeH*>(p); }
+SessionH* H(loupe_session* p) { return reinterpret_cast<SessionH*>(p); }
+RequestH* H(loupe_request* p) { return reinterpret_cast<RequestH*>(p); }
+const RequestH* H(const loupe_request* p) { return reinterpret_cast<const RequestH*>(p); }
+JobH* H(loupe_job* p) { return reinterpret_cast<JobH*>(p); }
+const ResultH* H(const loupe_result* p) { return reinterpret_cast<const ResultH*>(p); }
+ResultH* H(loupe_result* p) { return reinterpret_cast<ResultH*>(p); }
+template <class C, class T>
+C* to_c(T* p) { return reinterpret_cast<C*>(p); }
+}  // namespace
 
 static_assert(LOUPE_ERROR_INVALID_ARGUMENT == static_cast<int>(Status::InvalidArgument), "status mismatch");
 static_assert(LOUPE_ERROR_NOT_FOUND == static_cast<int>(Status::NotFound), "status mismatch");
@@ -215,28 +229,28 @@ loupe_status loupe_runtime_create(loupe_runtime** out, const loupe_runtime_optio
       };
     }
     auto rt = loupe::Runtime::create(ro, std::move(sink), static_cast<loupe::LogLevel>(o.log_level));
-    *out = new loupe_runtime{std::move(rt)};
+    *out = to_c<loupe_runtime>(new RuntimeH{std::move(rt)});
   });
 }
 
 void loupe_runtime_free(loupe_runtime* runtime) {
   if (!runtime) return;
   try {
-    runtime->rt->shutdown();
+    H(runtime)->rt->shutdown();
   } catch (...) {
   }
-  delete runtime;
+  delete H(runtime);
 }
 
 const char* loupe_runtime_device(const loupe_runtime* runtime) {
-  return runtime ? runtime->rt->device_name().c_str() : "";
+  return runtime ? H(runtime)->rt->device_name().c_str() : "";
 }
 
 loupe_status loupe_runtime_diagnostics(loupe_runtime* runtime, char** out_json) {
   return guarded(__func__, [&] {
     LOUPE_ARG(runtime, "runtime is NULL");
     LOUPE_ARG(out_json, "out_json is NULL");
-    *out_json = dup_string(runtime->rt->diagnostics().dump(2));
+    *out_json = dup_string(H(runtime)->rt->diagnostics().dump(2));
   });
 }
 
@@ -245,7 +259,7 @@ loupe_status loupe_runtime_log(loupe_runtime* runtime, loupe_log_level level, co
     LOUPE_ARG(runtime, "runtime is NULL");
     LOUPE_ARG(message, "message is NULL");
     LOUPE_ARG(level >= LOUPE_LOG_DEBUG && level <= LOUPE_LOG_ERROR, "unknown log level " + std::to_string(level));
-    runtime->rt->log().write(static_cast<loupe::LogLevel>(level), message);
+    H(runtime)->rt->log().write(static_cast<loupe::LogLevel>(level), message);
   });
 }
 
@@ -254,7 +268,7 @@ loupe_status loupe_model_inspect(loupe_runtime* runtime, const char* path, char*
     LOUPE_ARG(path, "path is NULL");
     LOUPE_ARG(out_json, "out_json is NULL");
     if (runtime) {
-      *out_json = dup_string(runtime->rt->inspect(path).dump(2));
+      *out_json = dup_string(H(runtime)->rt->inspect(path).dump(2));
     } else {
       loupe::RuntimeOptions ro;
       ro.device = "cpu";
@@ -272,21 +286,21 @@ loupe_status loupe_session_open(loupe_session** out, loupe_runtime* runtime, con
     LOUPE_ARG(out, "out is NULL");
     LOUPE_ARG(runtime, "runtime is NULL");
     LOUPE_ARG(path, "path is NULL");
-    check_runtime_open(*runtime->rt, __func__);
+    check_runtime_open(*H(runtime)->rt, __func__);
     const loupe_session_options defaults = LOUPE_SESSION_OPTIONS_INIT;
     const loupe_session_options o = read_options(options, defaults, __func__);
-    auto s = runtime->rt->open_session(path, o.device ? o.device : "", to_precision(o.precision, __func__));
-    *out = new loupe_session{std::move(s), {}, {}, {}, {}, {}, {}};
+    auto s = H(runtime)->rt->open_session(path, o.device ? o.device : "", to_precision(o.precision, __func__));
+    *out = to_c<loupe_session>(new SessionH{std::move(s), {}, {}, {}, {}, {}, {}});
   });
 }
 
 void loupe_session_close(loupe_session* session) {
   if (!session) return;
   try {
-    session->s->close();
+    H(session)->s->close();
   } catch (...) {
   }
-  delete session;
+  delete H(session);
 }
 
 loupe_status loupe_session_describe(loupe_session* session, loupe_session_info* info) {
@@ -294,25 +308,25 @@ loupe_status loupe_session_describe(loupe_session* session, loupe_session_info* 
     LOUPE_ARG(session, "session is NULL");
     LOUPE_ARG(info, "info is NULL");
     LOUPE_ARG(info->struct_size >= sizeof(uint32_t), "info->struct_size is 0: use LOUPE_SESSION_INFO_INIT");
-    auto m = session->s->model();
-    if (!m || session->s->runtime().closed())
+    auto m = H(session)->s->model();
+    if (!m || H(session)->s->runtime().closed())
       throw Error(Status::InvalidState, std::string(__func__) + ": the session or its runtime was closed");
-    session->family = m->family();
-    session->variant = m->variant();
-    session->tasks.clear();
-    for (const auto& t : m->tasks()) session->tasks += (session->tasks.empty() ? "" : ",") + t;
-    session->device = session->s->device().str();
-    session->dtype = loupe::dtype_name(session->s->dtype());
-    session->path = session->s->path();
+    H(session)->family = m->family();
+    H(session)->variant = m->variant();
+    H(session)->tasks.clear();
+    for (const auto& t : m->tasks()) H(session)->tasks += (H(session)->tasks.empty() ? "" : ",") + t;
+    H(session)->device = H(session)->s->device().str();
+    H(session)->dtype = loupe::dtype_name(H(session)->s->dtype());
+    H(session)->path = H(session)->s->path();
     loupe_session_info full = LOUPE_SESSION_INFO_INIT;
-    full.family = session->family.c_str();
-    full.variant = session->variant.c_str();
-    full.tasks = session->tasks.c_str();
-    full.device = session->device.c_str();
-    full.dtype = session->dtype.c_str();
-    full.path = session->path.c_str();
-    full.bytes = session->s->bytes();
-    full.resident = session->s->resident() ? 1 : 0;
+    full.family = H(session)->family.c_str();
+    full.variant = H(session)->variant.c_str();
+    full.tasks = H(session)->tasks.c_str();
+    full.device = H(session)->device.c_str();
+    full.dtype = H(session)->dtype.c_str();
+    full.path = H(session)->path.c_str();
+    full.bytes = H(session)->s->bytes();
+    full.resident = H(session)->s->resident() ? 1 : 0;
     const uint32_t n = std::min<uint32_t>(info->struct_size, sizeof(full));
     full.struct_size = info->struct_size;
     std::memcpy(static_cast<void*>(info), &full, n);
@@ -323,7 +337,7 @@ loupe_status loupe_session_set_lora(loupe_session* session, const char* path, fl
   return guarded(__func__, [&] {
     LOUPE_ARG(session, "session is NULL");
     LOUPE_ARG(path, "path is NULL");
-    auto m = session->s->model();
+    auto m = H(session)->s->model();
     if (!m) throw Error(Status::InvalidState, std::string(__func__) + ": the session was closed");
     m->set_lora(path, weight);
   });
@@ -347,27 +361,27 @@ loupe_status loupe_request_create(loupe_request** out, const char* task) {
                                                "detect, dense_caption, region_proposal, ground, segment, "
                                                "region_segment, open_vocabulary_detect, region_category, "
                                                "region_caption, ocr, ocr_regions, vqa, txt2img, img2img, inpaint");
-    auto r = new loupe_request;
+    auto r = new RequestH;
     r->r.task = task;
-    *out = r;
+    *out = to_c<loupe_request>(r);
   });
 }
 
-void loupe_request_free(loupe_request* request) { delete request; }
+void loupe_request_free(loupe_request* request) { delete H(request); }
 
 loupe_status loupe_request_set_image(loupe_request* request, const loupe_image* image) {
   return guarded(__func__, [&] {
     LOUPE_ARG(request, "request is NULL");
     auto im = copy_image(image, "loupe_request_set_image: image");
-    request->r.images.clear();
-    request->r.images.push_back(std::move(im));
+    H(request)->r.images.clear();
+    H(request)->r.images.push_back(std::move(im));
   });
 }
 
 loupe_status loupe_request_add_image(loupe_request* request, const loupe_image* image) {
   return guarded(__func__, [&] {
     LOUPE_ARG(request, "request is NULL");
-    request->r.images.push_back(copy_image(image, "loupe_request_add_image: image"));
+    H(request)->r.images.push_back(copy_image(image, "loupe_request_add_image: image"));
   });
 }
 
@@ -377,7 +391,7 @@ loupe_status loupe_request_set_mask(loupe_request* request, const loupe_image* m
     if (mask && mask->format != LOUPE_GRAY8)
       throw Error(Status::InvalidArgument, "loupe_request_set_mask: the mask must be LOUPE_GRAY8 (255 = repaint), got format " +
                                                std::to_string(mask->format));
-    request->r.mask = copy_image(mask, "loupe_request_set_mask: mask");
+    H(request)->r.mask = copy_image(mask, "loupe_request_set_mask: mask");
   });
 }
 
@@ -385,8 +399,8 @@ loupe_status loupe_request_set_string(loupe_request* request, const char* key, c
   return guarded(__func__, [&] {
     LOUPE_ARG(request, "request is NULL");
     LOUPE_ARG(key && *key, "key is NULL or empty");
-    if (value) request->r.strings[key] = value;
-    else request->r.strings.erase(key);
+    if (value) H(request)->r.strings[key] = value;
+    else H(request)->r.strings.erase(key);
   });
 }
 
@@ -394,8 +408,8 @@ loupe_status loupe_request_set_int(loupe_request* request, const char* key, int6
   return guarded(__func__, [&] {
     LOUPE_ARG(request, "request is NULL");
     LOUPE_ARG(key && *key, "key is NULL or empty");
-    request->r.floats.erase(key);
-    request->r.ints[key] = value;
+    H(request)->r.floats.erase(key);
+    H(request)->r.ints[key] = value;
   });
 }
 
@@ -404,8 +418,8 @@ loupe_status loupe_request_set_float(loupe_request* request, const char* key, do
     LOUPE_ARG(request, "request is NULL");
     LOUPE_ARG(key && *key, "key is NULL or empty");
     LOUPE_ARG(std::isfinite(value), std::string("value of '") + key + "' is not finite");
-    request->r.ints.erase(key);
-    request->r.floats[key] = value;
+    H(request)->r.ints.erase(key);
+    H(request)->r.floats[key] = value;
   });
 }
 
@@ -416,7 +430,7 @@ loupe_status loupe_request_set_region(loupe_request* request, float x0, float y0
               "region coordinates must be finite");
     LOUPE_ARG(x1 > x0 && y1 > y0, "region must have x1 > x0 and y1 > y0 (got " + std::to_string(x0) + "," +
                                       std::to_string(y0) + " - " + std::to_string(x1) + "," + std::to_string(y1) + ")");
-    request->r.region = std::array<float, 4>{x0, y0, x1, y1};
+    H(request)->r.region = std::array<float, 4>{x0, y0, x1, y1};
   });
 }
 
@@ -428,10 +442,10 @@ loupe_status loupe_session_submit(loupe_job** out, loupe_session* session, const
     LOUPE_ARG(out, "out is NULL");
     LOUPE_ARG(session, "session is NULL");
     LOUPE_ARG(request, "request is NULL");
-    check_runtime_open(session->s->runtime(), __func__);
-    auto job = session->s->runtime().submit_session(session->s, request->r, wrap_progress(progress, user),
+    check_runtime_open(H(session)->s->runtime(), __func__);
+    auto job = H(session)->s->runtime().submit_session(H(session)->s, H(request)->r, wrap_progress(progress, user),
                                                     progress != nullptr);
-    *out = new loupe_job{std::move(job)};
+    *out = to_c<loupe_job>(new JobH{std::move(job)});
   });
 }
 
@@ -441,9 +455,9 @@ loupe_status loupe_runtime_submit(loupe_job** out, loupe_runtime* runtime, const
     LOUPE_ARG(out, "out is NULL");
     LOUPE_ARG(runtime, "runtime is NULL");
     LOUPE_ARG(request, "request is NULL");
-    check_runtime_open(*runtime->rt, __func__);
-    auto job = runtime->rt->submit_request(request->r, wrap_progress(progress, user), progress != nullptr);
-    *out = new loupe_job{std::move(job)};
+    check_runtime_open(*H(runtime)->rt, __func__);
+    auto job = H(runtime)->rt->submit_request(H(request)->r, wrap_progress(progress, user), progress != nullptr);
+    *out = to_c<loupe_job>(new JobH{std::move(job)});
   });
 }
 
@@ -451,7 +465,7 @@ loupe_status loupe_job_wait(loupe_job* job, int64_t timeout_ms) {
   loupe_status st = LOUPE_OK;
   loupe_status g = guarded(__func__, [&] {
     LOUPE_ARG(job, "job is NULL");
-    if (!job->j->wait(timeout_ms)) st = fail(Status::Timeout, "loupe_job_wait: the job is still running after " +
+    if (!H(job)->j->wait(timeout_ms)) st = fail(Status::Timeout, "loupe_job_wait: the job is still running after " +
                                                                   std::to_string(timeout_ms) + " ms");
   });
   return g != LOUPE_OK ? g : st;
@@ -460,23 +474,23 @@ loupe_status loupe_job_wait(loupe_job* job, int64_t timeout_ms) {
 loupe_status loupe_job_poll(loupe_job* job, loupe_job_state* state, float* fraction) {
   return guarded(__func__, [&] {
     LOUPE_ARG(job, "job is NULL");
-    if (state) *state = static_cast<loupe_job_state>(job->j->state());
-    if (fraction) *fraction = job->j->fraction();
+    if (state) *state = static_cast<loupe_job_state>(H(job)->j->state());
+    if (fraction) *fraction = H(job)->j->fraction();
   });
 }
 
 loupe_status loupe_job_cancel(loupe_job* job) {
   return guarded(__func__, [&] {
     LOUPE_ARG(job, "job is NULL");
-    job->j->cancel();
+    H(job)->j->cancel();
   });
 }
 
 loupe_status loupe_job_status(loupe_job* job) {
   if (!job) return fail(Status::InvalidArgument, "loupe_job_status: job is NULL");
-  const Status s = job->j->status();
+  const Status s = H(job)->j->status();
   if (s == Status::Timeout) return fail(s, "loupe_job_status: the job has not finished yet");
-  if (s != Status::Ok) return fail(s, job->j->message());
+  if (s != Status::Ok) return fail(s, H(job)->j->message());
   return LOUPE_OK;
 }
 
@@ -484,29 +498,29 @@ loupe_status loupe_job_take_result(loupe_result** out, loupe_job* job) {
   return guarded(__func__, [&] {
     LOUPE_ARG(out, "out is NULL");
     LOUPE_ARG(job, "job is NULL");
-    auto r = job->j->take_result();
-    auto res = new loupe_result{std::move(r), {}};
+    auto r = H(job)->j->take_result();
+    auto res = new ResultH{std::move(r), {}};
     res->json = res->r->to_json();
-    *out = res;
+    *out = to_c<loupe_result>(res);
   });
 }
 
 void loupe_job_free(loupe_job* job) {
   if (!job) return;
-  job->j->cancel();
-  job->j->wait(-1);
-  delete job;
+  H(job)->j->cancel();
+  H(job)->j->wait(-1);
+  delete H(job);
 }
 
 // ------------------------------------------------------------------ results
 
-void loupe_result_free(loupe_result* result) { delete result; }
-const char* loupe_result_task(const loupe_result* r) { return r ? r->r->task.c_str() : ""; }
-const char* loupe_result_json(const loupe_result* r) { return r ? r->json.c_str() : "{}"; }
-const char* loupe_result_text(const loupe_result* r) { return r ? r->r->text.c_str() : ""; }
-size_t loupe_result_box_count(const loupe_result* r) { return r ? r->r->boxes.size() : 0; }
-size_t loupe_result_polygon_count(const loupe_result* r) { return r ? r->r->polygons.size() : 0; }
-size_t loupe_result_image_count(const loupe_result* r) { return r ? r->r->images.size() : 0; }
+void loupe_result_free(loupe_result* result) { delete H(result); }
+const char* loupe_result_task(const loupe_result* r) { return r ? H(r)->r->task.c_str() : ""; }
+const char* loupe_result_json(const loupe_result* r) { return r ? H(r)->json.c_str() : "{}"; }
+const char* loupe_result_text(const loupe_result* r) { return r ? H(r)->r->text.c_str() : ""; }
+size_t loupe_result_box_count(const loupe_result* r) { return r ? H(r)->r->boxes.size() : 0; }
+size_t loupe_result_polygon_count(const loupe_result* r) { return r ? H(r)->r->polygons.size() : 0; }
+size_t loupe_result_image_count(const loupe_result* r) { return r ? H(r)->r->images.size() : 0; }
 
 static void check_index(const char* fn, size_t index, size_t count, const char* what) {
   if (index >= count)
@@ -518,8 +532,8 @@ loupe_status loupe_result_box(const loupe_result* result, size_t index, loupe_bo
   return guarded(__func__, [&] {
     LOUPE_ARG(result, "result is NULL");
     LOUPE_ARG(out, "out is NULL");
-    check_index(__func__, index, result->r->boxes.size(), "box");
-    const auto& b = result->r->boxes[index];
+    check_index(__func__, index, H(result)->r->boxes.size(), "box");
+    const auto& b = H(result)->r->boxes[index];
     *out = loupe_box{b.x0, b.y0, b.x1, b.y1, b.score, b.label.c_str()};
   });
 }
@@ -528,8 +542,8 @@ loupe_status loupe_result_polygon(const loupe_result* result, size_t index, loup
   return guarded(__func__, [&] {
     LOUPE_ARG(result, "result is NULL");
     LOUPE_ARG(out, "out is NULL");
-    check_index(__func__, index, result->r->polygons.size(), "polygon");
-    const auto& p = result->r->polygons[index];
+    check_index(__func__, index, H(result)->r->polygons.size(), "polygon");
+    const auto& p = H(result)->r->polygons[index];
     *out = loupe_polygon{p.points.data(), p.points.size() / 2, p.label.c_str(), p.group};
   });
 }
@@ -538,8 +552,8 @@ loupe_status loupe_result_image(const loupe_result* result, size_t index, loupe_
   return guarded(__func__, [&] {
     LOUPE_ARG(result, "result is NULL");
     LOUPE_ARG(out, "out is NULL");
-    check_index(__func__, index, result->r->images.size(), "image");
-    *out = view_image(result->r->images[index]);
+    check_index(__func__, index, H(result)->r->images.size(), "image");
+    *out = view_image(H(result)->r->images[index]);
   });
 }
 
@@ -548,8 +562,8 @@ loupe_status loupe_result_number(const loupe_result* result, const char* key, do
     LOUPE_ARG(result, "result is NULL");
     LOUPE_ARG(key, "key is NULL");
     LOUPE_ARG(out, "out is NULL");
-    auto it = result->r->numbers.find(key);
-    if (it == result->r->numbers.end())
+    auto it = H(result)->r->numbers.find(key);
+    if (it == H(result)->r->numbers.end())
       throw Error(Status::NotFound, std::string(__func__) + ": the result has no number '" + key + "'");
     *out = it->second;
   });

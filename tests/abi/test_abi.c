@@ -1,0 +1,247 @@
+/* The whole C ABI surface, compiled as C99: creation, options with an older struct_size, errors and
+ * their messages, jobs (wait, poll, cancel), free(NULL), results. Uses the runtime's self-test as
+ * the job; model sessions are covered with the fixture models (LOUPE_FIXTURES_DIR). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loupe/loupe.h"
+
+static int failures = 0;
+static int checks = 0;
+
+#define CHECK(cond)                                                                  \
+  do {                                                                               \
+    ++checks;                                                                        \
+    if (!(cond)) {                                                                   \
+      ++failures;                                                                    \
+      fprintf(stderr, "%s:%d: CHECK(%s) failed; last error: %s\n", __FILE__, __LINE__, \
+              #cond, loupe_last_error());                                            \
+    }                                                                                \
+  } while (0)
+
+#define CHECK_ERR(call, status, needle)                                                       \
+  do {                                                                                        \
+    loupe_status st_ = (call);                                                                \
+    ++checks;                                                                                 \
+    if (st_ != (status) || strstr(loupe_last_error(), (needle)) == NULL) {                    \
+      ++failures;                                                                             \
+      fprintf(stderr, "%s:%d: %s gave %s '%s', expected %s with '%s'\n", __FILE__, __LINE__, \
+              #call, loupe_status_name(st_), loupe_last_error(), #status, needle);            \
+    }                                                                                         \
+  } while (0)
+
+static int progress_calls;
+static int on_progress(void *user, const loupe_progress *p) {
+  (void)user;
+  ++progress_calls;
+  return p->step < 1000000;
+}
+static int stop_at_two(void *user, const loupe_progress *p) {
+  (void)user;
+  return p->step < 2;
+}
+
+static int log_records;
+static void on_log(void *user, loupe_log_level level, const char *msg) {
+  (void)user;
+  (void)level;
+  if (msg && *msg) ++log_records;
+}
+
+/* The older layout of loupe_runtime_options: a program built against a header that had only the
+ * first three fields must still work (the rest take their defaults). */
+typedef struct {
+  uint32_t struct_size;
+  const char *device;
+  loupe_precision precision;
+} old_runtime_options;
+
+static loupe_request *small_selftest(int64_t iterations) {
+  loupe_request *rq = NULL;
+  CHECK(loupe_request_create(&rq, "selftest") == LOUPE_OK);
+  CHECK(loupe_request_set_int(rq, "matmul_size", 64) == LOUPE_OK);
+  CHECK(loupe_request_set_int(rq, "alloc_mib", 1) == LOUPE_OK);
+  CHECK(loupe_request_set_int(rq, "iterations", iterations) == LOUPE_OK);
+  return rq;
+}
+
+static void test_version_and_status(void) {
+  CHECK(strcmp(loupe_version(), "0.1.0") == 0);
+  CHECK(loupe_version_number() == LOUPE_VERSION_NUMBER);
+  CHECK(strcmp(loupe_status_name(LOUPE_ERROR_BAD_MODEL), "LOUPE_ERROR_BAD_MODEL") == 0);
+  CHECK(strcmp(loupe_status_name((loupe_status)-99), "LOUPE_ERROR_UNKNOWN") == 0);
+}
+
+static void test_free_null(void) {
+  loupe_runtime_free(NULL);
+  loupe_session_close(NULL);
+  loupe_request_free(NULL);
+  loupe_job_free(NULL);
+  loupe_result_free(NULL);
+  loupe_string_free(NULL);
+  CHECK(loupe_result_box_count(NULL) == 0);
+  CHECK(strcmp(loupe_result_text(NULL), "") == 0);
+}
+
+static void test_bad_arguments(loupe_runtime *rt) {
+  loupe_runtime *out = (loupe_runtime *)0x1;
+  loupe_runtime_options bad = LOUPE_RUNTIME_OPTIONS_INIT;
+  loupe_request *rq = NULL;
+  loupe_job *job = (loupe_job *)0x1;
+  loupe_session *s = (loupe_session *)0x1;
+  unsigned char px[16 * 16 * 4];
+  loupe_image im;
+  CHECK_ERR(loupe_runtime_create(NULL, NULL), LOUPE_ERROR_INVALID_ARGUMENT, "out is NULL");
+  bad.device = "gpu7";
+  CHECK_ERR(loupe_runtime_create(&out, &bad), LOUPE_ERROR_INVALID_ARGUMENT, "gpu7");
+  CHECK(out == (loupe_runtime *)0x1); /* untouched on error */
+  bad.device = "cpu";
+  bad.struct_size = 0;
+  CHECK_ERR(loupe_runtime_create(&out, &bad), LOUPE_ERROR_INVALID_ARGUMENT, "struct_size");
+  bad = (loupe_runtime_options)LOUPE_RUNTIME_OPTIONS_INIT;
+  bad.precision = (loupe_precision)42;
+  CHECK_ERR(loupe_runtime_create(&out, &bad), LOUPE_ERROR_INVALID_ARGUMENT, "precision");
+
+  CHECK_ERR(loupe_request_create(&rq, "paint_a_masterpiece"), LOUPE_ERROR_INVALID_ARGUMENT, "paint_a_masterpiece");
+  CHECK_ERR(loupe_request_create(&rq, NULL), LOUPE_ERROR_INVALID_ARGUMENT, "task");
+  CHECK(loupe_request_create(&rq, "caption") == LOUPE_OK);
+  memset(px, 0, sizeof px);
+  im.width = 0; im.height = 16; im.stride = 64; im.format = LOUPE_RGBA8; im.data = px;
+  CHECK_ERR(loupe_request_set_image(rq, &im), LOUPE_ERROR_INVALID_ARGUMENT, "empty");
+  im.width = 16; im.stride = 32;
+  CHECK_ERR(loupe_request_set_image(rq, &im), LOUPE_ERROR_INVALID_ARGUMENT, "stride 32");
+  im.stride = 64; im.format = (loupe_pixel_format)9;
+  CHECK_ERR(loupe_request_set_image(rq, &im), LOUPE_ERROR_INVALID_ARGUMENT, "pixel format");
+  im.format = LOUPE_RGBA8; im.data = NULL;
+  CHECK_ERR(loupe_request_set_image(rq, &im), LOUPE_ERROR_INVALID_ARGUMENT, "data is NULL");
+  im.data = px;
+  CHECK(loupe_request_set_image(rq, &im) == LOUPE_OK);
+  CHECK_ERR(loupe_request_set_mask(rq, &im), LOUPE_ERROR_INVALID_ARGUMENT, "GRAY8");
+  CHECK_ERR(loupe_request_set_region(rq, 10, 10, 5, 20), LOUPE_ERROR_INVALID_ARGUMENT, "x1 > x0");
+  CHECK_ERR(loupe_request_set_int(rq, NULL, 1), LOUPE_ERROR_INVALID_ARGUMENT, "key");
+  CHECK_ERR(loupe_request_set_int(NULL, "steps", 1), LOUPE_ERROR_INVALID_ARGUMENT, "request is NULL");
+  /* the runtime runs only the self-test; model tasks need a session */
+  CHECK_ERR(loupe_runtime_submit(&job, rt, rq, NULL, NULL), LOUPE_ERROR_INVALID_ARGUMENT, "session");
+  CHECK(job == (loupe_job *)0x1);
+  CHECK_ERR(loupe_session_open(&s, rt, "/no/such/model/dir", NULL), LOUPE_ERROR_NOT_FOUND, "/no/such/model/dir");
+  CHECK(s == (loupe_session *)0x1);
+  CHECK_ERR(loupe_session_open(&s, rt, NULL, NULL), LOUPE_ERROR_INVALID_ARGUMENT, "path");
+  CHECK_ERR(loupe_job_wait(NULL, 0), LOUPE_ERROR_INVALID_ARGUMENT, "job");
+  CHECK_ERR(loupe_runtime_diagnostics(NULL, NULL), LOUPE_ERROR_INVALID_ARGUMENT, "runtime");
+  loupe_request_free(rq);
+}
+
+static void test_old_struct_size(void) {
+  old_runtime_options old;
+  loupe_runtime *rt = NULL;
+  old.struct_size = sizeof(old);
+  old.device = "cpu";
+  old.precision = LOUPE_PRECISION_FP32;
+  CHECK(loupe_runtime_create(&rt, (const loupe_runtime_options *)&old) == LOUPE_OK);
+  CHECK(rt && strcmp(loupe_runtime_device(rt), "cpu") == 0);
+  loupe_runtime_free(rt);
+}
+
+static void test_jobs(loupe_runtime *rt) {
+  loupe_request *rq = small_selftest(3);
+  loupe_job *job = NULL;
+  loupe_result *res = NULL;
+  loupe_job_state state;
+  float fraction = -1;
+  double v = 0;
+  loupe_box box;
+  progress_calls = 0;
+  CHECK(loupe_runtime_submit(&job, rt, rq, on_progress, NULL) == LOUPE_OK);
+  loupe_request_free(rq); /* submit copied it */
+  CHECK(loupe_job_wait(job, -1) == LOUPE_OK);
+  CHECK(loupe_job_poll(job, &state, &fraction) == LOUPE_OK);
+  CHECK(state == LOUPE_JOB_DONE && fraction == 1.0f);
+  CHECK(loupe_job_status(job) == LOUPE_OK);
+  CHECK(progress_calls > 3);
+  CHECK(loupe_job_take_result(&res, job) == LOUPE_OK);
+  CHECK_ERR(loupe_job_take_result(&res, job), LOUPE_ERROR_INVALID_STATE, "already taken");
+  CHECK(strcmp(loupe_result_task(res), "selftest") == 0);
+  CHECK(loupe_result_number(res, "ok", &v) == LOUPE_OK && v == 1.0);
+  CHECK(loupe_result_number(res, "matmul_max_abs_error", &v) == LOUPE_OK && v == 0.0);
+  CHECK_ERR(loupe_result_number(res, "nope", &v), LOUPE_ERROR_NOT_FOUND, "nope");
+  CHECK_ERR(loupe_result_box(res, 0, &box), LOUPE_ERROR_NOT_FOUND, "out of range");
+  CHECK(strstr(loupe_result_json(res), "\"matmul_tflops\"") != NULL);
+  CHECK(strstr(loupe_result_text(res), "self-test passed") != NULL);
+  loupe_result_free(res);
+  loupe_job_free(job);
+
+  /* cancel from the progress callback */
+  rq = small_selftest(100000);
+  CHECK(loupe_runtime_submit(&job, rt, rq, stop_at_two, NULL) == LOUPE_OK);
+  CHECK(loupe_job_wait(job, -1) == LOUPE_OK);
+  CHECK_ERR(loupe_job_status(job), LOUPE_ERROR_CANCELLED, "cancelled");
+  CHECK_ERR(loupe_job_take_result(&res, job), LOUPE_ERROR_CANCELLED, "cancelled");
+  loupe_job_free(job);
+
+  /* cancel from this thread while it runs; wait with a timeout first */
+  CHECK(loupe_runtime_submit(&job, rt, rq, NULL, NULL) == LOUPE_OK);
+  CHECK_ERR(loupe_job_wait(job, 1), LOUPE_ERROR_TIMEOUT, "still running");
+  CHECK(loupe_job_cancel(job) == LOUPE_OK);
+  CHECK(loupe_job_cancel(job) == LOUPE_OK); /* idempotent */
+  CHECK(loupe_job_wait(job, -1) == LOUPE_OK);
+  CHECK(loupe_job_status(job) == LOUPE_ERROR_CANCELLED);
+  loupe_job_free(job);
+
+  /* freeing a running job cancels it */
+  CHECK(loupe_runtime_submit(&job, rt, rq, NULL, NULL) == LOUPE_OK);
+  loupe_job_free(job);
+  loupe_request_free(rq);
+}
+
+static void test_diagnostics(loupe_runtime *rt) {
+  char *json = NULL;
+  CHECK(loupe_runtime_log(rt, LOUPE_LOG_WARNING, "host says hello") == LOUPE_OK);
+  CHECK(loupe_runtime_diagnostics(rt, &json) == LOUPE_OK);
+  CHECK(json && strstr(json, "\"build\"") && strstr(json, "\"devices\"") && strstr(json, "\"problems\""));
+  CHECK(json && strstr(json, "host says hello"));
+  loupe_string_free(json);
+  json = NULL;
+  CHECK(loupe_model_inspect(rt, "/no/such/model", &json) == LOUPE_OK);
+  CHECK(json && strstr(json, "does not exist"));
+  loupe_string_free(json);
+  CHECK(log_records > 0);
+}
+
+static void test_free_runtime_with_jobs_in_flight(void) {
+  loupe_runtime_options ro = LOUPE_RUNTIME_OPTIONS_INIT;
+  loupe_runtime *rt = NULL;
+  loupe_job *jobs[3];
+  loupe_request *rq;
+  int i;
+  ro.device = "cpu";
+  CHECK(loupe_runtime_create(&rt, &ro) == LOUPE_OK);
+  rq = small_selftest(100000);
+  for (i = 0; i < 3; ++i) CHECK(loupe_runtime_submit(&jobs[i], rt, rq, NULL, NULL) == LOUPE_OK);
+  loupe_runtime_free(rt);
+  for (i = 0; i < 3; ++i) {
+    CHECK(loupe_job_wait(jobs[i], 0) == LOUPE_OK);
+    CHECK(loupe_job_status(jobs[i]) == LOUPE_ERROR_CANCELLED);
+    loupe_job_free(jobs[i]);
+  }
+  loupe_request_free(rq);
+}
+
+int main(void) {
+  loupe_runtime_options ro = LOUPE_RUNTIME_OPTIONS_INIT;
+  loupe_runtime *rt = NULL;
+  ro.device = "cpu";
+  ro.log_fn = on_log;
+  ro.log_level = LOUPE_LOG_DEBUG;
+  test_version_and_status();
+  test_free_null();
+  test_old_struct_size();
+  CHECK(loupe_runtime_create(&rt, &ro) == LOUPE_OK);
+  test_bad_arguments(rt);
+  test_jobs(rt);
+  test_diagnostics(rt);
+  loupe_runtime_free(rt);
+  test_free_runtime_with_jobs_in_flight();
+  printf("%d checks, %d failed\n", checks, failures);
+  return failures == 0 ? 0 : 1;
+}
