@@ -1,0 +1,217 @@
+// Checkpoint I/O: the safetensors reader against a corpus of malformed files, dtypes and unaligned
+// data, round trips, shard indexes, torch.save archives, config parsing and state-dict binding.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "io/checkpoint.h"
+#include "io/config.h"
+#include "io/safetensors.h"
+#include "io/state_dict.h"
+
+namespace fs = std::filesystem;
+using namespace loupe;
+using namespace loupe::io;
+
+static const std::string kFix = LOUPE_FIXTURES_DIR;
+
+static fs::path temp_dir(const std::string& name) {
+  auto d = fs::temp_directory_path() / ("loupe-test-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+TEST(Safetensors, MalformedCorpusGivesBadModelNamingFileAndReason) {
+  const auto expected = read_json_file(kFix + "/bad_safetensors/expected.json");
+  ASSERT_GE(expected.size(), 12u);
+  for (auto it = expected.begin(); it != expected.end(); ++it) {
+    const std::string path = kFix + "/bad_safetensors/" + it.key();
+    try {
+      SafetensorsFile f(path);
+      ADD_FAILURE() << it.key() << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.status(), Status::BadModel) << it.key() << ": " << e.what();
+      EXPECT_NE(std::string(e.what()).find(it.key()), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(it.value().get<std::string>()), std::string::npos)
+          << it.key() << ": '" << e.what() << "' lacks '" << it.value().get<std::string>() << "'";
+    }
+  }
+}
+
+TEST(Safetensors, MissingFileIsNotFound) {
+  try {
+    SafetensorsFile f("/no/such/file.safetensors");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::NotFound);
+    EXPECT_NE(std::string(e.what()).find("/no/such/file.safetensors"), std::string::npos);
+  }
+}
+
+TEST(Safetensors, EveryDtypeLoadsWithTheRightValuesAtUnalignedOffsets) {
+  SafetensorsFile f(kFix + "/io/good.safetensors");
+  EXPECT_EQ(f.metadata().at("format"), "pt");
+  EXPECT_EQ(f.info("f32").begin, 3u);  // unaligned for 4-byte floats
+  EXPECT_TRUE(f.load("u8").equal(torch::tensor({1, 2, 250}, torch::kUInt8)));
+  EXPECT_TRUE(f.load("f32").equal(torch::tensor({1.5f, -2.0f, 3.25f, 1e-3f}).reshape({2, 2})));
+  EXPECT_TRUE(f.load("f16").to(torch::kFloat32).equal(torch::tensor({0.5f, -4.0f})));
+  EXPECT_TRUE(f.load("bf16").to(torch::kFloat32).equal(torch::tensor({1.0f, -2.0f})));
+  EXPECT_TRUE(f.load("i64").equal(torch::tensor({int64_t(-7), int64_t(1) << 40})));
+  EXPECT_EQ(f.load("i32").item<int32_t>(), 123456);
+  EXPECT_TRUE(f.load("bool").equal(torch::tensor({true, false})));
+  EXPECT_DOUBLE_EQ(f.load("f64").item<double>(), 3.141592653589793);
+  EXPECT_EQ(f.load("empty").sizes(), (std::vector<int64_t>{0, 4}));
+  // conversion on load
+  EXPECT_EQ(f.load("f16", torch::kCPU, torch::kFloat32).scalar_type(), torch::kFloat32);
+  // F8 is valid safetensors, but libtorch 1.13 cannot hold it: a clear error when loaded
+  if (TORCH_VERSION_MAJOR < 2) {
+    try {
+      f.load("f8");
+      FAIL();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.status(), Status::Unsupported);
+      EXPECT_NE(std::string(e.what()).find("F8_E4M3"), std::string::npos);
+    }
+  }
+}
+
+TEST(Safetensors, SaveLoadRoundTrip) {
+  auto dir = temp_dir("rt");
+  auto a = torch::randn({3, 5});
+  auto b = torch::arange(7, torch::kInt64);
+  auto c = torch::randn({2, 2}).to(torch::kBFloat16);
+  save_safetensors((dir / "x.safetensors").string(), {{"a", a}, {"b", b}, {"c", c}}, {{"k", "v"}});
+  SafetensorsFile f((dir / "x.safetensors").string());
+  EXPECT_TRUE(f.load("a").equal(a));
+  EXPECT_TRUE(f.load("b").equal(b));
+  EXPECT_TRUE(f.load("c").equal(c));
+  EXPECT_EQ(f.metadata().at("k"), "v");
+  fs::remove_all(dir);
+}
+
+TEST(Checkpoint, ShardedIndexAndFolderDetection) {
+  auto dir = temp_dir("shard");
+  auto a = torch::randn({4});
+  auto b = torch::randn({2, 3});
+  save_safetensors((dir / "model-00001-of-00002.safetensors").string(), {{"a", a}});
+  save_safetensors((dir / "model-00002-of-00002.safetensors").string(), {{"b", b}});
+  std::ofstream(dir / "model.safetensors.index.json")
+      << R"({"metadata": {}, "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}})";
+  auto ck = Checkpoint::open(dir.string());
+  EXPECT_TRUE(ck.load("a").equal(a));
+  EXPECT_TRUE(ck.load("b").equal(b));
+  EXPECT_EQ(ck.shape("b"), (std::vector<int64_t>{2, 3}));
+  EXPECT_NE(ck.path_of("b").find("00002"), std::string::npos);
+  // an index that points at a tensor its shard does not have
+  std::ofstream(dir / "model.safetensors.index.json", std::ios::trunc)
+      << R"({"weight_map": {"zz": "model-00001-of-00002.safetensors"}})";
+  try {
+    Checkpoint::open(dir.string());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::BadModel);
+    EXPECT_NE(std::string(e.what()).find("'zz'"), std::string::npos);
+  }
+  fs::remove_all(dir);
+  EXPECT_THROW(Checkpoint::open(dir.string()), Error);
+}
+
+TEST(Checkpoint, NonZipTorchFileIsRefusedClearly) {
+  // Legacy (non-zip) pickles can run code when loaded: they are refused with a hint.
+  auto dir = temp_dir("bin");
+  std::ofstream(dir / "pytorch_model.bin") << "not a pickle";
+  try {
+    Checkpoint::open(dir.string());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::BadModel);
+    EXPECT_NE(std::string(e.what()).find("pytorch_model.bin"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("safetensors"), std::string::npos);
+  }
+  fs::remove_all(dir);
+}
+
+TEST(Config, ErrorsNameFileAndKey) {
+  auto dir = temp_dir("cfg");
+  std::ofstream(dir / "bad.json") << "{\"a\": 1,, }";
+  std::ofstream(dir / "ok.json") << R"({"hidden_size": "large", "layers": 4})";
+  try {
+    read_json_file((dir / "bad.json").string());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::BadModel);
+    EXPECT_NE(std::string(e.what()).find("bad.json"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("byte"), std::string::npos);
+  }
+  EXPECT_THROW(read_json_file((dir / "none.json").string()), Error);
+  auto j = read_json_file((dir / "ok.json").string());
+  EXPECT_EQ(get_or<int>(j, "layers", 1, "ok.json"), 4);
+  EXPECT_EQ(get_or<int>(j, "heads", 8, "ok.json"), 8);
+  try {
+    get_or<int>(j, "hidden_size", 1, "ok.json");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("\"hidden_size\""), std::string::npos);
+  }
+  fs::remove_all(dir);
+}
+
+struct Tiny : torch::nn::Module {
+  torch::nn::Linear linear{nullptr};
+  torch::nn::Embedding emb{nullptr};
+  Tiny() {
+    linear = register_module("linear", torch::nn::Linear(3, 2));
+    emb = register_module("emb", torch::nn::Embedding(2, 2));
+  }
+};
+
+TEST(StateDict, BindLoadsAndReportsMissingUnexpectedAndMismatched) {
+  auto dir0 = temp_dir("bind0");
+  save_safetensors((dir0 / "model.safetensors").string(),
+                   {{"linear.weight", torch::arange(6, torch::kFloat32).reshape({2, 3}) / 4},
+                    {"linear.bias", torch::tensor({0.5f, -0.5f})},
+                    {"emb.weight", torch::arange(4, torch::kFloat32).reshape({2, 2}).to(torch::kFloat16)}});
+  auto ck = Checkpoint::open(dir0.string());
+  fs::remove_all(dir0);  // the mapping stays valid while the checkpoint lives
+  Tiny m;
+  BindOptions o;
+  o.dtype = torch::kFloat32;
+  auto r = loupe::io::bind(m, ck, o);
+  EXPECT_TRUE(r.ok());
+  EXPECT_TRUE(m.linear->weight.equal(torch::arange(6, torch::kFloat32).reshape({2, 3}) / 4));
+  EXPECT_EQ(m.emb->weight.scalar_type(), torch::kFloat32);
+
+  // a key map from another layout
+  auto dir = temp_dir("bind");
+  save_safetensors((dir / "model.safetensors").string(),
+                   {{"orig.fc.weight", torch::ones({3, 2})},  // stored transposed
+                    {"orig.fc.bias", torch::zeros({2})},
+                    {"orig.table", torch::ones({2, 2})},
+                    {"extra", torch::ones({1})}});
+  auto ck2 = Checkpoint::open(dir.string());
+  BindOptions o2;
+  o2.keymap.prefix("linear.", "orig.fc.").regex("^emb\\.weight$", "orig.table")
+      .transform("^linear\\.weight$", [](const torch::Tensor& t) { return t.t(); });
+  auto r2 = loupe::io::bind(m, ck2, o2);
+  EXPECT_TRUE(r2.ok());
+  EXPECT_EQ(r2.unexpected, std::vector<std::string>{"extra"});
+
+  // mismatches and missing keys: the message names keys and both shapes
+  Tiny other;
+  other.linear = other.replace_module("linear", torch::nn::Linear(4, 2));
+  BindOptions o3;
+  o3.keymap.prefix("linear.", "orig.fc.");
+  try {
+    loupe::io::bind(other, ck2, o3);
+    FAIL();
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_EQ(e.status(), Status::BadModel);
+    EXPECT_NE(msg.find("model.safetensors"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("'orig.fc.weight' model [2, 4] vs file [3, 2]"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("missing: 'emb.weight'"), std::string::npos) << msg;
+  }
+  fs::remove_all(dir);
+}
