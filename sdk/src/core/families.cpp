@@ -1,14 +1,33 @@
-// The model families compiled into libloupe, in detection order.
+// The model families compiled into libloupe, in detection order, plus any registered at run time.
+#include <mutex>
+
 #include "core/model.h"
 
 namespace loupe {
 
-const std::vector<ModelFamily>& model_families() {
-  static const std::vector<ModelFamily> families = [] {
-    std::vector<ModelFamily> f;
-    return f;
-  }();
-  return families;
+namespace {
+std::mutex g_mu;
+std::vector<ModelFamily>& registered() {
+  static std::vector<ModelFamily> r;
+  return r;
+}
+std::vector<ModelFamily> builtin() {
+  std::vector<ModelFamily> f;
+  return f;
+}
+}  // namespace
+
+std::vector<ModelFamily> model_families() {
+  std::lock_guard<std::mutex> lock(g_mu);
+  std::vector<ModelFamily> all = registered();
+  static const std::vector<ModelFamily> built = builtin();
+  all.insert(all.end(), built.begin(), built.end());
+  return all;
+}
+
+void register_model_family(ModelFamily family) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  registered().push_back(std::move(family));
 }
 
 }  // namespace loupe

@@ -46,6 +46,9 @@ struct ModelFamily {
 
 // All families compiled in (explicit list in core/families.cpp: static-library registration
 // objects would be dropped by the linker).
-const std::vector<ModelFamily>& model_families();
+std::vector<ModelFamily> model_families();
+// Adds a family at run time (before the built-in ones in detection order). Internal: used by
+// tests and by embedders that link the static library.
+void register_model_family(ModelFamily family);
 
 }  // namespace loupe

@@ -187,9 +187,10 @@ std::shared_ptr<Session> Runtime::open_session(const std::string& path_in, const
     add_problem("half_precision_on_cpu", "info", warning, "choose precision fp32 (or auto) on the CPU");
   }
 
+  const auto families = model_families();
   const ModelFamily* family = nullptr;
   std::string variant;
-  for (const auto& f : model_families()) {
+  for (const auto& f : families) {
     variant = f.detect(path);
     if (!variant.empty()) {
       family = &f;
@@ -199,7 +200,7 @@ std::shared_ptr<Session> Runtime::open_session(const std::string& path_in, const
   if (!family) {
     std::ostringstream os;
     os << "'" << path << "' is not a model Loupe recognises (families:";
-    for (const auto& f : model_families()) os << " " << f.name;
+    for (const auto& f : families) os << " " << f.name;
     os << "); hint: point at the folder that holds config.json (or model_index.json), "
           "or run loupe-cli inspect on it to see what is missing";
     throw Error(Status::BadModel, os.str());
