@@ -162,3 +162,23 @@ TEST(Result, JsonHasEveryPart) {
   EXPECT_EQ(j["polygons"][0]["kind"], "quad");
   EXPECT_EQ(j["numbers"]["n"], 3);
 }
+
+TEST(Runtime, OutOfMemoryIsACleanStatusAndTheRuntimeStaysUsable) {
+  auto rt = Runtime::create(cpu_options(), {}, LogLevel::Info);
+  Request r;
+  r.task = "selftest";
+  r.ints["alloc_mib"] = int64_t(1) << 30;  // 1 PiB
+  auto job = rt->submit_request(r, {}, false);
+  ASSERT_TRUE(job->wait(60000));
+  EXPECT_EQ(job->status(), Status::OutOfMemory) << job->message();
+  EXPECT_NE(job->message().find("hint"), std::string::npos) << job->message();
+  bool problem = false;
+  const auto d = rt->diagnostics();
+  for (auto& p : d["problems"]) problem = problem || p["id"] == "out_of_memory_seen";
+  EXPECT_TRUE(problem);
+  r.ints["alloc_mib"] = 1;
+  r.ints["matmul_size"] = 64;
+  auto again = rt->submit_request(r, {}, false);
+  ASSERT_TRUE(again->wait(60000));
+  EXPECT_EQ(again->status(), Status::Ok) << again->message();
+}

@@ -27,7 +27,7 @@ double seconds_of(const torch::Device& d, F&& f) {
 std::unique_ptr<Result> run_selftest(const torch::Device& device, const Request& request, JobContext& ctx) {
   const bool gpu = device.is_cuda();
   // Parameters (small defaults on the CPU so that the test suite stays quick).
-  const int64_t mib = request.get_int("alloc_mib", gpu ? 1024 : 64, 1, 1 << 20);
+  const int64_t mib = request.get_int("alloc_mib", gpu ? 1024 : 64, 1, int64_t(1) << 30);
   const int64_t n = request.get_int("matmul_size", gpu ? 8192 : 512, 64, 16384);
   const int64_t iterations = request.get_int("iterations", gpu ? 20 : 3, 1, 100000);
   const int total = static_cast<int>(3 + iterations);

@@ -38,7 +38,8 @@ inline bool is_out_of_memory(const std::exception& e) {
   if (dynamic_cast<const c10::OutOfMemoryError*>(&e)) return true;
   const std::string what = e.what();
   return what.find("out of memory") != std::string::npos ||
-         what.find("CUDA error: out of memory") != std::string::npos;
+         what.find("not enough memory") != std::string::npos ||   // CPU allocator
+         what.find("can't allocate memory") != std::string::npos;
 }
 
 }  // namespace loupe::compat
