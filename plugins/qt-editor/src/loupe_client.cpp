@@ -1,0 +1,262 @@
+#include "loupe_client.h"
+
+#include "catalog.h"
+
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QMetaObject>
+#include <QPointer>
+
+namespace loupe::qt {
+
+loupe_image toLoupeImage(const QImage& im) {
+  loupe_image v;
+  v.width = im.width();
+  v.height = im.height();
+  v.stride = static_cast<int32_t>(im.bytesPerLine());
+  v.format = im.format() == QImage::Format_Grayscale8 ? LOUPE_GRAY8
+             : im.format() == QImage::Format_RGB888   ? LOUPE_RGB8
+                                                      : LOUPE_RGBA8;
+  v.data = im.constBits();
+  return v;
+}
+
+QImage fromLoupeImage(const loupe_image& im) {
+  const auto fmt = im.format == LOUPE_GRAY8 ? QImage::Format_Grayscale8
+                   : im.format == LOUPE_RGB8 ? QImage::Format_RGB888
+                                             : QImage::Format_RGBA8888;
+  return QImage(im.data, im.width, im.height, im.stride, fmt).copy();
+}
+
+LoupeClient::LoupeClient(QObject* parent) : QObject(parent) {
+  qRegisterMetaType<loupe::qt::JobOutput>();
+}
+
+LoupeClient::~LoupeClient() {
+  cancel();
+  joinWorker();
+  closeSession();
+  loupe_runtime_free(m_runtime);
+}
+
+void LoupeClient::joinWorker() {
+  if (m_worker.joinable()) m_worker.join();
+}
+
+void LoupeClient::closeSession() {
+  loupe_session_close(m_session);
+  m_session = nullptr;
+  m_sessionName.clear();
+  m_sessionTasks.clear();
+}
+
+void LoupeClient::onLog(void* user, loupe_log_level level, const char* message) {
+  auto* self = static_cast<LoupeClient*>(user);
+  const QString msg = QString::fromUtf8(message);
+  QMetaObject::invokeMethod(self, [self, level, msg] { emit self->logRecord(int(level), msg); }, Qt::QueuedConnection);
+}
+
+bool LoupeClient::start(const QString& device, const QString& precision, const QString& modelsDir, QString* error) {
+  cancel();
+  joinWorker();
+  closeSession();
+  loupe_runtime_free(m_runtime);
+  m_runtime = nullptr;
+  m_device = device.toUtf8();
+  m_modelsDir = modelsDir.toUtf8();
+  m_precision = precision == "fp32" ? LOUPE_PRECISION_FP32
+                : precision == "fp16" ? LOUPE_PRECISION_FP16
+                : precision == "bf16" ? LOUPE_PRECISION_BF16
+                                      : LOUPE_PRECISION_AUTO;
+  loupe_runtime_options ro = LOUPE_RUNTIME_OPTIONS_INIT;
+  ro.device = m_device.constData();
+  ro.precision = m_precision;
+  ro.models_dir = m_modelsDir.isEmpty() ? nullptr : m_modelsDir.constData();
+  ro.log_fn = &LoupeClient::onLog;
+  ro.log_user = this;
+  ro.log_level = LOUPE_LOG_DEBUG;
+  if (loupe_runtime_create(&m_runtime, &ro) != LOUPE_OK) {
+    if (error) *error = QString::fromUtf8(loupe_last_error());
+    m_runtime = nullptr;
+    return false;
+  }
+  return true;
+}
+
+QString LoupeClient::diagnosticsJson() const {
+  if (!m_runtime) return {};
+  char* json = nullptr;
+  if (loupe_runtime_diagnostics(m_runtime, &json) != LOUPE_OK) return {};
+  QString out = QString::fromUtf8(json);
+  loupe_string_free(json);
+  return out;
+}
+
+QString LoupeClient::inspect(const QString& path) const {
+  char* json = nullptr;
+  const QByteArray p = path.toUtf8();
+  if (loupe_model_inspect(m_runtime, p.constData(), &json) != LOUPE_OK) {
+    QJsonObject problem{{"severity", "error"}, {"message", QString::fromUtf8(loupe_last_error())}};
+    return QString::fromUtf8(QJsonDocument(QJsonObject{{"problems", QJsonArray{problem}}}).toJson());
+  }
+  QString out = QString::fromUtf8(json);
+  loupe_string_free(json);
+  return out;
+}
+
+void LoupeClient::openSession(const QString& path) {
+  if (!m_runtime || m_busy.exchange(true)) {
+    emit sessionFailed(m_runtime ? tr("Busy: wait for the running job or cancel it.") : tr("The runtime is not started."));
+    return;
+  }
+  joinWorker();
+  closeSession();
+  emit sessionOpening(path);
+  const QByteArray p = path.toUtf8();
+  QPointer<LoupeClient> self(this);
+  loupe_runtime* rt = m_runtime;
+  m_worker = std::thread([this, self, rt, p] {
+    loupe_session* s = nullptr;
+    const loupe_status st = loupe_session_open(&s, rt, p.constData(), nullptr);
+    QString err = st == LOUPE_OK ? QString() : QString::fromUtf8(loupe_last_error());
+    QString desc;
+    QStringList tasks;
+    if (s) {
+      loupe_session_info info = LOUPE_SESSION_INFO_INIT;
+      if (loupe_session_describe(s, &info) == LOUPE_OK) {
+        desc = QStringLiteral("%1 (%2, %3, %4)").arg(QString::fromUtf8(info.variant), QString::fromUtf8(info.device),
+                                                     QString::fromUtf8(info.dtype), formatBytes(qint64(info.bytes)));
+        tasks = QString::fromUtf8(info.tasks).split(',', Qt::SkipEmptyParts);
+      }
+    }
+    QMetaObject::invokeMethod(this, [this, s, err, desc, tasks] {
+      m_busy = false;
+      if (!s) {
+        emit sessionFailed(err);
+        return;
+      }
+      m_session = s;
+      m_sessionName = desc;
+      m_sessionTasks = tasks;
+      emit sessionOpened(desc);
+    }, Qt::QueuedConnection);
+    (void)self;
+  });
+}
+
+int LoupeClient::onProgress(void* user, const loupe_progress* p) {
+  auto* self = static_cast<LoupeClient*>(user);
+  QImage preview = p->preview ? fromLoupeImage(*p->preview) : QImage();
+  const int step = p->step, total = p->total;
+  const QString stage = QString::fromUtf8(p->stage ? p->stage : "");
+  QMetaObject::invokeMethod(self, [self, step, total, stage, preview] { emit self->progress(step, total, stage, preview); },
+                            Qt::QueuedConnection);
+  return 1;  // cancel goes through loupe_job_cancel
+}
+
+bool LoupeClient::run(const TaskInput& in, QString* error) {
+  auto fail = [&](const QString& m) {
+    if (error) *error = m;
+    return false;
+  };
+  if (!m_runtime) return fail(tr("The runtime is not started."));
+  const bool runtimeTask = in.task == QLatin1String("selftest");
+  if (!runtimeTask && !m_session) return fail(tr("Open a model first (Models panel)."));
+  if (m_busy.exchange(true)) return fail(tr("A job is already running: wait for it or cancel it."));
+  joinWorker();
+
+  loupe_request* rq = nullptr;
+  const QByteArray task = in.task.toUtf8();
+  QString err;
+  auto check = [&](loupe_status st) {
+    if (st != LOUPE_OK && err.isEmpty()) err = QString::fromUtf8(loupe_last_error());
+  };
+  check(loupe_request_create(&rq, task.constData()));
+  if (err.isEmpty()) {
+    if (!in.image.isNull()) {
+      const QImage rgba = in.image.convertToFormat(QImage::Format_RGBA8888);
+      const loupe_image v = toLoupeImage(rgba);
+      check(loupe_request_set_image(rq, &v));
+    }
+    if (!in.mask.isNull()) {
+      const QImage g = in.mask.convertToFormat(QImage::Format_Grayscale8);
+      const loupe_image v = toLoupeImage(g);
+      check(loupe_request_set_mask(rq, &v));
+    }
+    for (auto it = in.strings.begin(); it != in.strings.end(); ++it)
+      check(loupe_request_set_string(rq, it.key().toUtf8().constData(), it.value().toUtf8().constData()));
+    for (auto it = in.ints.begin(); it != in.ints.end(); ++it)
+      check(loupe_request_set_int(rq, it.key().toUtf8().constData(), it.value()));
+    for (auto it = in.floats.begin(); it != in.floats.end(); ++it)
+      check(loupe_request_set_float(rq, it.key().toUtf8().constData(), it.value()));
+    if (in.hasRegion)
+      check(loupe_request_set_region(rq, float(in.region.left()), float(in.region.top()), float(in.region.right()),
+                                     float(in.region.bottom())));
+  }
+  loupe_job* job = nullptr;
+  if (err.isEmpty())
+    check(runtimeTask ? loupe_runtime_submit(&job, m_runtime, rq, &LoupeClient::onProgress, this)
+                      : loupe_session_submit(&job, m_session, rq, &LoupeClient::onProgress, this));
+  loupe_request_free(rq);
+  if (!err.isEmpty()) {
+    m_busy = false;
+    return fail(err);
+  }
+  {
+    std::lock_guard<std::mutex> lock(m_jobMutex);
+    m_job = job;
+  }
+  m_worker = std::thread([this, job] {
+    loupe_job_wait(job, -1);
+    loupe_result* res = nullptr;
+    const loupe_status st = loupe_job_take_result(&res, job);
+    const QString err = st == LOUPE_OK ? QString() : QString::fromUtf8(loupe_last_error());
+    JobOutput out;
+    if (res) {
+      out.task = QString::fromUtf8(loupe_result_task(res));
+      out.text = QString::fromUtf8(loupe_result_text(res));
+      out.json = QString::fromUtf8(loupe_result_json(res));
+      for (size_t i = 0; i < loupe_result_box_count(res); ++i) {
+        loupe_box b;
+        loupe_result_box(res, i, &b);
+        out.overlays << loupe::Overlay::box(QRectF(QPointF(b.x0, b.y0), QPointF(b.x1, b.y1)),
+                                            QString::fromUtf8(b.label), b.score);
+      }
+      for (size_t i = 0; i < loupe_result_polygon_count(res); ++i) {
+        loupe_polygon p;
+        loupe_result_polygon(res, i, &p);
+        QPolygonF poly;
+        for (size_t k = 0; k < p.point_count; ++k) poly << QPointF(p.points[2 * k], p.points[2 * k + 1]);
+        out.overlays << (p.point_count == 4 && out.task.startsWith("ocr") ? loupe::Overlay::quad(poly, QString::fromUtf8(p.label))
+                                                                           : loupe::Overlay::polygon(poly, QString::fromUtf8(p.label)));
+      }
+      for (size_t i = 0; i < loupe_result_image_count(res); ++i) {
+        loupe_image im;
+        loupe_result_image(res, i, &im);
+        out.images << fromLoupeImage(im);
+      }
+      const auto numbers = QJsonDocument::fromJson(out.json.toUtf8()).object().value("numbers").toObject();
+      for (auto it = numbers.begin(); it != numbers.end(); ++it) out.numbers[it.key()] = it.value().toDouble();
+      loupe_result_free(res);
+    }
+    {
+      std::lock_guard<std::mutex> lock(m_jobMutex);
+      m_job = nullptr;
+    }
+    loupe_job_free(job);
+    QMetaObject::invokeMethod(this, [this, st, err, out] {
+      m_busy = false;
+      if (st == LOUPE_OK) emit finished(out);
+      else emit failed(err, st == LOUPE_ERROR_CANCELLED);
+    }, Qt::QueuedConnection);
+  });
+  return true;
+}
+
+void LoupeClient::cancel() {
+  std::lock_guard<std::mutex> lock(m_jobMutex);
+  if (m_job) loupe_job_cancel(m_job);
+}
+
+}  // namespace loupe::qt

@@ -1,0 +1,133 @@
+// The qt-editor plugin loaded by the real host (QPluginLoader), talking to the real SDK.
+#include <QDir>
+#include <QDockWidget>
+#include <QFile>
+#include <QLabel>
+#include <QListWidget>
+#include <QPushButton>
+#include <QStandardPaths>
+#include <QTemporaryDir>
+#include <QTreeWidget>
+#include <QtTest>
+
+#include <QComboBox>
+#include <QLineEdit>
+#include <QPlainTextEdit>
+
+#include "main_window.h"
+#include "plugin_manager.h"
+
+// The plugin's widgets are reached by object name: the plugin module has its own copy of its
+// classes, so the test does not cast to them.
+template <class T>
+static T* child(QObject* root, const char* name) {
+  auto* w = root->findChild<T*>(QString::fromLatin1(name));
+  if (!w) qWarning("no child %s", name);
+  return w;
+}
+
+using namespace loupe;
+
+class QtEditorPluginTest : public QObject {
+  Q_OBJECT
+ private slots:
+  void initTestCase() {
+    QStandardPaths::setTestModeEnabled(true);
+    QCoreApplication::setOrganizationName("LoupeTest");
+    QCoreApplication::setApplicationName("qt-editor-plugin-test");
+    QVERIFY(m_models.isValid());
+    // An installed variant (all files present), an incomplete one, the rest missing.
+    QDir d(m_models.path());
+    d.mkpath("Florence-2-base");
+    for (const char* f : {"config.json", "model.safetensors", "tokenizer.json", "preprocessor_config.json"}) {
+      QFile file(d.filePath(QStringLiteral("Florence-2-base/") + f));
+      QVERIFY(file.open(QIODevice::WriteOnly));
+      file.write("{}");
+    }
+    d.mkpath("Florence-2-large");
+    QFile cfg(d.filePath("Florence-2-large/config.json"));
+    QVERIFY(cfg.open(QIODevice::WriteOnly));
+    cfg.write("{}");
+    qputenv("LOUPE_MODELS_DIR", m_models.path().toUtf8());
+    m_window = new MainWindow;
+    m_window->resize(1400, 900);
+    m_window->loadPlugins({QStringLiteral(LOUPE_PLUGIN_DIR)});
+    QVERIFY(m_window->openImage(QStringLiteral(LOUPE_FIXTURES_DIR "/../../resources/images/sample.jpg")));
+    m_window->show();
+  }
+
+  void pluginIsFoundAndLoaded() {
+    bool loaded = false;
+    for (const auto& r : m_window->plugins()->records()) loaded = loaded || (r.loaded && r.name == "Loupe");
+    QVERIFY2(loaded, "the Loupe plugin was not loaded");
+    for (const char* dock : {"LoupeTasksDock", "LoupeModelsDock", "LoupeTroubleshootingDock"})
+      QVERIFY2(m_window->findChild<QDockWidget*>(dock), dock);
+  }
+
+  void troubleshootingShowsDiagnosticsAndRunsTheSelftest() {
+    auto* panel = child<QWidget>(m_window, "LoupeTroubleshootingPanel");
+    QVERIFY(panel);
+    auto* summary = child<QLabel>(panel, "summary");
+    QVERIFY(summary);
+    QVERIFY2(summary->text().contains("libtorch"), qPrintable(summary->text()));
+    QVERIFY(summary->text().contains("cpu"));
+    QVERIFY(panel->findChild<QListWidget*>()->count() > 0);  // problems (e.g. no CUDA device)
+    auto* run = child<QPushButton>(panel, "runSelftest");
+    auto* result = child<QLabel>(panel, "selftestResult");
+    QTest::mouseClick(run, Qt::LeftButton);
+    QTRY_VERIFY_WITH_TIMEOUT(result->text().contains("self-test passed"), 60000);
+    QTRY_VERIFY(panel->findChild<QPlainTextEdit*>()->toPlainText().contains("runtime created"));
+  }
+
+  void selectorListsInstalledIncompleteAndMissingVariants() {
+    auto* panel = child<QWidget>(m_window, "LoupeModelsPanel");
+    QVERIFY(panel);
+    QCOMPARE(child<QLineEdit>(panel, "modelsDir")->text(), m_models.path());
+    auto* tree = panel->findChild<QTreeWidget*>();
+    QMap<QString, QString> states;
+    for (int i = 0; i < tree->topLevelItemCount(); ++i)
+      states[tree->topLevelItem(i)->data(0, Qt::UserRole).toString()] = tree->topLevelItem(i)->text(1);
+    QCOMPARE(states.value("florence2-base"), QString("installed"));
+    QCOMPARE(states.value("florence2-large"), QString("incomplete"));
+    QCOMPARE(states.value("sd15"), QString("missing"));
+    QCOMPARE(states.value("sd21"), QString("missing"));
+    QVERIFY(states.size() >= 7);
+    // opening a broken folder reports the error in the panel, not a crash
+    tree->setCurrentItem(tree->topLevelItem(2));  // Florence-2 large: incomplete
+    QCOMPARE(tree->currentItem()->data(0, Qt::UserRole).toString(), QString("florence2-large"));
+    QTest::mouseClick(child<QPushButton>(panel, "openModel"), Qt::LeftButton);
+    auto* state = child<QLabel>(panel, "sessionState");
+    QTRY_VERIFY_WITH_TIMEOUT(state->text().contains("Could not load"), 30000);
+    QVERIFY2(state->text().contains("Florence-2-large"), qPrintable(state->text()));
+  }
+
+  void tasksExplainWhatIsMissing() {
+    auto* tasks = child<QWidget>(m_window, "LoupeTasksPanel");
+    QVERIFY(tasks);
+    auto* task = child<QComboBox>(tasks, "task");
+    auto* run = child<QPushButton>(tasks, "run");
+    auto* status = child<QLabel>(tasks, "taskStatus");
+    task->setCurrentIndex(task->findData("caption"));
+    QTest::mouseClick(run, Qt::LeftButton);
+    QVERIFY2(status->text().contains("Open a model first"), qPrintable(status->text()));
+    task->setCurrentIndex(task->findData("ground"));
+    QTest::mouseClick(run, Qt::LeftButton);
+    QVERIFY2(status->text().contains("phrase"), qPrintable(status->text()));
+    task->setCurrentIndex(task->findData("inpaint"));
+    child<QLineEdit>(tasks, "text")->setText("a cat");
+    QTest::mouseClick(run, Qt::LeftButton);
+    QVERIFY2(status->text().contains("mask"), qPrintable(status->text()));
+  }
+
+  void cleanupTestCase() {
+    m_window->close();
+    delete m_window;
+  }
+
+ private:
+  QTemporaryDir m_models;
+  MainWindow* m_window = nullptr;
+};
+
+QTEST_MAIN(QtEditorPluginTest)
+#include "test_qt_editor_plugin.moc"
