@@ -1,0 +1,363 @@
+#include "text/bpe_tokenizer.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "text/unicode.h"
+
+namespace fs = std::filesystem;
+
+namespace loupe::text {
+
+namespace {
+
+// GPT-2's reversible byte -> printable code point table.
+const std::vector<char32_t>& byte_to_cp() {
+  static const std::vector<char32_t> table = [] {
+    std::vector<char32_t> t(256, 0);
+    std::vector<bool> direct(256, false);
+    for (int b = '!'; b <= '~'; ++b) direct[b] = true;
+    for (int b = 0xA1; b <= 0xAC; ++b) direct[b] = true;
+    for (int b = 0xAE; b <= 0xFF; ++b) direct[b] = true;
+    int n = 0;
+    for (int b = 0; b < 256; ++b) t[b] = direct[b] ? static_cast<char32_t>(b) : static_cast<char32_t>(256 + n++);
+    return t;
+  }();
+  return table;
+}
+
+const std::unordered_map<char32_t, uint8_t>& cp_to_byte() {
+  static const std::unordered_map<char32_t, uint8_t> table = [] {
+    std::unordered_map<char32_t, uint8_t> t;
+    const auto& f = byte_to_cp();
+    for (int b = 0; b < 256; ++b) t[f[b]] = static_cast<uint8_t>(b);
+    return t;
+  }();
+  return table;
+}
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) LOUPE_THROW(NotFound, "tokenizer " << path << ": file does not exist or cannot be read");
+  try {
+    return nlohmann::json::parse(f);
+  } catch (const nlohmann::json::parse_error& e) {
+    LOUPE_THROW(BadModel, "tokenizer " << path << ": not valid JSON at byte " << e.byte);
+  }
+}
+
+bool is_other(char32_t c) { return !is_space(c) && !is_letter(c) && !is_number(c); }
+
+}  // namespace
+
+std::vector<std::string> BpeTokenizer::pre_tokenize(const std::string& text) {
+  // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+  const std::u32string s = utf8_to_u32(text);
+  const size_t n = s.size();
+  std::vector<std::string> out;
+  size_t i = 0;
+  auto emit = [&](size_t a, size_t b) { out.push_back(u32_to_utf8(s.substr(a, b - a))); };
+  while (i < n) {
+    const char32_t c = s[i];
+    if (c == U'\'' && i + 1 < n) {
+      static const std::u32string kContractions[] = {U"re", U"ve", U"ll", U"s", U"t", U"m", U"d"};
+      bool matched = false;
+      for (const auto& k : kContractions) {
+        if (s.compare(i + 1, k.size(), k) == 0) {
+          emit(i, i + 1 + k.size());
+          i += 1 + k.size();
+          matched = true;
+          break;
+        }
+      }
+      if (matched) continue;
+    }
+    const bool sp = c == U' ' && i + 1 < n;
+    const char32_t d = sp ? s[i + 1] : c;
+    using Pred = bool (*)(char32_t);
+    Pred classes[] = {is_letter, is_number, is_other};
+    bool matched = false;
+    for (Pred p : classes) {
+      if ((sp || c != U' ') && p(d)) {
+        size_t j = sp ? i + 1 : i;
+        while (j < n && p(s[j])) ++j;
+        emit(i, j);
+        i = j;
+        matched = true;
+        break;
+      }
+    }
+    if (matched) continue;
+    // whitespace: \s+(?!\S) then \s+
+    size_t j = i;
+    while (j < n && is_space(s[j])) ++j;
+    if (j == i) {  // cannot happen (every code point is L, N, other or space), but never loop forever
+      emit(i, i + 1);
+      ++i;
+    } else if (j == n || j - i == 1) {
+      emit(i, j);
+      i = j;
+    } else {
+      emit(i, j - 1);  // leave the last space to prefix the next word
+      i = j - 1;
+    }
+  }
+  return out;
+}
+
+void BpeTokenizer::set_vocab(std::unordered_map<std::string, int64_t> vocab, const std::string& file) {
+  if (vocab.empty()) LOUPE_THROW(BadModel, "tokenizer " << file << ": the vocabulary is empty");
+  int64_t max_id = -1;
+  for (const auto& kv : vocab) {
+    if (kv.second < 0 || kv.second > 10'000'000)
+      LOUPE_THROW(BadModel, "tokenizer " << file << ": token '" << kv.first << "' has invalid id " << kv.second);
+    max_id = std::max(max_id, kv.second);
+  }
+  id_to_token_.assign(static_cast<size_t>(max_id + 1), std::string());
+  for (const auto& kv : vocab) id_to_token_[static_cast<size_t>(kv.second)] = kv.first;
+  vocab_ = std::move(vocab);
+}
+
+void BpeTokenizer::set_merges(const std::vector<std::pair<std::string, std::string>>& merges, const std::string& file) {
+  int rank = 0;
+  for (const auto& m : merges) {
+    if (!vocab_.count(m.first) || !vocab_.count(m.second) || !vocab_.count(m.first + m.second))
+      LOUPE_THROW(BadModel, "tokenizer " << file << ": merge " << rank << " ('" << m.first << "' '" << m.second
+                                         << "') names a token that is not in the vocabulary");
+    ranks_.emplace(m, rank++);
+  }
+}
+
+void BpeTokenizer::add_token(const std::string& content, int64_t id, bool special) {
+  if (content.empty()) return;
+  cache_ = std::make_shared<Cache>();
+  vocab_[content] = id;
+  if (static_cast<size_t>(id) >= id_to_token_.size()) id_to_token_.resize(static_cast<size_t>(id) + 1);
+  id_to_token_[static_cast<size_t>(id)] = content;
+  added_.erase(std::remove_if(added_.begin(), added_.end(), [&](const Added& a) { return a.content == content; }),
+               added_.end());
+  added_.push_back({content, id, special});
+  added_first_byte_[static_cast<unsigned char>(content[0])] = true;
+  std::stable_sort(added_.begin(), added_.end(),
+                   [](const Added& a, const Added& b) { return a.content.size() > b.content.size(); });
+}
+
+BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& path) {
+  const auto j = read_json(path);
+  if (!j.is_object() || !j.contains("model") || !j["model"].is_object())
+    LOUPE_THROW(BadModel, "tokenizer " << path << ": no \"model\" object");
+  const auto& m = j["model"];
+  if (m.value("type", "BPE") != "BPE")
+    LOUPE_THROW(Unsupported, "tokenizer " << path << ": model type " << m.value("type", "") << " is not BPE");
+  if (!m.contains("vocab") || !m["vocab"].is_object()) LOUPE_THROW(BadModel, "tokenizer " << path << ": no model.vocab");
+  if (!m.contains("merges") || !m["merges"].is_array()) LOUPE_THROW(BadModel, "tokenizer " << path << ": no model.merges");
+  BpeTokenizer t;
+  std::unordered_map<std::string, int64_t> vocab;
+  for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
+    if (!it.value().is_number_integer()) LOUPE_THROW(BadModel, "tokenizer " << path << ": id of '" << it.key() << "' is not an integer");
+    vocab[it.key()] = it.value().get<int64_t>();
+  }
+  t.set_vocab(std::move(vocab), path);
+  std::vector<std::pair<std::string, std::string>> merges;
+  for (const auto& e : m["merges"]) {
+    if (e.is_string()) {
+      const std::string s = e.get<std::string>();
+      const auto sp = s.find(' ');
+      if (sp == std::string::npos) LOUPE_THROW(BadModel, "tokenizer " << path << ": merge '" << s << "' is not 'a b'");
+      merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
+    } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
+      merges.emplace_back(e[0].get<std::string>(), e[1].get<std::string>());
+    } else {
+      LOUPE_THROW(BadModel, "tokenizer " << path << ": a merge is neither \"a b\" nor [\"a\", \"b\"]");
+    }
+  }
+  t.set_merges(merges, path);
+  if (j.contains("added_tokens") && j["added_tokens"].is_array())
+    for (const auto& a : j["added_tokens"])
+      t.add_token(a.value("content", ""), a.value("id", int64_t(0)), a.value("special", false));
+  return t;
+}
+
+BpeTokenizer BpeTokenizer::from_vocab_merges(const std::string& vocab_path, const std::string& merges_path) {
+  const auto j = read_json(vocab_path);
+  if (!j.is_object()) LOUPE_THROW(BadModel, "tokenizer " << vocab_path << ": expected an object of token -> id");
+  BpeTokenizer t;
+  std::unordered_map<std::string, int64_t> vocab;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (!it.value().is_number_integer())
+      LOUPE_THROW(BadModel, "tokenizer " << vocab_path << ": id of '" << it.key() << "' is not an integer");
+    vocab[it.key()] = it.value().get<int64_t>();
+  }
+  t.set_vocab(std::move(vocab), vocab_path);
+  std::ifstream f(merges_path);
+  if (!f) LOUPE_THROW(NotFound, "tokenizer " << merges_path << ": file does not exist or cannot be read");
+  std::vector<std::pair<std::string, std::string>> merges;
+  std::string line;
+  while (std::getline(f, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line.rfind("#version", 0) == 0) continue;
+    const auto sp = line.find(' ');
+    if (sp == std::string::npos) LOUPE_THROW(BadModel, "tokenizer " << merges_path << ": line '" << line << "' is not 'a b'");
+    merges.emplace_back(line.substr(0, sp), line.substr(sp + 1));
+  }
+  t.set_merges(merges, merges_path);
+  return t;
+}
+
+BpeTokenizer BpeTokenizer::load_from_dir(const std::string& dir) {
+  const fs::path d(dir);
+  BpeTokenizer t;
+  if (fs::exists(d / "tokenizer.json")) {
+    t = from_tokenizer_json((d / "tokenizer.json").string());
+  } else if (fs::exists(d / "vocab.json") && fs::exists(d / "merges.txt")) {
+    t = from_vocab_merges((d / "vocab.json").string(), (d / "merges.txt").string());
+    if (fs::exists(d / "added_tokens.json")) {
+      const auto a = read_json((d / "added_tokens.json").string());
+      for (auto it = a.begin(); it != a.end(); ++it) t.add_token(it.key(), it.value().get<int64_t>(), false);
+    }
+  } else {
+    LOUPE_THROW(NotFound, "tokenizer " << dir << ": neither tokenizer.json nor vocab.json + merges.txt is there");
+  }
+  if (fs::exists(d / "tokenizer_config.json")) {
+    const auto c = read_json((d / "tokenizer_config.json").string());
+    if (c.contains("added_tokens_decoder") && c["added_tokens_decoder"].is_object())
+      for (auto it = c["added_tokens_decoder"].begin(); it != c["added_tokens_decoder"].end(); ++it)
+        t.add_token(it.value().value("content", ""), std::stoll(it.key()), it.value().value("special", false));
+  }
+  // Special tokens of the BART family are matched whole even when only in the vocabulary.
+  for (const char* s : {"<s>", "</s>", "<pad>", "<unk>", "<mask>"})
+    if (t.token_to_id(s) >= 0 && std::none_of(t.added_.begin(), t.added_.end(), [&](const Added& a) { return a.content == s; }))
+      t.add_token(s, t.token_to_id(s), true);
+  return t;
+}
+
+int64_t BpeTokenizer::token_to_id(const std::string& token) const {
+  auto it = vocab_.find(token);
+  return it == vocab_.end() ? -1 : it->second;
+}
+
+std::string BpeTokenizer::id_to_token(int64_t id) const {
+  return id >= 0 && static_cast<size_t>(id) < id_to_token_.size() ? id_to_token_[static_cast<size_t>(id)] : std::string();
+}
+
+void BpeTokenizer::bpe_word(const std::string& word, std::vector<int64_t>& out) const {
+  {
+    std::lock_guard<std::mutex> lock(cache_->mu);
+    auto it = cache_->map.find(word);
+    if (it != cache_->map.end()) {
+      out.insert(out.end(), it->second.begin(), it->second.end());
+      return;
+    }
+  }
+  // bytes -> printable symbols, one per byte
+  std::vector<std::string> parts;
+  const auto& f = byte_to_cp();
+  for (unsigned char b : word) {
+    std::string sym;
+    append_utf8(sym, f[b]);
+    parts.push_back(sym);
+  }
+  while (parts.size() > 1) {
+    int best = -1;
+    size_t at = 0;
+    for (size_t k = 0; k + 1 < parts.size(); ++k) {
+      auto r = ranks_.find({parts[k], parts[k + 1]});
+      if (r != ranks_.end() && (best < 0 || r->second < best)) {
+        best = r->second;
+        at = k;
+      }
+    }
+    if (best < 0) break;
+    // merge every occurrence of the best pair, left to right
+    const std::string a = parts[at], b = parts[at + 1];
+    std::vector<std::string> next;
+    for (size_t k = 0; k < parts.size();) {
+      if (k + 1 < parts.size() && parts[k] == a && parts[k + 1] == b) {
+        next.push_back(a + b);
+        k += 2;
+      } else {
+        next.push_back(parts[k++]);
+      }
+    }
+    parts.swap(next);
+  }
+  std::vector<int64_t> ids;
+  for (const auto& p : parts) {
+    const int64_t id = token_to_id(p);
+    if (id >= 0) ids.push_back(id);
+    else if (unk_id() >= 0) ids.push_back(unk_id());
+  }
+  out.insert(out.end(), ids.begin(), ids.end());
+  std::lock_guard<std::mutex> lock(cache_->mu);
+  if (cache_->map.size() > 50000) cache_->map.clear();
+  cache_->map.emplace(word, std::move(ids));
+}
+
+std::vector<int64_t> BpeTokenizer::encode(const std::string& text) const {
+  std::vector<int64_t> out;
+  size_t start = 0;
+  auto encode_plain = [&](const std::string& piece) {
+    for (const auto& w : pre_tokenize(piece)) bpe_word(w, out);
+  };
+  // Split on added tokens (longest first at each position).
+  size_t i = 0;
+  while (i < text.size()) {
+    const Added* hit = nullptr;
+    if (added_first_byte_[static_cast<unsigned char>(text[i])])
+      for (const auto& a : added_)
+        if (text.compare(i, a.content.size(), a.content) == 0) {
+          hit = &a;
+          break;
+        }
+    if (hit) {
+      if (i > start) encode_plain(text.substr(start, i - start));
+      out.push_back(hit->id);
+      i += hit->content.size();
+      start = i;
+    } else {
+      ++i;
+    }
+  }
+  if (start < text.size()) encode_plain(text.substr(start));
+  return out;
+}
+
+std::vector<int64_t> BpeTokenizer::encode_with_special(const std::string& text) const {
+  std::vector<int64_t> ids = encode(text);
+  if (bos_id() >= 0) ids.insert(ids.begin(), bos_id());
+  if (eos_id() >= 0) ids.push_back(eos_id());
+  return ids;
+}
+
+std::string BpeTokenizer::decode(const std::vector<int64_t>& ids, bool skip_special_tokens) const {
+  std::string out, bytes;
+  const auto& inv = cp_to_byte();
+  auto flush = [&] {
+    out += u32_to_utf8(utf8_to_u32(bytes));  // invalid UTF-8 -> U+FFFD
+    bytes.clear();
+  };
+  for (int64_t id : ids) {
+    const std::string tok = id_to_token(id);
+    const Added* added = nullptr;
+    for (const auto& a : added_)
+      if (a.id == id) added = &a;
+    if (added) {
+      if (skip_special_tokens && added->special) continue;
+      flush();
+      out += tok;
+      continue;
+    }
+    for (char32_t c : utf8_to_u32(tok)) {
+      auto it = inv.find(c);
+      if (it != inv.end()) bytes.push_back(static_cast<char>(it->second));
+    }
+  }
+  flush();
+  return out;
+}
+
+}  // namespace loupe::text
