@@ -9,7 +9,9 @@ pkgs=(build-essential cmake ninja-build ccache pkg-config
       libtorch-dev nlohmann-json3-dev libopencv-dev
       qt6-base-dev qt6-image-formats-plugins libgl-dev
       googletest libgtest-dev libgmock-dev abigail-tools binutils
-      xvfb xauth nodejs npm)
+      xvfb xauth)
+# node/npm may come from elsewhere (e.g. NodeSource, whose nodejs conflicts with Debian's npm).
+command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
