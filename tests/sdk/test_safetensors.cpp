@@ -77,6 +77,33 @@ TEST(Safetensors, EveryDtypeLoadsWithTheRightValuesAtUnalignedOffsets) {
   }
 }
 
+TEST(Safetensors, EverySingleByteCorruptionIsHandled) {
+  std::ifstream in(kFix + "/io/good.safetensors", std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto path = fs::temp_directory_path() / ("loupe-flip-" + std::to_string(::getpid()) + ".safetensors");
+  int rejected = 0;
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    std::string bad = bytes;
+    bad[i] = static_cast<char>(bad[i] ^ 0x5a);
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bad;
+    try {
+      SafetensorsFile f(path.string());
+      for (const auto& n : f.names()) {
+        try {
+          f.load(n);
+        } catch (const Error& e) {
+          EXPECT_EQ(e.status(), Status::Unsupported) << e.what();  // only F8 & co may refuse here
+        }
+      }
+    } catch (const Error& e) {
+      EXPECT_TRUE(e.status() == Status::BadModel) << e.what();
+      ++rejected;
+    }
+  }
+  EXPECT_GT(rejected, 100);
+  fs::remove(path);
+}
+
 TEST(Safetensors, SaveLoadRoundTrip) {
   auto dir = temp_dir("rt");
   auto a = torch::randn({3, 5});
@@ -129,6 +156,58 @@ TEST(Checkpoint, NonZipTorchFileIsRefusedClearly) {
     EXPECT_EQ(e.status(), Status::BadModel);
     EXPECT_NE(std::string(e.what()).find("pytorch_model.bin"), std::string::npos);
     EXPECT_NE(std::string(e.what()).find("safetensors"), std::string::npos);
+  }
+  fs::remove_all(dir);
+}
+
+TEST(Checkpoint, TorchSaveArchiveIsReadWithoutRunningCode) {
+  auto ck = Checkpoint::open(kFix + "/io/tiny_pytorch_model.bin");
+  EXPECT_TRUE(ck.has("linear.weight"));  // the "state_dict." wrapper is removed
+  EXPECT_TRUE(ck.load("linear.weight").equal(torch::arange(6, torch::kFloat32).reshape({2, 3}) / 4));
+  EXPECT_TRUE(ck.load("linear.bias").equal(torch::tensor({0.5f, -0.5f})));
+  EXPECT_EQ(ck.load("emb.weight").scalar_type(), torch::kFloat16);
+  EXPECT_TRUE(ck.load("emb.weight").to(torch::kFloat32).equal(torch::arange(4, torch::kFloat32).reshape({2, 2})));
+  EXPECT_EQ(ck.load("steps").item<int64_t>(), 7);
+  // views of one storage: a transpose (strides) and a row (offset)
+  const auto base = torch::arange(12, torch::kFloat32).reshape({3, 4});
+  EXPECT_TRUE(ck.load("view.transposed").equal(base.t()));
+  EXPECT_TRUE(ck.load("view.row").equal(base[1]));
+  // a one-item dict is pickled with SETITEM, which libtorch 1.13's own unpickler rejects
+  EXPECT_TRUE(Checkpoint::open(kFix + "/io/single_item.bin").load("w").equal(torch::ones({1})));
+}
+
+TEST(Checkpoint, MaliciousPickleIsRefused) {
+  try {
+    Checkpoint::open(kFix + "/io/malicious.bin");
+    FAIL() << "a pickle calling os.system was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::BadModel);
+    EXPECT_NE(std::string(e.what()).find("refusing to load"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("system"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Checkpoint, TruncatedArchiveIsBadModel) {
+  auto dir = temp_dir("trunc");
+  std::ifstream in(kFix + "/io/tiny_pytorch_model.bin", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::ofstream(dir / "pytorch_model.bin", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  try {
+    Checkpoint::open(dir.string());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::BadModel);
+    EXPECT_NE(std::string(e.what()).find("pytorch_model.bin"), std::string::npos) << e.what();
+  }
+  // Every single-byte corruption either still reads or gives a loupe::Error: never a crash.
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    std::string bad = bytes;
+    bad[i] = static_cast<char>(bad[i] ^ 0x5a);
+    std::ofstream(dir / "pytorch_model.bin", std::ios::binary | std::ios::trunc) << bad;
+    try {
+      Checkpoint::open(dir.string());
+    } catch (const Error&) {
+    }
   }
   fs::remove_all(dir);
 }

@@ -3,11 +3,10 @@
 #include <filesystem>
 #include <fstream>
 
-#include <torch/serialize.h>
-
 #include "core/error.h"
 #include "core/torch_compat.h"
 #include "io/config.h"
+#include "io/torch_zip.h"
 
 namespace fs = std::filesystem;
 
@@ -17,19 +16,6 @@ namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-// Flattens a state dict (possibly nested under "state_dict"/"model", or dicts of dicts).
-void flatten(const c10::IValue& v, const std::string& prefix, std::map<std::string, torch::Tensor>& out) {
-  if (v.isTensor()) {
-    out[prefix] = v.toTensor();
-  } else if (v.isGenericDict()) {
-    for (const auto& kv : v.toGenericDict()) {
-      if (!kv.key().isString()) continue;
-      const std::string k = kv.key().toStringRef();
-      flatten(kv.value(), prefix.empty() ? k : prefix + "." + k, out);
-    }
-  }
 }
 
 }  // namespace
@@ -78,20 +64,16 @@ Checkpoint Checkpoint::open(const std::string& path_in) {
     c.files_.push_back(f);
     for (const auto& n : f->names()) c.where_[n] = f;
   } else {
-    // torch.save zip archive: libtorch's unpickler builds tensors and dicts only, and runs no code.
+    // torch.save zip archive, read by our own restricted unpickler (no code runs). libtorch
+    // 1.13's torch::pickle_load rejects what torch.save writes (SETITEM, OrderedDict state).
     std::ifstream in(path, std::ios::binary);
     if (!in) LOUPE_THROW(NotFound, path << ": cannot open");
-    std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (bytes.size() < 4 || bytes[0] != 'P' || bytes[1] != 'K')
+    char magic[2] = {0, 0};
+    in.read(magic, 2);
+    if (magic[0] != 'P' || magic[1] != 'K')
       LOUPE_THROW(BadModel, path << ": not a torch.save zip archive (legacy pickle files are not read: they can run "
-                                    "code); hint: convert it with `loupe-cli convert` on a trusted machine or use safetensors");
-    c10::IValue v;
-    try {
-      v = torch::pickle_load(bytes);
-    } catch (const std::exception& e) {
-      LOUPE_THROW(BadModel, path << ": cannot read the archive: " << std::string(e.what()).substr(0, 400));
-    }
-    flatten(v, "", c.eager_);
+                                    "code); hint: convert it to safetensors on a trusted machine");
+    c.eager_ = read_torch_zip(path);
     for (const char* wrapper : {"state_dict.", "model."}) {
       bool all = !c.eager_.empty();
       for (const auto& kv : c.eager_) all = all && kv.first.rfind(wrapper, 0) == 0;
