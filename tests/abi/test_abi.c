@@ -208,6 +208,56 @@ static void test_diagnostics(loupe_runtime *rt) {
   CHECK(log_records > 0);
 }
 
+/* A real session through the ABI: the tiny Florence-2 fixture (random weights, real layout). */
+static void test_session(loupe_runtime *rt) {
+  char path[1024];
+  const char *fixtures = getenv("LOUPE_FIXTURES_DIR");
+  loupe_session *s = NULL;
+  loupe_session_info info = LOUPE_SESSION_INFO_INIT;
+  loupe_request *rq = NULL;
+  loupe_job *job = NULL;
+  loupe_result *res = NULL;
+  unsigned char px[40 * 30 * 4];
+  loupe_image im;
+  size_t i;
+  if (!fixtures) {
+    CHECK(!"LOUPE_FIXTURES_DIR is not set");
+    return;
+  }
+  snprintf(path, sizeof path, "%s/florence2/tiny", fixtures);
+  CHECK(loupe_session_open(&s, rt, path, NULL) == LOUPE_OK);
+  if (!s) return;
+  CHECK(loupe_session_describe(s, &info) == LOUPE_OK);
+  CHECK(strcmp(info.family, "florence2") == 0);
+  CHECK(strstr(info.tasks, "detect") != NULL && strstr(info.tasks, "ocr_regions") != NULL);
+  CHECK(strcmp(info.dtype, "float32") == 0 && info.bytes > 0 && info.resident == 1);
+  for (i = 0; i < sizeof px; ++i) px[i] = (unsigned char)(i * 7);
+  im.width = 40; im.height = 30; im.stride = 160; im.format = LOUPE_RGBA8; im.data = px;
+  CHECK(loupe_request_create(&rq, "detect") == LOUPE_OK);
+  CHECK(loupe_request_set_image(rq, &im) == LOUPE_OK);
+  CHECK(loupe_request_set_int(rq, "max_new_tokens", 10) == LOUPE_OK);
+  CHECK(loupe_session_submit(&job, s, rq, on_progress, NULL) == LOUPE_OK);
+  CHECK(loupe_job_wait(job, -1) == LOUPE_OK);
+  CHECK(loupe_job_take_result(&res, job) == LOUPE_OK);
+  CHECK(res && strcmp(loupe_result_task(res), "detect") == 0);
+  CHECK(res && strstr(loupe_result_json(res), "\"boxes\"") != NULL);
+  loupe_result_free(res);
+  loupe_job_free(job);
+  loupe_request_free(rq);
+  /* a task this model does not offer, and a grounding without its text */
+  CHECK(loupe_request_create(&rq, "txt2img") == LOUPE_OK);
+  CHECK_ERR(loupe_session_submit(&job, s, rq, NULL, NULL), LOUPE_ERROR_INVALID_ARGUMENT, "not offered");
+  loupe_request_free(rq);
+  CHECK(loupe_request_create(&rq, "ground") == LOUPE_OK);
+  CHECK(loupe_request_set_image(rq, &im) == LOUPE_OK);
+  CHECK(loupe_session_submit(&job, s, rq, NULL, NULL) == LOUPE_OK);
+  CHECK(loupe_job_wait(job, -1) == LOUPE_OK);
+  CHECK_ERR(loupe_job_take_result(&res, job), LOUPE_ERROR_INVALID_ARGUMENT, "needs a text");
+  loupe_job_free(job);
+  loupe_request_free(rq);
+  loupe_session_close(s);
+}
+
 static void test_free_runtime_with_jobs_in_flight(void) {
   loupe_runtime_options ro = LOUPE_RUNTIME_OPTIONS_INIT;
   loupe_runtime *rt = NULL;
@@ -240,6 +290,7 @@ int main(void) {
   test_bad_arguments(rt);
   test_jobs(rt);
   test_diagnostics(rt);
+  test_session(rt);
   loupe_runtime_free(rt);
   test_free_runtime_with_jobs_in_flight();
   printf("%d checks, %d failed\n", checks, failures);

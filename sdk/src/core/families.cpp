@@ -2,6 +2,7 @@
 #include <mutex>
 
 #include "core/model.h"
+#include "models/florence2/family.h"
 
 namespace loupe {
 
@@ -13,6 +14,7 @@ std::vector<ModelFamily>& registered() {
 }
 std::vector<ModelFamily> builtin() {
   std::vector<ModelFamily> f;
+  f.push_back(florence2::family());
   return f;
 }
 }  // namespace

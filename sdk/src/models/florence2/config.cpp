@@ -1,0 +1,108 @@
+#include "models/florence2/config.h"
+
+#include <filesystem>
+
+#include "io/config.h"
+
+namespace fs = std::filesystem;
+
+namespace loupe::florence2 {
+
+namespace {
+template <class T>
+void read(const nlohmann::json& j, const char* key, T& out, const std::string& file) {
+  out = io::get_or<T>(j, key, out, file);
+}
+}  // namespace
+
+int Config::image_tokens() const {
+  int side = image_size;
+  for (size_t i = 0; i < vision.patch_stride.size(); ++i) side = (side + 2 * vision.patch_padding[i] - vision.patch_size[i]) / vision.patch_stride[i] + 1;
+  return side * side + 1;
+}
+
+Config Config::load(const std::string& dir) {
+  Config c;
+  const std::string file = (fs::path(dir) / "config.json").string();
+  const auto j = io::read_json_file(file);
+  c.model_type = io::get_or<std::string>(j, "model_type", "", file);
+  read(j, "image_token_id", c.image_token_id, file);
+  if (j.contains("vision_config") && j["vision_config"].is_object()) {
+    const auto& v = j["vision_config"];
+    auto& vc = c.vision;
+    read(v, "in_channels", vc.in_channels, file);
+    read(v, "depths", vc.depths, file);
+    read(v, "patch_size", vc.patch_size, file);
+    read(v, "patch_stride", vc.patch_stride, file);
+    read(v, "patch_padding", vc.patch_padding, file);
+    read(v, "patch_prenorm", vc.patch_prenorm, file);
+    read(v, "embed_dim", vc.embed_dim, file);
+    read(v, "num_heads", vc.num_heads, file);
+    read(v, "num_groups", vc.num_groups, file);
+    read(v, "window_size", vc.window_size, file);
+    read(v, "mlp_ratio", vc.mlp_ratio, file);
+    read(v, "qkv_bias", vc.qkv_bias, file);
+    read(v, "projection_dim", vc.projection_dim, file);
+    read(v, "max_temporal_embeddings", vc.max_temporal_embeddings, file);
+    read(v, "max_position_embeddings", vc.max_position_embeddings, file);
+  }
+  const size_t stages = c.vision.embed_dim.size();
+  for (auto n : {c.vision.depths.size(), c.vision.num_heads.size(), c.vision.num_groups.size(), c.vision.patch_size.size(),
+                 c.vision.patch_stride.size(), c.vision.patch_padding.size(), c.vision.patch_prenorm.size()})
+    if (n != stages || stages == 0)
+      LOUPE_THROW(BadModel, file << ": vision_config lists differ in length (embed_dim has " << stages << " stages)");
+  for (size_t i = 0; i < stages; ++i)
+    if (c.vision.num_heads[i] <= 0 || c.vision.num_groups[i] <= 0 || c.vision.embed_dim[i] % c.vision.num_heads[i] ||
+        c.vision.embed_dim[i] % c.vision.num_groups[i])
+      LOUPE_THROW(BadModel, file << ": vision stage " << i << ": embed_dim " << c.vision.embed_dim[i]
+                                 << " is not divisible by its heads/groups");
+  if (j.contains("text_config") && j["text_config"].is_object()) {
+    const auto& t = j["text_config"];
+    auto& tc = c.text;
+    read(t, "vocab_size", tc.vocab_size, file);
+    read(t, "d_model", tc.d_model, file);
+    read(t, "encoder_layers", tc.encoder_layers, file);
+    read(t, "decoder_layers", tc.decoder_layers, file);
+    read(t, "encoder_attention_heads", tc.encoder_attention_heads, file);
+    read(t, "decoder_attention_heads", tc.decoder_attention_heads, file);
+    read(t, "encoder_ffn_dim", tc.encoder_ffn_dim, file);
+    read(t, "decoder_ffn_dim", tc.decoder_ffn_dim, file);
+    read(t, "max_position_embeddings", tc.max_position_embeddings, file);
+    read(t, "scale_embedding", tc.scale_embedding, file);
+    read(t, "activation_function", tc.activation_function, file);
+    read(t, "pad_token_id", tc.pad_token_id, file);
+    read(t, "bos_token_id", tc.bos_token_id, file);
+    read(t, "eos_token_id", tc.eos_token_id, file);
+    read(t, "decoder_start_token_id", tc.decoder_start_token_id, file);
+    read(t, "forced_bos_token_id", tc.forced_bos_token_id, file);
+    read(t, "forced_eos_token_id", tc.forced_eos_token_id, file);
+  }
+  if (c.text.d_model % c.text.encoder_attention_heads || c.text.d_model % c.text.decoder_attention_heads)
+    LOUPE_THROW(BadModel, file << ": d_model " << c.text.d_model << " is not divisible by the attention heads");
+  if (c.text.activation_function != "gelu")
+    LOUPE_THROW(Unsupported, file << ": activation_function '" << c.text.activation_function << "' (only gelu)");
+  const auto pre = fs::path(dir) / "preprocessor_config.json";
+  if (fs::exists(pre)) {
+    const auto p = io::read_json_file(pre.string());
+    if (p.contains("size") && p["size"].is_object()) {
+      c.image_size = io::get_or<int>(p["size"], "height", c.image_size, pre.string());
+      const int w = io::get_or<int>(p["size"], "width", c.image_size, pre.string());
+      if (w != c.image_size) LOUPE_THROW(Unsupported, pre.string() << ": non-square input size " << w << "x" << c.image_size);
+    } else if (p.contains("crop_size") && p["crop_size"].is_object()) {
+      c.image_size = io::get_or<int>(p["crop_size"], "height", c.image_size, pre.string());
+    }
+    read(p, "image_mean", c.image_mean, pre.string());
+    read(p, "image_std", c.image_std, pre.string());
+    read(p, "rescale_factor", c.rescale_factor, pre.string());
+  }
+  const auto gen = fs::path(dir) / "generation_config.json";
+  if (fs::exists(gen)) {
+    const auto g = io::read_json_file(gen.string());
+    read(g, "num_beams", c.num_beams, gen.string());
+    read(g, "no_repeat_ngram_size", c.no_repeat_ngram_size, gen.string());
+  }
+  if (c.image_size < 32 || c.image_size > 4096) LOUPE_THROW(BadModel, pre.string() << ": image size " << c.image_size << " is out of range");
+  return c;
+}
+
+}  // namespace loupe::florence2

@@ -1,0 +1,25 @@
+// Autoregressive decoding for Florence-2's BART decoder: greedy and beam search with the
+// reference's logits processing (forced BOS after the decoder start, forced EOS at the length
+// limit, no-repeat n-grams), a self-attention KV cache per step and cross-attention K/V computed
+// once per image.
+#pragma once
+#include <functional>
+#include <vector>
+
+#include "models/florence2/modeling.h"
+
+namespace loupe::florence2 {
+
+struct GenerateOptions {
+  int num_beams = 3;
+  int no_repeat_ngram_size = 3;
+  int max_new_tokens = 1024;
+  double length_penalty = 1.0;
+  // Called after each new token with (step, max); throws to stop (cancellation).
+  std::function<void(int, int)> on_step;
+};
+
+// Returns the generated ids (decoder start token included) for one image's encoder states [1, L, d].
+std::vector<int64_t> generate(Florence2Impl& model, const torch::Tensor& encoder_states, const GenerateOptions& o);
+
+}  // namespace loupe::florence2
