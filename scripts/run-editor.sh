@@ -10,4 +10,6 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build "$build" -j"$(nproc)" --target loupe-editor loupe-cli
 [ -x "$build/lib/loupe-plugins/libloupe_qt_editor.so" ] || cmake --build "$build" -j"$(nproc)"
 export LOUPE_MODELS_DIR=${LOUPE_MODELS_DIR:-$PWD/resources/demo-models}
+# The demo Florence-2 (tiny, random weights: it shows the workflow, not real answers).
+export LOUPE_OPEN_MODEL=${LOUPE_OPEN_MODEL:-$PWD/resources/demo-models/demo-florence2}
 exec "$build/bin/loupe-editor" resources/images/sample.jpg "$@"

@@ -245,3 +245,15 @@ TEST(Florence2, PostProcessingOfCraftedGenerations) {
             "What does the region <loc_250><loc_250><loc_750><loc_499> describe?");
   EXPECT_EQ(build_prompt(*find_task("ground"), "  a dog ", nullptr, 10, 10), "Locate the phrases in the caption: a dog");
 }
+
+TEST(Florence2, DefaultLengthStaysWithinTheDecoderPositions) {
+  auto m = load_tiny();  // 128 decoder positions, default max_new_tokens 1024
+  Request r;
+  r.task = "more_detailed_caption";
+  r.images.push_back(test_image(64, 64));
+  r.ints["num_beams"] = 1;
+  r.ints["no_repeat_ngram_size"] = 0;
+  Job job({});
+  JobContext ctx(&job);
+  EXPECT_NO_THROW(m->run(r, ctx));
+}

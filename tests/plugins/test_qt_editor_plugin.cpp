@@ -14,6 +14,7 @@
 #include <QLineEdit>
 #include <QPlainTextEdit>
 
+#include "document.h"
 #include "main_window.h"
 #include "plugin_manager.h"
 
@@ -48,6 +49,7 @@ class QtEditorPluginTest : public QObject {
     QFile cfg(d.filePath("Florence-2-large/config.json"));
     QVERIFY(cfg.open(QIODevice::WriteOnly));
     cfg.write("{}");
+    QVERIFY(QFile::link(QStringLiteral(LOUPE_FIXTURES_DIR "/florence2/tiny"), d.filePath("demo-florence2")));
     qputenv("LOUPE_MODELS_DIR", m_models.path().toUtf8());
     m_window = new MainWindow;
     m_window->resize(1400, 900);
@@ -117,6 +119,46 @@ class QtEditorPluginTest : public QObject {
     child<QLineEdit>(tasks, "text")->setText("a cat");
     QTest::mouseClick(run, Qt::LeftButton);
     QVERIFY2(status->text().contains("mask"), qPrintable(status->text()));
+  }
+
+  void detectWithTheDemoModelThenUseAsMask() {
+    auto* models = child<QWidget>(m_window, "LoupeModelsPanel");
+    auto* tree = models->findChild<QTreeWidget*>();
+    QTreeWidgetItem* demo = nullptr;
+    for (int i = 0; i < tree->topLevelItemCount(); ++i)
+      if (tree->topLevelItem(i)->text(0).contains("demo-florence2")) demo = tree->topLevelItem(i);
+    QVERIFY2(demo, "the demo model is not listed");
+    tree->setCurrentItem(demo);
+    QTest::mouseClick(child<QPushButton>(models, "openModel"), Qt::LeftButton);
+    auto* state = child<QLabel>(models, "sessionState");
+    QTRY_VERIFY_WITH_TIMEOUT(state->text().startsWith("Loaded"), 30000);
+
+    auto* tasks = child<QWidget>(m_window, "LoupeTasksPanel");
+    auto* task = child<QComboBox>(tasks, "task");
+    auto* status = child<QLabel>(tasks, "taskStatus");
+    task->setCurrentIndex(task->findData("region_proposal"));
+    QTest::mouseClick(child<QPushButton>(tasks, "run"), Qt::LeftButton);
+    QTRY_VERIFY2_WITH_TIMEOUT(status->text().startsWith("Done"), qPrintable(status->text()), 60000);
+    // every region the model returned is an overlay on the canvas
+    const int regions = status->text().section(' ', 1, 1).toInt();
+    QCOMPARE(m_window->document()->overlays().size(), regions);
+    if (regions > 0) {  // random demo weights: usually some regions, not always
+      auto* doc = m_window->document();
+      const QImage expected = Document::overlayMask(doc->overlays().at(0), doc->mask().size());
+      doc->useOverlayAsMask(0);
+      QCOMPARE(doc->mask(), expected);  // "use as mask" paints exactly the region
+    }
+  }
+
+  void cancelAJob() {
+    auto* tasks = child<QWidget>(m_window, "LoupeTasksPanel");
+    auto* task = child<QComboBox>(tasks, "task");
+    auto* status = child<QLabel>(tasks, "taskStatus");
+    task->setCurrentIndex(task->findData("more_detailed_caption"));
+    QTest::mouseClick(child<QPushButton>(tasks, "run"), Qt::LeftButton);
+    QTest::mouseClick(child<QPushButton>(tasks, "cancel"), Qt::LeftButton);
+    QTRY_VERIFY_WITH_TIMEOUT(status->text() == "Cancelled." || status->text().startsWith("Done"), 60000);
+    QVERIFY(child<QPushButton>(tasks, "run")->isEnabled());
   }
 
   void cleanupTestCase() {

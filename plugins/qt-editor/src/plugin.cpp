@@ -88,8 +88,9 @@ bool LoupePlugin::initialize(loupe::HostContext* host, QString* error) {
     st.beginGroup("loupe");
     st.setValue("lastModel", path);
   });
-  // Reopen the last model once the window is up.
-  const QString last = s.value("lastModel").toString();
+  // Open $LOUPE_OPEN_MODEL (the demo script sets it), else reopen the last model, once the window is up.
+  const QString requested = qEnvironmentVariable("LOUPE_OPEN_MODEL");
+  const QString last = !requested.isEmpty() ? requested : s.value("lastModel").toString();
   if (!last.isEmpty() && QFileInfo(last).isDir()) QTimer::singleShot(0, m_client, [this, last] { m_client->openSession(last); });
   return true;
 }

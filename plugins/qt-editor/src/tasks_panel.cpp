@@ -32,6 +32,7 @@ const TaskDef kTasks[] = {
     {"more_detailed_caption", "More detailed caption", false, false, false},
     {"detect", "Detect objects", false, false, false},
     {"dense_caption", "Dense region captions", false, false, false},
+    {"region_proposal", "Propose regions", false, false, false},
     {"ground", "Find a phrase (grounding)", true, false, false},
     {"segment", "Segment by description", true, false, false},
     {"open_vocabulary_detect", "Open-vocabulary detection", true, false, false},
@@ -176,6 +177,10 @@ void TasksPanel::updateFields() {
 bool TasksPanel::buildInput(TaskInput* in, QString* error) const {
   const QString task = m_task->currentData().toString();
   const TaskDef* t = findTask(task);
+  if (!t) {
+    *error = tr("Choose a task.");
+    return false;
+  }
   in->task = task;
   if (task != QLatin1String("txt2img")) {
     if (!m_host->hasDocument()) {
