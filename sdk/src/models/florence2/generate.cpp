@@ -57,6 +57,7 @@ std::vector<int64_t> generate(Florence2Impl& model, const torch::Tensor& enc, co
     for (int b = 0; b < beams; ++b) {
       float* row = lp + b * V;
       ban_repeated_ngrams(seqs[b], o.no_repeat_ngram_size, row);
+      if (cur <= o.min_new_tokens && tc.eos_token_id >= 0 && tc.eos_token_id < V) row[tc.eos_token_id] = kNegInf;
       if (cur == 1 && tc.forced_bos_token_id >= 0) force(row, V, tc.forced_bos_token_id);
       if (cur == max_len - 1 && tc.forced_eos_token_id >= 0) force(row, V, tc.forced_eos_token_id);
     }

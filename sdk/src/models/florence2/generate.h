@@ -14,6 +14,7 @@ struct GenerateOptions {
   int num_beams = 3;
   int no_repeat_ngram_size = 3;
   int max_new_tokens = 1024;
+  int min_new_tokens = 0;  // EOS is banned before this many new tokens (benchmarks)
   double length_penalty = 1.0;
   // Called after each new token with (step, max); throws to stop (cancellation).
   std::function<void(int, int)> on_step;

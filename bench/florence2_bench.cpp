@@ -1,0 +1,121 @@
+// Florence-2 generation benchmark, JSON out. The configs are those of the reference run behind
+// the targets (../shared/device/reference_baseline.py): random weights at the real sizes,
+// 64 new tokens (EOS banned before), greedy, batch 1 and 8 images, 768 x 768 input.
+//   loupe-bench-florence2 [--size base|large|tiny] [--device cuda|cpu] [--dtype fp16|fp32] [--tokens 64]
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "core/runtime.h"
+#include "models/florence2/generate.h"
+#include "models/florence2/modeling.h"
+
+using namespace loupe::florence2;
+
+static Config make_config(const std::string& size) {
+  Config c;
+  c.text.vocab_size = 51290;
+  c.text.max_position_embeddings = 1024;
+  c.image_token_id = 51289;
+  if (size == "large") {
+    c.vision.embed_dim = {256, 512, 1024, 2048};
+    c.vision.num_heads = {8, 16, 32, 64};
+    c.vision.num_groups = {8, 16, 32, 64};
+    c.vision.projection_dim = 1024;
+    c.text.d_model = 1024;
+    c.text.encoder_layers = c.text.decoder_layers = 12;
+    c.text.encoder_attention_heads = c.text.decoder_attention_heads = 16;
+    c.text.encoder_ffn_dim = c.text.decoder_ffn_dim = 4096;
+  } else if (size == "base") {
+    c.vision.projection_dim = 768;
+    c.text.d_model = 768;
+    c.text.encoder_layers = c.text.decoder_layers = 6;
+    c.text.encoder_attention_heads = c.text.decoder_attention_heads = 12;
+    c.text.encoder_ffn_dim = c.text.decoder_ffn_dim = 3072;
+  } else {  // tiny: for a quick run on any machine
+    c.vision.depths = {1, 1};
+    c.vision.patch_size = {7, 3};
+    c.vision.patch_stride = {4, 2};
+    c.vision.patch_padding = {3, 1};
+    c.vision.patch_prenorm = {false, true};
+    c.vision.embed_dim = {16, 32};
+    c.vision.num_heads = {2, 4};
+    c.vision.num_groups = {2, 4};
+    c.vision.window_size = 4;
+    c.vision.projection_dim = 32;
+    c.text.d_model = 32;
+    c.text.encoder_layers = c.text.decoder_layers = 2;
+    c.text.encoder_attention_heads = c.text.decoder_attention_heads = 4;
+    c.text.encoder_ffn_dim = c.text.decoder_ffn_dim = 64;
+    c.image_size = 64;
+  }
+  return c;
+}
+
+int main(int argc, char** argv) {
+  std::string size = "tiny", device = torch::cuda::is_available() ? "cuda" : "cpu", dtype = "auto";
+  int tokens = 64;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--size")) size = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--device")) device = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--dtype")) dtype = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--tokens")) tokens = std::atoi(argv[i + 1]);
+  }
+  const torch::Device dev = loupe::parse_device(device);
+  const auto dt = dtype == "fp32" || (dtype == "auto" && dev.is_cpu()) ? torch::kFloat32 : torch::kFloat16;
+  torch::NoGradGuard ng;
+  const Config cfg = make_config(size);
+  Florence2 net(cfg);
+  net->eval();
+  net->to(dev, dt);
+  int64_t params = 0;
+  for (const auto& p : net->parameters()) params += p.numel();
+  auto sync = [&] {
+    if (dev.is_cuda()) torch::cuda::synchronize();
+  };
+  nlohmann::json out;
+  out["machine"] = loupe::device_info();
+  out["build"] = loupe::build_info();
+  out["model"] = {{"size", size}, {"params_M", params / 1e6}, {"dtype", loupe::dtype_name(dt)}, {"device", dev.str()}};
+  const int T = cfg.image_tokens();
+  for (int bs : {1, 8}) {
+    auto pixels = torch::randn({bs, 3, cfg.image_size, cfg.image_size}).to(dev, dt);
+    auto run = [&](int n) {
+      auto feats = net->image_features(pixels);
+      std::vector<int64_t> ids(T, cfg.image_token_id);
+      for (int k = 0; k < 8; ++k) ids.push_back(4 + 97 * k);
+      auto input = torch::tensor(ids, torch::kLong).to(dev).unsqueeze(0);
+      for (int b = 0; b < bs; ++b) {  // one image at a time (the SDK's current batching)
+        auto enc = net->encode(input, feats.index({torch::indexing::Slice(b, b + 1)}));
+        GenerateOptions o;
+        o.num_beams = 1;
+        o.no_repeat_ngram_size = 0;
+        o.max_new_tokens = n;
+        o.min_new_tokens = n;
+        generate(*net, enc, o);
+      }
+      sync();
+    };
+    auto time = [&](int n) {
+      run(n);  // warm-up
+      double best = 1e30;
+      for (int r = 0; r < 3; ++r) {
+        auto t0 = std::chrono::steady_clock::now();
+        run(n);
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+      return best;
+    };
+    const double t64 = time(tokens), t1 = time(1);
+    out["cases"]["florence2_" + size + "_bs" + std::to_string(bs)] = {
+        {"gen" + std::to_string(tokens) + "_s", t64}, {"gen1_s", t1}, {"per_token_ms", (t64 - t1) / (tokens - 1) * 1000 / bs}};
+    std::cerr << "bs" << bs << ": " << t64 << " s for " << tokens << " tokens\n";
+  }
+  std::cout << out.dump(1) << std::endl;
+  return 0;
+}
