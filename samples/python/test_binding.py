@@ -42,6 +42,21 @@ class BindingTest(unittest.TestCase):
                 rt.selftest(matmul_size=1)
             self.assertIn("matmul_size", cm.exception.message)
 
+    def test_session_on_the_tiny_florence2(self):
+        model = os.path.join(os.environ["LOUPE_FIXTURES_DIR"], "florence2", "tiny")
+        pixels = (40, 30, bytes(range(256)) * (40 * 30 * 3 // 256) + bytes(40 * 30 * 3 % 256), 3)
+        with loupe.Runtime(device="cpu") as rt, rt.open_session(model) as s:
+            info = s.describe()
+            self.assertEqual(info["family"], "florence2")
+            self.assertIn("detect", info["tasks"])
+            res = s.run("detect", image=pixels, max_new_tokens=10)
+            self.assertEqual(res.task, "detect")
+            for b in res.boxes:
+                self.assertIsInstance(b.label, str)
+            with self.assertRaises(loupe.LoupeError) as cm:
+                s.run("ground", image=pixels)
+            self.assertIn("needs a text", cm.exception.message)
+
     def test_diagnostics(self):
         with loupe.Runtime(device="cpu") as rt:
             d = rt.diagnostics()
