@@ -160,6 +160,10 @@ TEST(Florence2, BadInputGivesSpecificErrors) {
   tiny.task = "caption";
   tiny.images.push_back(test_image(4, 4));
   expect(tiny, Status::InvalidArgument, "at least 8x8");
+  Request huge;
+  huge.task = "caption";
+  huge.images.push_back(Image{9000, 8000, 1, std::vector<uint8_t>(9000u * 8000u, 0)});
+  expect(huge, Status::InvalidArgument, "over 64 Mpixel");
   Request none;
   none.task = "caption";
   expect(none, Status::InvalidArgument, "needs an image");

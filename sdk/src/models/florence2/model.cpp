@@ -76,6 +76,10 @@ class Florence2Model : public Model {
       const Image& im = r.images[i];
       if (im.width < 8 || im.height < 8)
         LOUPE_THROW(InvalidArgument, "image " << i << " is " << im.width << "x" << im.height << ": Florence-2 needs at least 8x8 pixels");
+      if (static_cast<int64_t>(im.width) * im.height > (int64_t(1) << 26))
+        LOUPE_THROW(InvalidArgument, "image " << i << " is " << im.width << "x" << im.height
+                                              << " (over 64 Mpixel); Florence-2 sees it at " << cfg_.image_size
+                                              << " px anyway: downscale it first");
       const std::array<float, 4>* region = r.region ? &*r.region : nullptr;
       const std::string prompt = build_prompt(*spec, r.get_string("text"), region, im.width, im.height);
       ctx.progress(0, go.max_new_tokens, "encode");
