@@ -95,3 +95,19 @@ TEST(Tokenizers, MalformedFilesAreBadModelNamingTheFile) {
   }
   fs::remove_all(dir);
 }
+
+// CLIP flavour on a handmade vocabulary. Expected ids, worked by hand:
+//  "AB  cab!" -> lower-case, collapse spaces -> "ab cab!" -> words "ab", "cab", "!"
+//  "ab": a b</w> -> merge "a b</w>" -> ab</w> (15)
+//  "cab": c a b</w> -> ranks: "a b</w>" (0) first -> c ab</w>; no merge "c ab</w>" -> c (2), ab</w> (15)
+//  "!" -> !</w> (11); digits are single words: "12" -> 1</w> (12), 2</w> (13)
+TEST(Tokenizers, ClipFlavourOnAHandmadeVocabulary) {
+  const std::string dir = kFix + "/text/tiny_clip";
+  const auto tok = BpeTokenizer::from_vocab_merges(dir + "/vocab.json", dir + "/merges.txt", BpeTokenizer::Flavor::Clip);
+  EXPECT_EQ(tok.encode("AB  cab!"), (std::vector<int64_t>{15, 2, 15, 11}));
+  EXPECT_EQ(tok.encode("12"), (std::vector<int64_t>{12, 13}));
+  EXPECT_EQ(tok.encode("<|startoftext|>ab"), (std::vector<int64_t>{18, 15}));
+  EXPECT_EQ(tok.decode({15, 2, 15, 11}), "ab cab !");
+  EXPECT_EQ(BpeTokenizer::pre_tokenize_clip(" It's\tA  dog's 42! "),
+            (std::vector<std::string>{"it", "'s", "a", "dog", "'s", "4", "2", "!"}));
+}

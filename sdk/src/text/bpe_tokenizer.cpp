@@ -109,6 +109,59 @@ std::vector<std::string> BpeTokenizer::pre_tokenize(const std::string& text) {
   return out;
 }
 
+std::vector<std::string> BpeTokenizer::pre_tokenize_clip(const std::string& text) {
+  // whitespace_clean + lower(); then <|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+
+  std::u32string s;
+  bool space = false;
+  for (char32_t c : utf8_to_u32(text)) {
+    if (is_space(c)) {
+      space = !s.empty();
+      continue;
+    }
+    if (space) s.push_back(U' ');
+    space = false;
+    s.push_back(c < 128 ? static_cast<char32_t>(std::tolower(static_cast<int>(c))) : c);
+  }
+  std::vector<std::string> out;
+  const size_t n = s.size();
+  auto emit = [&](size_t a, size_t b) { out.push_back(u32_to_utf8(s.substr(a, b - a))); };
+  for (size_t i = 0; i < n;) {
+    const char32_t c = s[i];
+    if (is_space(c)) {
+      ++i;
+      continue;
+    }
+    bool matched = false;
+    for (const std::u32string special : {U"<|startoftext|>", U"<|endoftext|>"})
+      if (s.compare(i, special.size(), special) == 0) {
+        emit(i, i + special.size());
+        i += special.size();
+        matched = true;
+        break;
+      }
+    if (matched) continue;
+    if (c == U'\'') {
+      for (const std::u32string k : {U"re", U"ve", U"ll", U"s", U"t", U"m", U"d"})
+        if (s.compare(i + 1, k.size(), k) == 0) {
+          emit(i, i + 1 + k.size());
+          i += 1 + k.size();
+          matched = true;
+          break;
+        }
+      if (matched) continue;
+    }
+    size_t j = i + 1;
+    if (is_letter(c)) {
+      while (j < n && is_letter(s[j])) ++j;
+    } else if (!is_number(c)) {
+      while (j < n && is_other(s[j])) ++j;
+    }
+    emit(i, j);
+    i = j;
+  }
+  return out;
+}
+
 void BpeTokenizer::set_vocab(std::unordered_map<std::string, int64_t> vocab, const std::string& file) {
   if (vocab.empty()) LOUPE_THROW(BadModel, "tokenizer " << file << ": the vocabulary is empty");
   int64_t max_id = -1;
@@ -182,10 +235,11 @@ BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& path) {
   return t;
 }
 
-BpeTokenizer BpeTokenizer::from_vocab_merges(const std::string& vocab_path, const std::string& merges_path) {
+BpeTokenizer BpeTokenizer::from_vocab_merges(const std::string& vocab_path, const std::string& merges_path, Flavor flavor) {
   const auto j = read_json(vocab_path);
   if (!j.is_object()) LOUPE_THROW(BadModel, "tokenizer " << vocab_path << ": expected an object of token -> id");
   BpeTokenizer t;
+  t.flavor_ = flavor;
   std::unordered_map<std::string, int64_t> vocab;
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (!it.value().is_number_integer())
@@ -261,6 +315,7 @@ void BpeTokenizer::bpe_word(const std::string& word, std::vector<int64_t>& out) 
     append_utf8(sym, f[b]);
     parts.push_back(sym);
   }
+  if (flavor_ == Flavor::Clip && !parts.empty()) parts.back() += "</w>";
   while (parts.size() > 1) {
     int best = -1;
     size_t at = 0;
@@ -301,7 +356,11 @@ std::vector<int64_t> BpeTokenizer::encode(const std::string& text) const {
   std::vector<int64_t> out;
   size_t start = 0;
   auto encode_plain = [&](const std::string& piece) {
-    for (const auto& w : pre_tokenize(piece)) bpe_word(w, out);
+    for (const auto& w : flavor_ == Flavor::Clip ? pre_tokenize_clip(piece) : pre_tokenize(piece)) {
+      const int64_t special = flavor_ == Flavor::Clip && w.size() > 2 && w[0] == '<' && w[1] == '|' ? token_to_id(w) : -1;
+      if (special >= 0) out.push_back(special);
+      else bpe_word(w, out);
+    }
   };
   // Split on added tokens (longest first at each position).
   size_t i = 0;
@@ -351,12 +410,19 @@ std::string BpeTokenizer::decode(const std::vector<int64_t>& ids, bool skip_spec
       out += tok;
       continue;
     }
-    for (char32_t c : utf8_to_u32(tok)) {
+    std::string body = tok;
+    const bool word_end = flavor_ == Flavor::Clip && body.size() >= 4 && body.compare(body.size() - 4, 4, "</w>") == 0;
+    if (word_end) body.resize(body.size() - 4);
+    for (char32_t c : utf8_to_u32(body)) {
       auto it = inv.find(c);
       if (it != inv.end()) bytes.push_back(static_cast<char>(it->second));
     }
+    if (word_end) bytes.push_back(' ');
   }
   flush();
+  if (flavor_ == Flavor::Clip) {  // words end in a space: drop the last one
+    while (!out.empty() && out.back() == ' ') out.pop_back();
+  }
   return out;
 }
 

@@ -15,11 +15,16 @@ namespace loupe::text {
 
 class BpeTokenizer {
  public:
+  // ByteLevel: GPT-2 / BART. Clip: CLIP's text encoder (lower-cased, whitespace collapsed, CLIP's
+  // pre-tokenization, "</w>" marking the end of each word), as Stable Diffusion uses it.
+  enum class Flavor { ByteLevel, Clip };
   // From a folder holding tokenizer.json or vocab.json + merges.txt. Errors: loupe::Error
   // (NotFound, BadModel) naming the file.
   static BpeTokenizer load_from_dir(const std::string& dir);
   static BpeTokenizer from_tokenizer_json(const std::string& path);
-  static BpeTokenizer from_vocab_merges(const std::string& vocab_path, const std::string& merges_path);
+  static BpeTokenizer from_vocab_merges(const std::string& vocab_path, const std::string& merges_path,
+                                        Flavor flavor = Flavor::ByteLevel);
+  Flavor flavor() const { return flavor_; }
 
   std::vector<int64_t> encode(const std::string& text) const;
   // encode() wrapped as <s> ... </s> when the vocabulary has them (BART / RoBERTa processing).
@@ -38,12 +43,15 @@ class BpeTokenizer {
 
   // GPT-2's pre-tokenization of `text` (exposed for tests).
   static std::vector<std::string> pre_tokenize(const std::string& text);
+  // CLIP's: lower-cased, whitespace collapsed, letters runs, single digits, other runs.
+  static std::vector<std::string> pre_tokenize_clip(const std::string& text);
 
  private:
   void set_vocab(std::unordered_map<std::string, int64_t> vocab, const std::string& file);
   void set_merges(const std::vector<std::pair<std::string, std::string>>& merges, const std::string& file);
   void bpe_word(const std::string& word, std::vector<int64_t>& out) const;
 
+  Flavor flavor_ = Flavor::ByteLevel;
   std::unordered_map<std::string, int64_t> vocab_;
   std::vector<std::string> id_to_token_;
   std::map<std::pair<std::string, std::string>, int> ranks_;
