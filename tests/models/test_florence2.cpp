@@ -261,3 +261,21 @@ TEST(Florence2, DefaultLengthStaysWithinTheDecoderPositions) {
   JobContext ctx(&job);
   EXPECT_NO_THROW(m->run(r, ctx));
 }
+
+// The original remote-code layout (pytorch_model.bin, other names, transposed image_projection)
+// loads through the key map to the very same model: identical outputs for the same input.
+TEST(Florence2, OriginalLayoutGivesTheSameModel) {
+  const std::string orig = std::string(LOUPE_FIXTURES_DIR) + "/florence2/tiny-original";
+  EXPECT_EQ(family().detect(orig), "florence2-d32");
+  auto a = load_tiny();
+  auto b = family().load(orig, ModelOptions{});
+  Request r;
+  r.task = "detect";
+  r.images.push_back(test_image(96, 64));
+  r.ints["max_new_tokens"] = 16;
+  Job job({});
+  JobContext ctx(&job);
+  const Result ra = a->run(r, ctx), rb = b->run(r, ctx);
+  EXPECT_EQ(ra.strings.at("raw_0"), rb.strings.at("raw_0"));
+  EXPECT_EQ(ra.to_json(), rb.to_json());
+}

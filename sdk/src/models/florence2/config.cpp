@@ -30,6 +30,15 @@ Config Config::load(const std::string& dir) {
   if (j.contains("vision_config") && j["vision_config"].is_object()) {
     const auto& v = j["vision_config"];
     auto& vc = c.vision;
+    if (v.contains("dim_embed")) {  // original remote-code config
+      c.original_layout = true;
+      c.image_token_id = -1;
+      read(v, "dim_embed", vc.embed_dim, file);
+      if (v.contains("visual_temporal_embedding") && v["visual_temporal_embedding"].is_object())
+        read(v["visual_temporal_embedding"], "max_temporal_embeddings", vc.max_temporal_embeddings, file);
+      if (v.contains("image_pos_embed") && v["image_pos_embed"].is_object())
+        read(v["image_pos_embed"], "max_pos_embeddings", vc.max_position_embeddings, file);
+    }
     read(v, "in_channels", vc.in_channels, file);
     read(v, "depths", vc.depths, file);
     read(v, "patch_size", vc.patch_size, file);

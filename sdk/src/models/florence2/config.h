@@ -45,6 +45,9 @@ struct Config {
   TextConfig text;
   int64_t image_token_id = 51289;
   std::string model_type;
+  // The first Florence-2 releases (remote code): other parameter names, image_projection stored
+  // transposed, no image placeholder token (features are simply put in front of the prompt).
+  bool original_layout = false;
   // From preprocessor_config.json (defaults: 768 x 768, ImageNet mean/std).
   int image_size = 768;
   std::vector<float> image_mean{0.485f, 0.456f, 0.406f};

@@ -19,6 +19,28 @@ namespace loupe::florence2 {
 
 namespace {
 
+// Module names -> the names of the first (remote-code) Florence-2 releases. The same mapping as
+// transformers' conversion script, inverted.
+io::KeyMap original_keymap() {
+  const std::string blk = "^model\\.vision_tower\\.(blocks\\.\\d+\\.\\d+\\.";
+  io::KeyMap k;
+  k.regex("^model\\.vision_tower\\.convs\\.(\\d+)\\.conv\\.", "vision_tower.convs.$1.proj.")
+      .regex(blk + "\\w+_block)\\.conv([12])\\.", "vision_tower.$1.conv$2.fn.dw.")
+      .regex(blk + "spatial_block)\\.norm1\\.", "vision_tower.$1.window_attn.norm.")
+      .regex(blk + "channel_block)\\.norm1\\.", "vision_tower.$1.channel_attn.norm.")
+      .regex(blk + "\\w+_block)\\.(window_attn|channel_attn)\\.", "vision_tower.$1.$2.fn.")
+      .regex(blk + "\\w+_block)\\.norm2\\.", "vision_tower.$1.ffn.norm.")
+      .regex(blk + "\\w+_block)\\.ffn\\.(fc[12])\\.", "vision_tower.$1.ffn.fn.net.$2.")
+      .prefix("model.vision_tower.", "vision_tower.")
+      .regex("^model\\.multi_modal_projector\\.image_projection\\.weight$", "image_projection")
+      .prefix("model.multi_modal_projector.image_position_embed.", "image_pos_embed.")
+      .prefix("model.multi_modal_projector.", "")
+      .prefix("model.language_model.", "language_model.model.")
+      // stored as a raw [vision_dim, projection_dim] parameter, used as x @ W
+      .transform("^model\\.multi_modal_projector\\.image_projection\\.weight$", [](const torch::Tensor& t) { return t.t(); });
+  return k;
+}
+
 std::string variant_of(const Config& c) {
   const int d = c.text.d_model;
   if (d == 768) return "florence2-base";
@@ -36,6 +58,7 @@ class Florence2Model : public Model {
     bo.dtype = o.dtype;
     bo.device = o.device;
     net_->to(o.device, o.dtype);
+    if (cfg_.original_layout) bo.keymap = original_keymap();
     io::bind(*net_, ckpt, bo);
     bytes_ = 0;
     for (const auto& p : net_->parameters()) bytes_ += p.numel() * p.element_size();

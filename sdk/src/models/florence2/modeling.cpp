@@ -256,7 +256,8 @@ static torch::Tensor ffn_block(BartLayerImpl& l, torch::Tensor h) {
 }
 
 torch::Tensor Florence2Impl::encode(const torch::Tensor& input_ids, const torch::Tensor& feats) {
-  auto h = embed(input_ids);
+  // Placeholders may use an id outside the vocabulary (original layout: -1): embed a valid id there.
+  auto h = embed(input_ids.clamp_min(0));
   if (feats.defined()) {
     auto is_img = (input_ids == cfg.image_token_id);
     const int64_t n = is_img.sum().item<int64_t>();
