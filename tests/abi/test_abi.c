@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "loupe/loupe.h"
 
@@ -256,6 +257,16 @@ static void test_session(loupe_runtime *rt) {
   loupe_job_free(job);
   loupe_request_free(rq);
   loupe_session_close(s);
+  /* convert the original layout's pytorch_model.bin to safetensors, and refuse to overwrite */
+  {
+    char in[1100], out[256];
+    snprintf(in, sizeof in, "%s/florence2/tiny-original/pytorch_model.bin", fixtures);
+    snprintf(out, sizeof out, "/tmp/loupe-abi-convert-%ld.safetensors", (long)time(NULL));
+    CHECK(loupe_checkpoint_convert(in, out) == LOUPE_OK);
+    CHECK_ERR(loupe_checkpoint_convert(in, out), LOUPE_ERROR_INVALID_ARGUMENT, "already exists");
+    remove(out);
+    CHECK_ERR(loupe_checkpoint_convert("/no/such.bin", out), LOUPE_ERROR_NOT_FOUND, "/no/such.bin");
+  }
 }
 
 static void test_free_runtime_with_jobs_in_flight(void) {

@@ -2,6 +2,7 @@
 //   loupe-cli info                      diagnostics JSON
 //   loupe-cli selftest [--device D]     device self-test
 //   loupe-cli inspect DIR               check a model folder without loading it
+//   loupe-cli convert IN OUT.safetensors  pytorch_model.bin / shards -> one safetensors file
 //   loupe-cli run --model DIR --task T [--image F] [--mask F] [--text S] [--region x0,y0,x1,y1]
 //                 [--set key=value ...] [--out F] [--json]
 //   loupe-cli txt2img|img2img|inpaint --model DIR --prompt S [...] --out F   (shorthands for run)
@@ -29,7 +30,7 @@ struct Args {
 
 int usage() {
   std::fprintf(stderr,
-               "usage: loupe-cli info | selftest | inspect DIR | run --model DIR --task TASK [--image F] [--mask F]\n"
+               "usage: loupe-cli info | selftest | inspect DIR | convert IN OUT.safetensors | run --model DIR --task TASK [--image F] [--mask F]\n"
                "       [--text S] [--prompt S] [--region x0,y0,x1,y1] [--set key=value]... [--out F] [--json]\n"
                "       [--device auto|cpu|cuda:N] [--precision auto|fp32|fp16|bf16] [--models-dir DIR]\n"
                "       loupe-cli txt2img|img2img|inpaint --model DIR --prompt S [--image F] [--mask F] --out F\n");
@@ -187,6 +188,10 @@ int main(int argc, char** argv) {
     if (loupe_model_inspect(rt, a.positional[0].c_str(), &json) != LOUPE_OK) rc = fail("inspect");
     else std::printf("%s\n", json);
     loupe_string_free(json);
+  } else if (a.command == "convert") {
+    if (a.positional.size() != 2) return usage();
+    if (loupe_checkpoint_convert(a.positional[0].c_str(), a.positional[1].c_str()) != LOUPE_OK) rc = fail("convert");
+    else std::fprintf(stderr, "wrote %s\n", a.positional[1].c_str());
   } else if (a.command == "selftest") {
     loupe_request* rq = nullptr;
     loupe_job* job = nullptr;

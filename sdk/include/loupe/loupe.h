@@ -158,6 +158,11 @@ LOUPE_API loupe_status loupe_runtime_log(loupe_runtime *runtime, loupe_log_level
  *  runtime may be NULL. Free *out_json with loupe_string_free. */
 LOUPE_API loupe_status loupe_model_inspect(loupe_runtime *runtime, const char *path, char **out_json);
 
+/** Converts a checkpoint (pytorch_model.bin, sharded or single .safetensors, or a folder holding
+ *  one) into one .safetensors file, tensors and dtypes unchanged. The pickle reader runs no code.
+ *  Fails (and writes nothing) if out_path exists. */
+LOUPE_API loupe_status loupe_checkpoint_convert(const char *in_path, const char *out_path);
+
 /* ---------------------------------------------------------------- sessions */
 typedef struct loupe_session_options {
   uint32_t struct_size;

@@ -7,6 +7,7 @@
 #include "loupe/loupe.h"
 #include "core/runtime.h"
 #include "core/torch_compat.h"
+#include "io/convert.h"
 
 using loupe::Error;
 using loupe::Status;
@@ -275,6 +276,14 @@ loupe_status loupe_model_inspect(loupe_runtime* runtime, const char* path, char*
       auto tmp = loupe::Runtime::create(ro, {}, loupe::LogLevel::Error);
       *out_json = dup_string(tmp->inspect(path).dump(2));
     }
+  });
+}
+
+loupe_status loupe_checkpoint_convert(const char* in_path, const char* out_path) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(in_path && *in_path, "in_path is NULL or empty");
+    LOUPE_ARG(out_path && *out_path, "out_path is NULL or empty");
+    loupe::convert_checkpoint(in_path, out_path);
   });
 }
 
