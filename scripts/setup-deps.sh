@@ -9,7 +9,7 @@ pkgs=(build-essential cmake ninja-build ccache pkg-config
       libtorch-dev nlohmann-json3-dev libopencv-dev
       qt6-base-dev qt6-image-formats-plugins libgl-dev
       googletest libgtest-dev libgmock-dev abigail-tools binutils
-      xvfb xauth)
+      xvfb xauth mono-mcs mono-runtime)
 # node/npm may come from elsewhere (e.g. NodeSource, whose nodejs conflicts with Debian's npm).
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 missing=()
