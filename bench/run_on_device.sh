@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One call on the CUDA machine does everything that needs it (device time is short):
+# build against PyTorch's libtorch, run the test suite, the self-test, the Florence-2 parity
+# fixture generator (transformers) and the benchmarks side by side with the reference.
+# Prepare here first:  ../shared/device/prepare-deps.sh
+# Then run with the device tool, carrying .devdeps and tests/fixtures/gen/node_modules (and .ref for
+# diffusers when Stable Diffusion lands):
+#   source .devdeps/env.sh; bench/run_on_device.sh
+# Results land in $OUT (logs, selftest.json, bench JSON, tiny-expected.safetensors).
+set -uo pipefail
+OUT=${OUT:-/tmp/loupe-out}
+mkdir -p "$OUT"
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DLOUPE_BUILD_EDITOR=OFF > "$OUT/configure.log" 2>&1 \
+  || { tail -50 "$OUT/configure.log"; exit 1; }
+cmake --build build-gpu -j"$(nproc)" > "$OUT/build.log" 2>&1 || { grep -E "error" "$OUT/build.log" | head -40; exit 1; }
+ctest --test-dir build-gpu --output-on-failure -j4 --timeout 600 > "$OUT/ctest.log" 2>&1
+grep -E "tests passed|tests failed|\*\*\*Failed" "$OUT/ctest.log"
+build-gpu/bin/loupe-cli selftest > "$OUT/selftest.json" 2>/dev/null; cat "$OUT/selftest.json"
+build-gpu/bin/loupe-cli info > "$OUT/info.json" 2>/dev/null
+python3 tests/fixtures/gen/florence2_reference.py > "$OUT/florence2_reference.log" 2>&1 \
+  && cp tests/fixtures/florence2/tiny-expected.safetensors "$OUT/" ; tail -3 "$OUT/florence2_reference.log"
+for size in base large; do
+  build-gpu/bin/loupe-bench-florence2 --size "$size" --device cuda --dtype fp16 > "$OUT/bench_florence2_$size.json" \
+    2> "$OUT/bench_florence2_$size.log"; tail -2 "$OUT/bench_florence2_$size.log"
+done
+SKIP_SD=1 python3 ../shared/device/reference_baseline.py > "$OUT/reference.log" 2>&1 || cp ../shared/device/reference_baseline.py /dev/null
+tail -3 "$OUT/reference.log"
