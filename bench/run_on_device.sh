@@ -3,8 +3,9 @@
 # build against PyTorch's libtorch, run the test suite, the self-test, the Florence-2 parity
 # fixture generator (transformers) and the benchmarks side by side with the reference.
 # Prepare here first:  ../shared/device/prepare-deps.sh
-# Then run with the device tool, carrying .devdeps and tests/fixtures/gen/node_modules (and .ref for
-# diffusers when Stable Diffusion lands):
+# and copy the reference run beside the code (../shared does not travel to the device):
+#   mkdir -p .ref && cp ../shared/device/reference_baseline.py .ref/   (.ref/ is git-ignored)
+# Then run with the device tool, carrying .devdeps, .ref and tests/fixtures/gen/node_modules:
 #   source .devdeps/env.sh; bench/run_on_device.sh
 # Results land in $OUT (logs, selftest.json, bench JSON, tiny-expected.safetensors).
 set -uo pipefail
@@ -23,5 +24,6 @@ for size in base large; do
   build-gpu/bin/loupe-bench-florence2 --size "$size" --device cuda --dtype fp16 > "$OUT/bench_florence2_$size.json" \
     2> "$OUT/bench_florence2_$size.log"; tail -2 "$OUT/bench_florence2_$size.log"
 done
-SKIP_SD=1 python3 ../shared/device/reference_baseline.py > "$OUT/reference.log" 2>&1 || cp ../shared/device/reference_baseline.py /dev/null
-tail -3 "$OUT/reference.log"
+if [ -f .ref/reference_baseline.py ]; then
+  SKIP_SD=1 python3 .ref/reference_baseline.py > "$OUT/reference.log" 2>&1; tail -3 "$OUT/reference.log"
+fi
