@@ -213,6 +213,12 @@ TEST(Florence2, PostProcessingOfCraftedGenerations) {
   EXPECT_EQ(grounding.boxes[1].label, "a red car");
   EXPECT_EQ(grounding.boxes[1].x0, 3);  // 30.5 * 0.1 = 3.05 -> 3
 
+  Result banned;  // phrases listed in processor_config.json are dropped from grounding
+  parse(*find_task("ground"), "the image<loc_1><loc_1><loc_2><loc_2>a dog<loc_3><loc_3><loc_4><loc_4>", 100, 100, banned,
+        {"the image", "it"});
+  ASSERT_EQ(banned.boxes.size(), 1u);
+  EXPECT_EQ(banned.boxes[0].label, "a dog");
+
   Result proposals;  // no phrase needed
   parse(*find_task("region_proposal"), "<loc_0><loc_0><loc_500><loc_500>", 200, 200, proposals);
   ASSERT_EQ(proposals.boxes.size(), 1u);

@@ -104,6 +104,15 @@ Config Config::load(const std::string& dir) {
     read(p, "image_std", c.image_std, pre.string());
     read(p, "rescale_factor", c.rescale_factor, pre.string());
   }
+  const auto proc = fs::path(dir) / "processor_config.json";
+  if (fs::exists(proc)) {
+    const auto p = io::read_json_file(proc.string());
+    if (p.contains("post_processor_config") && p["post_processor_config"].is_object()) {
+      const auto& pp = p["post_processor_config"];
+      if (pp.contains("phrase_grounding") && pp["phrase_grounding"].is_object())
+        read(pp["phrase_grounding"], "banned_grounding_tokens", c.banned_grounding_tokens, proc.string());
+    }
+  }
   const auto gen = fs::path(dir) / "generation_config.json";
   if (fs::exists(gen)) {
     const auto g = io::read_json_file(gen.string());

@@ -57,6 +57,8 @@ struct Config {
   int num_beams = 3;
   int no_repeat_ngram_size = 3;
   int max_new_tokens = 1024;
+  // processor_config.json: phrases the grounding post-processor drops
+  std::vector<std::string> banned_grounding_tokens;
 
   // Number of image placeholder tokens: the vision tower's output grid plus one pooled token.
   int image_tokens() const;

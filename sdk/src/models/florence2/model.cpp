@@ -118,7 +118,7 @@ class Florence2Model : public Model {
       const auto gen = generate(*net_, enc, go);
       const std::string text = tok_.decode(std::vector<int64_t>(gen.begin() + 1, gen.end()), false);
       Result one;
-      parse(*spec, text, im.width, im.height, one);
+      parse(*spec, text, im.width, im.height, one, cfg_.banned_grounding_tokens);
       merge(out, one, i, n_images);
       out.strings["raw_" + std::to_string(i)] = text;
     }

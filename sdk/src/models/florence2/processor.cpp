@@ -53,7 +53,7 @@ std::vector<int> loc_bins(const std::string& s) {
 // "phrase<loc_a><loc_b><loc_c><loc_d>..." -> label and boxes (one per 4 bins)
 const std::regex kTextBefore("^\\s*([\\s\\S]*?)(?=<od>|</od>|<box>|</box>|<bbox>|</bbox>|<loc_)");
 
-void parse_boxes(const std::string& text_in, int w, int h, bool allow_empty, bool grounding, Result& out) {
+void parse_boxes(const std::string& text_in, int w, int h, bool allow_empty, const BannedPhrases* banned, Result& out) {
   const std::string text = strip_specials(text_in);
   static const std::regex with_phrase("([^<]+(?:<loc_\\d+>){4,})");
   static const std::regex no_phrase("((?:<loc_\\d+>){4,})");
@@ -70,6 +70,7 @@ void parse_boxes(const std::string& text_in, int w, int h, bool allow_empty, boo
     std::smatch m;
     if (!std::regex_search(phrase_text, m, kTextBefore)) continue;
     const std::string label = ascii_only(trim(m[1]));
+    if (banned && std::find(banned->begin(), banned->end(), trim(m[1])) != banned->end()) continue;
     for (std::sregex_iterator b(phrase_text.begin(), phrase_text.end(), box); b != end; ++b) {
       Box bx;
       bx.x0 = dequant(std::stoi((*b)[1]), w);
@@ -79,7 +80,6 @@ void parse_boxes(const std::string& text_in, int w, int h, bool allow_empty, boo
       bx.label = label;
       out.boxes.push_back(bx);
     }
-    (void)grounding;
     ++group;
   }
 }
@@ -188,21 +188,21 @@ std::string build_prompt(const TaskSpec& t, const std::string& text, const std::
   return replace_all(t.prompt, "{input}", input);
 }
 
-void parse(const TaskSpec& t, const std::string& generated, int w, int h, Result& out) {
+void parse(const TaskSpec& t, const std::string& generated, int w, int h, Result& out, const BannedPhrases& banned) {
   const std::string type = t.parse;
   if (type == "pure_text") {
     out.text = trim(strip_specials(generated));
   } else if (type == "description_with_bboxes") {
-    parse_boxes(generated, w, h, false, false, out);
+    parse_boxes(generated, w, h, false, nullptr, out);
   } else if (type == "bboxes") {
-    parse_boxes(generated, w, h, true, false, out);
+    parse_boxes(generated, w, h, true, nullptr, out);
   } else if (type == "phrase_grounding") {
-    parse_boxes(generated, w, h, false, true, out);
+    parse_boxes(generated, w, h, false, &banned, out);
   } else if (type == "polygons") {
     parse_polygons(generated, w, h, true, out);
   } else if (type == "description_with_bboxes_or_polygons") {
     if (generated.find("<poly>") != std::string::npos) parse_polygons(generated, w, h, false, out);
-    else parse_boxes(generated, w, h, false, false, out);
+    else parse_boxes(generated, w, h, false, nullptr, out);
   } else if (type == "ocr") {
     parse_ocr(generated, w, h, out);
   }

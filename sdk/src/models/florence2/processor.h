@@ -24,7 +24,12 @@ const TaskSpec* find_task(const std::string& abi_task);
 std::string build_prompt(const TaskSpec& t, const std::string& text, const std::array<float, 4>* region, int width,
                          int height);
 
+// Phrases dropped from grounding results (processor_config.json: post_processor_config.
+// phrase_grounding.banned_grounding_tokens in the converted checkpoints).
+using BannedPhrases = std::vector<std::string>;
+
 // Parses generated text (special tokens included) into `out` for an image of width x height.
-void parse(const TaskSpec& t, const std::string& generated, int width, int height, Result& out);
+void parse(const TaskSpec& t, const std::string& generated, int width, int height, Result& out,
+           const BannedPhrases& banned = {});
 
 }  // namespace loupe::florence2
