@@ -1,0 +1,171 @@
+#include "schedulers/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "io/config.h"
+
+namespace loupe::schedulers {
+
+SchedulerConfig SchedulerConfig::from_json(const nlohmann::json& j, const std::string& file) {
+  SchedulerConfig c;
+  c.num_train_timesteps = io::get_or(j, "num_train_timesteps", c.num_train_timesteps, file);
+  c.beta_start = io::get_or(j, "beta_start", c.beta_start, file);
+  c.beta_end = io::get_or(j, "beta_end", c.beta_end, file);
+  c.beta_schedule = io::get_or(j, "beta_schedule", c.beta_schedule, file);
+  c.prediction_type = io::get_or(j, "prediction_type", c.prediction_type, file);
+  c.timestep_spacing = io::get_or(j, "timestep_spacing", c.timestep_spacing, file);
+  c.steps_offset = io::get_or(j, "steps_offset", c.steps_offset, file);
+  c.set_alpha_to_one = io::get_or(j, "set_alpha_to_one", c.set_alpha_to_one, file);
+  if (c.beta_schedule != "scaled_linear" && c.beta_schedule != "linear")
+    LOUPE_THROW(Unsupported, file << ": beta_schedule '" << c.beta_schedule << "' (supported: scaled_linear, linear)");
+  if (c.prediction_type != "epsilon" && c.prediction_type != "v_prediction")
+    LOUPE_THROW(Unsupported, file << ": prediction_type '" << c.prediction_type << "' (supported: epsilon, v_prediction)");
+  if (c.timestep_spacing != "leading" && c.timestep_spacing != "linspace" && c.timestep_spacing != "trailing")
+    LOUPE_THROW(Unsupported, file << ": timestep_spacing '" << c.timestep_spacing << "'");
+  if (c.num_train_timesteps < 2) LOUPE_THROW(BadModel, file << ": num_train_timesteps " << c.num_train_timesteps);
+  return c;
+}
+
+Scheduler::Scheduler(SchedulerConfig c) : cfg_(std::move(c)) {
+  const int T = cfg_.num_train_timesteps;
+  double prod = 1.0;
+  for (int t = 0; t < T; ++t) {
+    double beta;
+    if (cfg_.beta_schedule == "linear") {
+      beta = cfg_.beta_start + (cfg_.beta_end - cfg_.beta_start) * t / (T - 1);
+    } else {  // scaled_linear: linear in sqrt(beta)
+      const double a = std::sqrt(cfg_.beta_start), b = std::sqrt(cfg_.beta_end);
+      const double s = a + (b - a) * t / (T - 1);
+      beta = s * s;
+    }
+    prod *= 1.0 - beta;
+    alphas_cumprod_.push_back(prod);
+  }
+}
+
+std::vector<double> Scheduler::spaced_timesteps(int steps) const {
+  const int T = cfg_.num_train_timesteps;
+  if (steps < 1 || steps > T)
+    LOUPE_THROW(InvalidArgument, "steps = " << steps << " is out of range [1, " << T << "]");
+  std::vector<double> ts;
+  if (cfg_.timestep_spacing == "linspace") {
+    for (int i = 0; i < steps; ++i) ts.push_back(steps == 1 ? 0.0 : (T - 1) * double(i) / (steps - 1));
+    std::reverse(ts.begin(), ts.end());
+  } else if (cfg_.timestep_spacing == "leading") {
+    const int ratio = T / steps;
+    for (int i = steps - 1; i >= 0; --i) ts.push_back(double(i * ratio + cfg_.steps_offset));
+  } else {  // trailing
+    const double ratio = double(T) / steps;
+    for (int i = 0; i < steps; ++i) ts.push_back(std::round(T - i * ratio) - 1);
+  }
+  return ts;
+}
+
+namespace {
+
+// sigma(t) = sqrt((1 - a_t) / a_t), linearly interpolated between integer timesteps.
+double sigma_at(const std::vector<double>& ac, double t) {
+  const int lo = static_cast<int>(std::floor(t));
+  const int hi = std::min(lo + 1, static_cast<int>(ac.size()) - 1);
+  auto s = [&](int i) { return std::sqrt((1 - ac[i]) / ac[i]); };
+  const double w = t - lo;
+  return s(lo) * (1 - w) + s(hi) * w;
+}
+
+class EulerBase : public Scheduler {
+ public:
+  using Scheduler::Scheduler;
+  void set_timesteps(int steps) override {
+    timesteps_ = spaced_timesteps(steps);
+    sigmas_.clear();
+    for (double t : timesteps_) sigmas_.push_back(sigma_at(alphas_cumprod_, t));
+    sigmas_.push_back(0.0);
+  }
+  double init_noise_sigma() const override {
+    const double m = *std::max_element(sigmas_.begin(), sigmas_.end());
+    return cfg_.timestep_spacing == "leading" ? std::sqrt(m * m + 1) : m;
+  }
+  torch::Tensor scale_model_input(const torch::Tensor& sample, size_t i) const override {
+    return sample / std::sqrt(sigmas_.at(i) * sigmas_.at(i) + 1);
+  }
+  const std::vector<double>& sigmas() const { return sigmas_; }
+
+ protected:
+  torch::Tensor predict_x0(const torch::Tensor& out, const torch::Tensor& sample, double sigma) const {
+    if (cfg_.prediction_type == "v_prediction")
+      return out * (-sigma / std::sqrt(sigma * sigma + 1)) + sample / (sigma * sigma + 1);
+    return sample - sigma * out;
+  }
+  std::vector<double> sigmas_;
+};
+
+class Euler : public EulerBase {
+ public:
+  using EulerBase::EulerBase;
+  torch::Tensor step(const torch::Tensor& out, size_t i, const torch::Tensor& sample, at::Generator*) override {
+    const double s = sigmas_.at(i), next = sigmas_.at(i + 1);
+    const auto x0 = predict_x0(out, sample, s);
+    const auto d = (sample - x0) / s;
+    return sample + d * (next - s);
+  }
+};
+
+class EulerAncestral : public EulerBase {
+ public:
+  using EulerBase::EulerBase;
+  torch::Tensor step(const torch::Tensor& out, size_t i, const torch::Tensor& sample, at::Generator* gen) override {
+    const double s = sigmas_.at(i), next = sigmas_.at(i + 1);
+    const auto x0 = predict_x0(out, sample, s);
+    const double up = std::sqrt(next * next * (s * s - next * next) / (s * s));
+    const double down = std::sqrt(next * next - up * up);
+    auto prev = sample + (sample - x0) / s * (down - s);
+    if (up > 0) {
+      auto noise = gen ? torch::randn(sample.sizes(), *gen, torch::kFloat32) : torch::randn(sample.sizes(), torch::kFloat32);
+      prev = prev + noise.to(sample.device(), sample.scalar_type()) * up;
+    }
+    return prev;
+  }
+};
+
+class Ddim : public Scheduler {
+ public:
+  using Scheduler::Scheduler;
+  void set_timesteps(int steps) override {
+    timesteps_ = spaced_timesteps(steps);
+    ratio_ = cfg_.num_train_timesteps / steps;
+  }
+  double init_noise_sigma() const override { return 1.0; }
+  torch::Tensor scale_model_input(const torch::Tensor& sample, size_t) const override { return sample; }
+  torch::Tensor step(const torch::Tensor& out, size_t i, const torch::Tensor& sample, at::Generator*) override {
+    const int t = static_cast<int>(timesteps_.at(i));
+    const int prev_t = t - ratio_;
+    const double a = alphas_cumprod_.at(t);
+    const double a_prev = prev_t >= 0 ? alphas_cumprod_.at(prev_t) : (cfg_.set_alpha_to_one ? 1.0 : alphas_cumprod_.at(0));
+    const double b = 1 - a;
+    torch::Tensor x0, eps;
+    if (cfg_.prediction_type == "v_prediction") {
+      x0 = std::sqrt(a) * sample - std::sqrt(b) * out;
+      eps = std::sqrt(a) * out + std::sqrt(b) * sample;
+    } else {
+      x0 = (sample - std::sqrt(b) * out) / std::sqrt(a);
+      eps = out;
+    }
+    return std::sqrt(a_prev) * x0 + std::sqrt(1 - a_prev) * eps;  // eta = 0
+  }
+
+ private:
+  int ratio_ = 1;
+};
+
+}  // namespace
+
+std::unique_ptr<Scheduler> make(const std::string& name, const SchedulerConfig& c) {
+  if (name == "euler") return std::make_unique<Euler>(c);
+  if (name == "euler_a") return std::make_unique<EulerAncestral>(c);
+  if (name == "ddim") return std::make_unique<Ddim>(c);
+  LOUPE_THROW(InvalidArgument, "unknown sampler '" << name << "' (known: euler, euler_a, ddim)");
+}
+
+}  // namespace loupe::schedulers

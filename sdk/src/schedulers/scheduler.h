@@ -1,0 +1,51 @@
+// Diffusion schedulers with diffusers' semantics (scheduler_config.json keys and defaults):
+// Euler, Euler ancestral, DDIM. A scheduler knows no model: it turns the model output at each
+// timestep into the next sample. Tensors are float32 on any device; tables are computed in double.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+namespace loupe::schedulers {
+
+struct SchedulerConfig {
+  int num_train_timesteps = 1000;
+  double beta_start = 0.00085;
+  double beta_end = 0.012;
+  std::string beta_schedule = "scaled_linear";  // or "linear"
+  std::string prediction_type = "epsilon";      // or "v_prediction"
+  std::string timestep_spacing = "leading";     // "linspace", "leading", "trailing"
+  int steps_offset = 1;
+  bool set_alpha_to_one = false;                // DDIM
+  static SchedulerConfig from_json(const nlohmann::json& j, const std::string& file);
+};
+
+class Scheduler {
+ public:
+  explicit Scheduler(SchedulerConfig c);
+  virtual ~Scheduler() = default;
+  virtual void set_timesteps(int steps) = 0;
+  const std::vector<double>& timesteps() const { return timesteps_; }
+  virtual double init_noise_sigma() const = 0;
+  // The model input for timestep index i (sigma scaling for the Euler family).
+  virtual torch::Tensor scale_model_input(const torch::Tensor& sample, size_t i) const = 0;
+  // The next sample from the model output at step i. `gen` feeds ancestral noise (CPU generator).
+  virtual torch::Tensor step(const torch::Tensor& model_output, size_t i, const torch::Tensor& sample,
+                             at::Generator* gen) = 0;
+  const SchedulerConfig& config() const { return cfg_; }
+  const std::vector<double>& alphas_cumprod() const { return alphas_cumprod_; }
+
+ protected:
+  std::vector<double> spaced_timesteps(int steps) const;
+  SchedulerConfig cfg_;
+  std::vector<double> alphas_cumprod_;
+  std::vector<double> timesteps_;
+};
+
+// "euler", "euler_a", "ddim"; InvalidArgument naming the known ones otherwise.
+std::unique_ptr<Scheduler> make(const std::string& name, const SchedulerConfig& c);
+
+}  // namespace loupe::schedulers
