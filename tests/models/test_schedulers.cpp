@@ -39,7 +39,7 @@ static void ideal_run(const std::string& name, const std::string& prediction) {
   const auto x0 = torch::randn({1, 4, 8, 8});
   const auto eps = torch::randn({1, 4, 8, 8});
   const auto& ac = s->alphas_cumprod();
-  const bool ddim = name == "ddim";
+  const bool ddim = name == "ddim" || name.rfind("dpmpp", 0) == 0;  // VP samples
   // start at the first timestep's noise level
   const double t0 = s->timesteps()[0];
   const double a0 = ac[static_cast<int>(t0)];
@@ -48,7 +48,12 @@ static void ideal_run(const std::string& name, const std::string& prediction) {
   auto gen = at::detail::createCPUGenerator(42);
   for (size_t i = 0; i < s->timesteps().size(); ++i) {
     const double t = s->timesteps()[i];
-    const double a = ac[static_cast<int>(t)];
+    double a = ac[static_cast<int>(t)];
+    if (name == "dpmpp_2m_karras") {  // Karras sigmas sit between training steps: use the sigma itself
+      const double sg = s->sigma(i);
+      a = 1 / (sg * sg + 1);
+      if (i == 0) x = std::sqrt(a) * x0 + std::sqrt(1 - a) * eps;
+    }
     // the ideal model output for this noise level
     torch::Tensor out = eps;
     if (prediction == "v_prediction") out = std::sqrt(a) * eps - std::sqrt(1 - a) * x0;
@@ -60,7 +65,7 @@ static void ideal_run(const std::string& name, const std::string& prediction) {
 
 TEST(Schedulers, IdealDenoiserEndsAtTheCleanSample) {
   for (const char* p : {"epsilon", "v_prediction"})
-    for (const char* n : {"euler", "ddim"}) ideal_run(n, p);
+    for (const char* n : {"euler", "ddim", "dpmpp_2m", "dpmpp_2m_karras"}) ideal_run(n, p);
 }
 
 TEST(Schedulers, AncestralNoiseComesFromTheSeededGenerator) {
@@ -82,7 +87,7 @@ TEST(Schedulers, UnknownSamplerAndBadConfigAreErrors) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(e.status(), Status::InvalidArgument);
-    EXPECT_NE(std::string(e.what()).find("known: euler, euler_a, ddim"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("known: euler, euler_a, ddim, dpmpp_2m"), std::string::npos);
   }
   EXPECT_THROW(SchedulerConfig::from_json({{"prediction_type", "sample"}}, "scheduler_config.json"), Error);
   EXPECT_THROW(SchedulerConfig::from_json({{"beta_schedule", "squaredcos_cap_v2"}}, "scheduler_config.json"), Error);

@@ -90,7 +90,6 @@ class EulerBase : public Scheduler {
   torch::Tensor scale_model_input(const torch::Tensor& sample, size_t i) const override {
     return sample / std::sqrt(sigmas_.at(i) * sigmas_.at(i) + 1);
   }
-  const std::vector<double>& sigmas() const { return sigmas_; }
 
  protected:
   torch::Tensor predict_x0(const torch::Tensor& out, const torch::Tensor& sample, double sigma) const {
@@ -98,7 +97,6 @@ class EulerBase : public Scheduler {
       return out * (-sigma / std::sqrt(sigma * sigma + 1)) + sample / (sigma * sigma + 1);
     return sample - sigma * out;
   }
-  std::vector<double> sigmas_;
 };
 
 class Euler : public EulerBase {
@@ -135,6 +133,9 @@ class Ddim : public Scheduler {
   void set_timesteps(int steps) override {
     timesteps_ = spaced_timesteps(steps);
     ratio_ = cfg_.num_train_timesteps / steps;
+    sigmas_.clear();
+    for (double t : timesteps_) sigmas_.push_back(sigma_at(alphas_cumprod_, t));
+    sigmas_.push_back(0.0);
   }
   double init_noise_sigma() const override { return 1.0; }
   torch::Tensor scale_model_input(const torch::Tensor& sample, size_t) const override { return sample; }
@@ -159,13 +160,101 @@ class Ddim : public Scheduler {
   int ratio_ = 1;
 };
 
+// DPM-Solver++ (2M): second-order multistep in the VP parameterisation, with Karras sigmas when
+// asked (diffusers' DPMSolverMultistepScheduler, algorithm "dpmsolver++", midpoint, lower order at
+// the first step and at the last step of short schedules, final sigma 0).
+class DpmPP2M : public Scheduler {
+ public:
+  DpmPP2M(SchedulerConfig c, bool karras) : Scheduler(std::move(c)), karras_(karras) {}
+  void set_timesteps(int steps) override {
+    const int T = cfg_.num_train_timesteps;
+    std::vector<double> all_sigmas, log_sigmas;
+    for (double a : alphas_cumprod_) {
+      all_sigmas.push_back(std::sqrt((1 - a) / a));
+      log_sigmas.push_back(std::log(all_sigmas.back()));
+    }
+    sigmas_.clear();
+    timesteps_.clear();
+    if (karras_) {
+      const double smin = all_sigmas.front(), smax = all_sigmas.back(), rho = 7.0;
+      const double lo = std::pow(smin, 1 / rho), hi = std::pow(smax, 1 / rho);
+      for (int i = 0; i < steps; ++i) {
+        const double ramp = steps == 1 ? 0.0 : double(i) / (steps - 1);
+        sigmas_.push_back(std::pow(hi + ramp * (lo - hi), rho));
+      }
+      for (double sg : sigmas_) timesteps_.push_back(std::round(sigma_to_t(sg, log_sigmas)));
+    } else {
+      // steps + 1 points, the last dropped (diffusers' spacing for this scheduler)
+      std::vector<double> ts;
+      if (cfg_.timestep_spacing == "leading") {
+        const int ratio = T / (steps + 1);
+        for (int i = steps; i >= 1; --i) ts.push_back(double(i * ratio + cfg_.steps_offset));
+      } else if (cfg_.timestep_spacing == "trailing") {
+        const double ratio = double(T) / steps;
+        for (int i = 0; i < steps; ++i) ts.push_back(std::round(T - i * ratio) - 1);
+      } else {
+        for (int i = steps; i >= 1; --i) ts.push_back(std::round((T - 1) * double(i) / steps));
+      }
+      timesteps_ = ts;
+      for (double t : ts) sigmas_.push_back(sigma_at(alphas_cumprod_, t));
+    }
+    sigmas_.push_back(0.0);
+    prev_x0_ = torch::Tensor();
+    steps_ = steps;
+  }
+  double init_noise_sigma() const override { return 1.0; }
+  torch::Tensor scale_model_input(const torch::Tensor& sample, size_t) const override { return sample; }
+  torch::Tensor step(const torch::Tensor& out, size_t i, const torch::Tensor& sample, at::Generator*) override {
+    auto alpha_sigma = [](double sg) { const double a = 1 / std::sqrt(sg * sg + 1); return std::make_pair(a, sg * a); };
+    const auto [a_s, s_s] = alpha_sigma(sigmas_.at(i));
+    const auto [a_t, s_t] = alpha_sigma(sigmas_.at(i + 1));
+    const auto x0 = cfg_.prediction_type == "v_prediction" ? a_s * sample - s_s * out : (sample - s_s * out) / a_s;
+    const bool last = i + 1 == timesteps_.size();
+    const bool first_order = !prev_x0_.defined() || (last && steps_ < 15);
+    torch::Tensor next;
+    if (s_t == 0.0) {
+      next = x0;  // final sigma 0: the clean sample
+    } else {
+      const double lam_s = std::log(a_s) - std::log(s_s), lam_t = std::log(a_t) - std::log(s_t);
+      const double h = lam_t - lam_s;
+      const double phi = std::expm1(-h);  // exp(-h) - 1
+      next = (s_t / s_s) * sample - a_t * phi * x0;
+      if (!first_order) {
+        const auto [a_p, s_p] = alpha_sigma(sigmas_.at(i - 1));
+        const double lam_p = std::log(a_p) - std::log(s_p);
+        const double r0 = (lam_s - lam_p) / h;
+        next = next - 0.5 * a_t * phi * (x0 - prev_x0_) / r0;
+      }
+    }
+    prev_x0_ = x0;
+    return next;
+  }
+
+ private:
+  static double sigma_to_t(double sigma, const std::vector<double>& log_sigmas) {
+    const double ls = std::log(std::max(sigma, 1e-10));
+    // log_sigmas increases with t: find the interval and interpolate linearly in log space
+    size_t hi = std::upper_bound(log_sigmas.begin(), log_sigmas.end(), ls) - log_sigmas.begin();
+    hi = std::clamp<size_t>(hi, 1, log_sigmas.size() - 1);
+    const size_t lo = hi - 1;
+    double w = (log_sigmas[lo] - ls) / (log_sigmas[lo] - log_sigmas[hi]);
+    w = std::clamp(w, 0.0, 1.0);
+    return (1 - w) * lo + w * hi;
+  }
+  bool karras_;
+  int steps_ = 0;
+  torch::Tensor prev_x0_;
+};
+
 }  // namespace
 
 std::unique_ptr<Scheduler> make(const std::string& name, const SchedulerConfig& c) {
   if (name == "euler") return std::make_unique<Euler>(c);
   if (name == "euler_a") return std::make_unique<EulerAncestral>(c);
   if (name == "ddim") return std::make_unique<Ddim>(c);
-  LOUPE_THROW(InvalidArgument, "unknown sampler '" << name << "' (known: euler, euler_a, ddim)");
+  if (name == "dpmpp_2m") return std::make_unique<DpmPP2M>(c, false);
+  if (name == "dpmpp_2m_karras") return std::make_unique<DpmPP2M>(c, true);
+  LOUPE_THROW(InvalidArgument, "unknown sampler '" << name << "' (known: euler, euler_a, ddim, dpmpp_2m, dpmpp_2m_karras)");
 }
 
 }  // namespace loupe::schedulers

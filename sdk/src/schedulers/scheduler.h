@@ -1,5 +1,5 @@
 // Diffusion schedulers with diffusers' semantics (scheduler_config.json keys and defaults):
-// Euler, Euler ancestral, DDIM. A scheduler knows no model: it turns the model output at each
+// Euler, Euler ancestral, DDIM, DPM++ 2M (optionally with Karras sigmas). A scheduler knows no model: it turns the model output at each
 // timestep into the next sample. Tensors are float32 on any device; tables are computed in double.
 #pragma once
 #include <memory>
@@ -36,6 +36,8 @@ class Scheduler {
   virtual torch::Tensor step(const torch::Tensor& model_output, size_t i, const torch::Tensor& sample,
                              at::Generator* gen) = 0;
   const SchedulerConfig& config() const { return cfg_; }
+  // The noise level of step i in the Euler/k-diffusion sense (sqrt((1 - a) / a)).
+  virtual double sigma(size_t i) const { return sigmas_.at(i); }
   const std::vector<double>& alphas_cumprod() const { return alphas_cumprod_; }
 
  protected:
@@ -43,9 +45,10 @@ class Scheduler {
   SchedulerConfig cfg_;
   std::vector<double> alphas_cumprod_;
   std::vector<double> timesteps_;
+  std::vector<double> sigmas_;  // per step, plus the final 0
 };
 
-// "euler", "euler_a", "ddim"; InvalidArgument naming the known ones otherwise.
+// "euler", "euler_a", "ddim", "dpmpp_2m", "dpmpp_2m_karras"; InvalidArgument otherwise.
 std::unique_ptr<Scheduler> make(const std::string& name, const SchedulerConfig& c);
 
 }  // namespace loupe::schedulers
