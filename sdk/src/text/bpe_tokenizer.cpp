@@ -52,6 +52,15 @@ nlohmann::json read_json(const std::string& path) {
 
 bool is_other(char32_t c) { return !is_space(c) && !is_letter(c) && !is_number(c); }
 
+// Length of the contraction ('s 't 're 've 'm 'll 'd) starting at s[i], 0 if none.
+size_t contraction_at(const std::u32string& s, size_t i) {
+  if (s[i] != U'\'') return 0;
+  static const std::u32string kContractions[] = {U"re", U"ve", U"ll", U"s", U"t", U"m", U"d"};
+  for (const auto& k : kContractions)
+    if (s.compare(i + 1, k.size(), k) == 0) return 1 + k.size();
+  return 0;
+}
+
 }  // namespace
 
 std::vector<std::string> BpeTokenizer::pre_tokenize(const std::string& text) {
@@ -63,18 +72,10 @@ std::vector<std::string> BpeTokenizer::pre_tokenize(const std::string& text) {
   auto emit = [&](size_t a, size_t b) { out.push_back(u32_to_utf8(s.substr(a, b - a))); };
   while (i < n) {
     const char32_t c = s[i];
-    if (c == U'\'' && i + 1 < n) {
-      static const std::u32string kContractions[] = {U"re", U"ve", U"ll", U"s", U"t", U"m", U"d"};
-      bool matched = false;
-      for (const auto& k : kContractions) {
-        if (s.compare(i + 1, k.size(), k) == 0) {
-          emit(i, i + 1 + k.size());
-          i += 1 + k.size();
-          matched = true;
-          break;
-        }
-      }
-      if (matched) continue;
+    if (const size_t len = contraction_at(s, i)) {
+      emit(i, i + len);
+      i += len;
+      continue;
     }
     const bool sp = c == U' ' && i + 1 < n;
     const char32_t d = sp ? s[i + 1] : c;
@@ -140,15 +141,10 @@ std::vector<std::string> BpeTokenizer::pre_tokenize_clip(const std::string& text
         break;
       }
     if (matched) continue;
-    if (c == U'\'') {
-      for (const std::u32string k : {U"re", U"ve", U"ll", U"s", U"t", U"m", U"d"})
-        if (s.compare(i + 1, k.size(), k) == 0) {
-          emit(i, i + 1 + k.size());
-          i += 1 + k.size();
-          matched = true;
-          break;
-        }
-      if (matched) continue;
+    if (const size_t len = contraction_at(s, i)) {
+      emit(i, i + len);
+      i += len;
+      continue;
     }
     size_t j = i + 1;
     if (is_letter(c)) {
