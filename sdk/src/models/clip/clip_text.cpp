@@ -1,0 +1,82 @@
+#include "models/clip/clip_text.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "core/torch_compat.h"
+#include "io/config.h"
+
+namespace loupe::clip {
+
+TextConfig TextConfig::load(const std::string& file) {
+  const auto j = io::read_json_file(file);
+  TextConfig c;
+  c.vocab_size = io::get_or(j, "vocab_size", c.vocab_size, file);
+  c.hidden_size = io::get_or(j, "hidden_size", c.hidden_size, file);
+  c.intermediate_size = io::get_or(j, "intermediate_size", c.intermediate_size, file);
+  c.num_hidden_layers = io::get_or(j, "num_hidden_layers", c.num_hidden_layers, file);
+  c.num_attention_heads = io::get_or(j, "num_attention_heads", c.num_attention_heads, file);
+  c.max_position_embeddings = io::get_or(j, "max_position_embeddings", c.max_position_embeddings, file);
+  c.hidden_act = io::get_or(j, "hidden_act", c.hidden_act, file);
+  c.layer_norm_eps = io::get_or(j, "layer_norm_eps", c.layer_norm_eps, file);
+  if (c.hidden_act != "quick_gelu" && c.hidden_act != "gelu")
+    LOUPE_THROW(Unsupported, file << ": hidden_act '" << c.hidden_act << "' (supported: quick_gelu, gelu)");
+  if (c.num_attention_heads <= 0 || c.hidden_size % c.num_attention_heads)
+    LOUPE_THROW(BadModel, file << ": hidden_size " << c.hidden_size << " is not divisible by " << c.num_attention_heads << " heads");
+  return c;
+}
+
+ClipLayerImpl::ClipLayerImpl(const TextConfig& c) : heads(c.num_attention_heads), quick_gelu(c.hidden_act == "quick_gelu") {
+  const int d = c.hidden_size;
+  self_attn = register_module("self_attn", std::make_shared<torch::nn::Module>());
+  q_proj = self_attn->register_module("q_proj", torch::nn::Linear(d, d));
+  k_proj = self_attn->register_module("k_proj", torch::nn::Linear(d, d));
+  v_proj = self_attn->register_module("v_proj", torch::nn::Linear(d, d));
+  out_proj = self_attn->register_module("out_proj", torch::nn::Linear(d, d));
+  auto ln = [&] { return torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(c.layer_norm_eps)); };
+  layer_norm1 = register_module("layer_norm1", ln());
+  mlp = register_module("mlp", std::make_shared<torch::nn::Module>());
+  fc1 = mlp->register_module("fc1", torch::nn::Linear(d, c.intermediate_size));
+  fc2 = mlp->register_module("fc2", torch::nn::Linear(c.intermediate_size, d));
+  layer_norm2 = register_module("layer_norm2", ln());
+}
+
+torch::Tensor ClipLayerImpl::forward(torch::Tensor h, const torch::Tensor& mask) {
+  const int64_t B = h.size(0), L = h.size(1), D = h.size(2), hd = D / heads;
+  auto x = layer_norm1(h);
+  auto split = [&](const torch::Tensor& t) { return t.view({B, L, heads, hd}).transpose(1, 2); };
+  auto a = compat::sdpa(split(q_proj(x)), split(k_proj(x)), split(v_proj(x)), mask, false, 1.0 / std::sqrt(double(hd)));
+  h = h + out_proj(a.transpose(1, 2).reshape({B, L, D}));
+  x = fc1(layer_norm2(h));
+  x = quick_gelu ? x * torch::sigmoid(1.702 * x) : torch::gelu(x);
+  return h + fc2(x);
+}
+
+ClipTextModelImpl::ClipTextModelImpl(const TextConfig& c) : cfg(c) {
+  text_model = register_module("text_model", std::make_shared<torch::nn::Module>());
+  embeddings = text_model->register_module("embeddings", std::make_shared<torch::nn::Module>());
+  token_embedding = embeddings->register_module("token_embedding", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+  position_embedding =
+      embeddings->register_module("position_embedding", torch::nn::Embedding(c.max_position_embeddings, c.hidden_size));
+  encoder = text_model->register_module("encoder", std::make_shared<torch::nn::Module>());
+  for (int i = 0; i < c.num_hidden_layers; ++i) layers->push_back(ClipLayer(c));
+  encoder->register_module("layers", layers);
+  final_layer_norm = text_model->register_module(
+      "final_layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)));
+}
+
+torch::Tensor ClipTextModelImpl::forward(const torch::Tensor& ids, int clip_skip) {
+  const int64_t L = ids.size(1);
+  if (L > cfg.max_position_embeddings)
+    LOUPE_THROW(InvalidArgument, "CLIP: " << L << " tokens, more than the " << cfg.max_position_embeddings << " positions");
+  if (clip_skip < 1 || clip_skip > cfg.num_hidden_layers)
+    LOUPE_THROW(InvalidArgument, "clip_skip = " << clip_skip << " is out of range [1, " << cfg.num_hidden_layers << "]");
+  auto h = token_embedding(ids) + position_embedding(torch::arange(L, ids.device())).unsqueeze(0);
+  // additive causal mask: a token sees itself and the tokens before it
+  auto mask = torch::full({L, L}, -std::numeric_limits<float>::infinity(), h.options()).triu(1);
+  const int64_t run = static_cast<int64_t>(layers->size()) - (clip_skip - 1);
+  for (int64_t i = 0; i < run; ++i) h = layers[i]->as<ClipLayer>()->forward(h, mask);
+  return final_layer_norm(h);
+}
+
+}  // namespace loupe::clip
