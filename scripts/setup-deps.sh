@@ -7,7 +7,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 pkgs=(build-essential cmake ninja-build ccache pkg-config
       libtorch-dev nlohmann-json3-dev libopencv-dev
-      qt6-base-dev qt6-image-formats-plugins libgl-dev
+      qt6-base-dev qt6-qpa-plugins qt6-image-formats-plugins libgl-dev fonts-dejavu-core
       googletest libgtest-dev libgmock-dev abigail-tools binutils
       xvfb xauth mono-mcs mono-runtime)
 # node/npm may come from elsewhere (e.g. NodeSource, whose nodejs conflicts with Debian's npm).
