@@ -6,7 +6,6 @@
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QMetaObject>
-#include <QPointer>
 
 namespace loupe::qt {
 
@@ -114,9 +113,8 @@ void LoupeClient::openSession(const QString& path) {
   closeSession();
   emit sessionOpening(path);
   const QByteArray p = path.toUtf8();
-  QPointer<LoupeClient> self(this);
   loupe_runtime* rt = m_runtime;
-  m_worker = std::thread([this, self, rt, p] {
+  m_worker = std::thread([this, rt, p] {
     loupe_session* s = nullptr;
     const loupe_status st = loupe_session_open(&s, rt, p.constData(), nullptr);
     QString err = st == LOUPE_OK ? QString() : QString::fromUtf8(loupe_last_error());
@@ -141,7 +139,6 @@ void LoupeClient::openSession(const QString& path) {
       m_sessionTasks = tasks;
       emit sessionOpened(desc);
     }, Qt::QueuedConnection);
-    (void)self;
   });
 }
 

@@ -268,14 +268,8 @@ loupe_status loupe_model_inspect(loupe_runtime* runtime, const char* path, char*
   return guarded(__func__, [&] {
     LOUPE_ARG(path, "path is NULL");
     LOUPE_ARG(out_json, "out_json is NULL");
-    if (runtime) {
-      *out_json = dup_string(H(runtime)->rt->inspect(path).dump(2));
-    } else {
-      loupe::RuntimeOptions ro;
-      ro.device = "cpu";
-      auto tmp = loupe::Runtime::create(ro, {}, loupe::LogLevel::Error);
-      *out_json = dup_string(tmp->inspect(path).dump(2));
-    }
+    const std::string models_dir = runtime ? H(runtime)->rt->options().models_dir : std::string();
+    *out_json = dup_string(loupe::inspect_model(path, models_dir).dump(2));
   });
 }
 

@@ -156,18 +156,20 @@ void Runtime::add_problem(const std::string& id, const std::string& severity, co
   problems_.push_back({{"id", id}, {"severity", severity}, {"message", message}, {"remedy", remedy}});
 }
 
-std::string Runtime::resolve_path(const std::string& path) const {
+std::string Runtime::resolve_path(const std::string& path) const { return resolve_model_path(path, options_.models_dir); }
+
+std::string resolve_model_path(const std::string& path, const std::string& models_dir) {
   if (path.empty()) LOUPE_THROW(InvalidArgument, "the model path is empty");
   fs::path p(path);
-  if (p.is_relative() && !options_.models_dir.empty()) {
-    fs::path in_models = fs::path(options_.models_dir) / p;
+  if (p.is_relative() && !models_dir.empty()) {
+    fs::path in_models = fs::path(models_dir) / p;
     if (fs::exists(in_models)) return in_models.string();
   }
   if (!fs::exists(p)) {
     std::ostringstream os;
     os << "model path '" << path << "' does not exist";
-    if (p.is_relative() && !options_.models_dir.empty())
-      os << " (looked in the models folder '" << options_.models_dir << "' and the working directory)";
+    if (p.is_relative() && !models_dir.empty())
+      os << " (looked in the models folder '" << models_dir << "' and the working directory)";
     os << "; hint: see resources/models/catalog.json for where to get each model";
     throw Error(Status::NotFound, os.str());
   }
@@ -445,13 +447,15 @@ nlohmann::json Runtime::diagnostics() {
   return j;
 }
 
-nlohmann::json Runtime::inspect(const std::string& path) const {
+nlohmann::json Runtime::inspect(const std::string& path) const { return inspect_model(path, options_.models_dir); }
+
+nlohmann::json inspect_model(const std::string& path, const std::string& models_dir) {
   nlohmann::json report;
   report["path"] = path;
   report["problems"] = nlohmann::json::array();
   std::string resolved;
   try {
-    resolved = resolve_path(path);
+    resolved = resolve_model_path(path, models_dir);
   } catch (const Error& e) {
     report["problems"].push_back({{"severity", "error"}, {"message", e.what()},
                                   {"remedy", "download the model into the models folder (see the catalog)"}});

@@ -34,6 +34,12 @@ torch::Device parse_device(const std::string& spec);
 torch::ScalarType resolve_dtype(Precision p, const torch::Device& device, std::string* warning);
 const char* dtype_name(torch::ScalarType t);
 
+// Resolves a model path (relative paths: models_dir first, then the working directory);
+// NotFound with a hint when it is in neither.
+std::string resolve_model_path(const std::string& path, const std::string& models_dir);
+// Checks a model folder without loading it (loupe_model_inspect): family, variant, problems.
+nlohmann::json inspect_model(const std::string& path, const std::string& models_dir);
+
 class Runtime;
 
 // An open model with its residency state. Created by Runtime::open_session.

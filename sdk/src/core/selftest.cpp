@@ -93,9 +93,7 @@ std::unique_ptr<Result> run_selftest(const torch::Device& device, const Request&
     result->numbers["matmul_tflops"] = 2.0 * n * n * n / best / 1e12;
     result->strings["matmul_dtype"] = gpu ? "float16" : "float32";
   }
-  auto [free1, total1] = device_memory(device);
-  (void)total1;
-  result->numbers["memory_free_after_bytes"] = static_cast<double>(free1);
+  result->numbers["memory_free_after_bytes"] = static_cast<double>(device_memory(device).first);
   ctx.progress(++step, total, "done");
 
   const bool ok = result->numbers["alloc_ok"] == 1 && result->numbers["matmul_ok"] == 1;

@@ -143,7 +143,7 @@ ProjectorImpl::ProjectorImpl(const VisionConfig& c) {
 }
 
 torch::Tensor ProjectorImpl::forward(torch::Tensor f) {
-  const int64_t B = f.size(0), H = f.size(2), W = f.size(3);
+  const int64_t H = f.size(2), W = f.size(3);
   if (H > row_embeddings->weight.size(0) || W > column_embeddings->weight.size(0))
     LOUPE_THROW(InvalidArgument, "Florence-2: the feature grid " << H << "x" << W << " exceeds the position table ("
                                                                   << row_embeddings->weight.size(0) << ")");
@@ -154,7 +154,6 @@ torch::Tensor ProjectorImpl::forward(torch::Tensor f) {
   t = t + temporal.index({Slice(0, 1)}).to(t.device(), t.dtype()).unsqueeze(0);
   auto pooled = t.mean(1, /*keepdim=*/true);  // spatial mean: [B, 1, C]
   auto feats = torch::cat({pooled, t}, 1);    // [B, 1 + HW, C]
-  (void)B;
   return image_proj_norm(image_projection(feats));
 }
 

@@ -59,7 +59,6 @@ void parse_boxes(const std::string& text_in, int w, int h, bool allow_empty, con
   static const std::regex no_phrase("((?:<loc_\\d+>){4,})");
   static const std::regex box("<loc_(\\d+)><loc_(\\d+)><loc_(\\d+)><loc_(\\d+)>");
   const std::regex& phrase_re = allow_empty ? no_phrase : with_phrase;
-  int group = 0;
   for (std::sregex_iterator it(text.begin(), text.end(), phrase_re), end; it != end; ++it) {
     std::string phrase_text = (*it)[1];
     for (const char* tag : {"<ground>", "<obj>"}) {
@@ -80,7 +79,6 @@ void parse_boxes(const std::string& text_in, int w, int h, bool allow_empty, con
       bx.label = label;
       out.boxes.push_back(bx);
     }
-    ++group;
   }
 }
 
