@@ -1,0 +1,60 @@
+// AutoencoderKL (diffusers): the Stable Diffusion VAE. Module names are diffusers' parameter names.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "models/sd/blocks.h"
+#include "models/sd/unet.h"
+
+namespace loupe::sd {
+
+struct VaeConfig {
+  int64_t in_channels = 3, out_channels = 3, latent_channels = 4;
+  std::vector<int64_t> block_out_channels{64};
+  int64_t layers_per_block = 1;
+  int64_t norm_num_groups = 32;
+  double scaling_factor = 0.18215;
+  bool use_quant_conv = true, use_post_quant_conv = true, mid_block_add_attention = true;
+  bool force_upcast = true;
+  int64_t sample_size = 512;
+  static VaeConfig from_json(const nlohmann::json& j, const std::string& file);
+  // pixels per latent in each direction (8 for Stable Diffusion)
+  int64_t scale_factor() const { return int64_t(1) << (block_out_channels.size() - 1); }
+};
+
+struct VaeCoderImpl : torch::nn::Module {
+  VaeCoderImpl(const VaeConfig& c, bool encoder);
+  torch::Tensor forward(torch::Tensor x);
+  bool encoder;
+  torch::nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
+  torch::nn::ModuleList blocks;  // down_blocks / up_blocks (UNetBlock: resnets + samplers)
+  UNetBlock mid_block{nullptr};
+  torch::nn::GroupNorm conv_norm_out{nullptr};
+};
+TORCH_MODULE(VaeCoder);
+
+// Applies `fn` (latents -> pixels, `scale` pixels per latent) to overlapping tiles of `tile` latents
+// with `overlap` latents shared by neighbours, blending the overlaps with linear ramps.
+torch::Tensor tiled_apply(const torch::Tensor& z, int64_t tile, int64_t overlap, int64_t scale, int64_t out_channels,
+                          const std::function<torch::Tensor(const torch::Tensor&)>& fn);
+
+struct AutoencoderKLImpl : torch::nn::Module {
+  explicit AutoencoderKLImpl(const VaeConfig& c);
+  // image [B, 3, H, W] in [-1, 1] -> (mean, std) of the latent distribution (unscaled)
+  std::pair<torch::Tensor, torch::Tensor> encode(const torch::Tensor& image);
+  // unscaled latents -> image in [-1, 1] (not clamped)
+  torch::Tensor decode(const torch::Tensor& z);
+  // Decodes overlapping latent tiles of `tile` latents (overlap `overlap`) and blends them linearly:
+  // large images without running out of memory.
+  torch::Tensor decode_tiled(const torch::Tensor& z, int64_t tile = 64, int64_t overlap = 16);
+  VaeConfig cfg;
+  VaeCoder encoder{nullptr}, decoder{nullptr};
+  torch::nn::Conv2d quant_conv{nullptr}, post_quant_conv{nullptr};
+};
+TORCH_MODULE(AutoencoderKL);
+
+}  // namespace loupe::sd

@@ -1,0 +1,117 @@
+// Stable Diffusion parity with diffusers: UNet, VAE and scheduler tables against tensors that
+// diffusers itself produced on the tiny checkpoints (tests/fixtures/gen/make_sd_tiny.py), fp32, CPU.
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "io/checkpoint.h"
+#include "io/config.h"
+#include "io/state_dict.h"
+#include "models/sd/unet.h"
+#include "models/sd/vae.h"
+#include "schedulers/scheduler.h"
+
+using namespace loupe;
+
+namespace {
+
+const std::string kSd = std::string(LOUPE_FIXTURES_DIR) + "/sd";
+
+const io::Checkpoint& expected() {
+  static io::Checkpoint c = io::Checkpoint::open(kSd + "/expected.safetensors");
+  return c;
+}
+torch::Tensor E(const std::string& name) { return expected().load(name); }
+
+double max_abs(const torch::Tensor& a, const torch::Tensor& b) {
+  EXPECT_EQ(a.sizes(), b.sizes());
+  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+}
+
+sd::UNet2DConditionModel load_unet(const std::string& folder) {
+  const std::string dir = kSd + "/" + folder + "/unet";
+  sd::UNet2DConditionModel m(sd::UNetConfig::from_json(io::read_json_file(dir + "/config.json"), dir + "/config.json"));
+  io::bind(*m, io::Checkpoint::open(dir));
+  m->eval();
+  return m;
+}
+
+}  // namespace
+
+TEST(SdParity, UNetMatchesDiffusers) {
+  torch::NoGradGuard ng;
+  const auto x = E("unet.sample"), t = E("unet.timestep"), ctx = E("unet.context");
+  // fp32 on CPU: 1e-4 absolute (outputs are O(1))
+  EXPECT_LT(max_abs(load_unet("tiny-sd15")->forward(x, t, ctx), E("unet.sd15.out")), 1e-4);
+  EXPECT_LT(max_abs(load_unet("tiny-sd2")->forward(x, t, ctx), E("unet.sd2.out")), 1e-4);
+  EXPECT_LT(max_abs(load_unet("tiny-sd15-inpaint")->forward(E("unet.inpaint.input"), t, ctx), E("unet.inpaint.out")), 1e-4);
+  // odd latent sizes (9x7): the upsamplers follow the skip connections' sizes
+  EXPECT_LT(max_abs(load_unet("tiny-sd15")->forward(E("unet.odd.sample"), torch::tensor({500.0f}), ctx.slice(0, 0, 1)),
+                    E("unet.odd.out")), 1e-4);
+}
+
+TEST(SdParity, UNetRejectsAWrongInput) {
+  torch::NoGradGuard ng;
+  auto u = load_unet("tiny-sd15-inpaint");
+  try {
+    u->forward(E("unet.sample"), E("unet.timestep"), E("unet.context"));
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("expected [B, 9"), std::string::npos) << e.what();
+  }
+}
+
+TEST(SdParity, VaeMatchesDiffusers) {
+  torch::NoGradGuard ng;
+  const std::string dir = kSd + "/tiny-sd15/vae";
+  sd::AutoencoderKL vae(sd::VaeConfig::from_json(io::read_json_file(dir + "/config.json"), dir + "/config.json"));
+  io::bind(*vae, io::Checkpoint::open(dir));
+  vae->eval();
+  EXPECT_EQ(vae->cfg.scale_factor(), 8);
+  auto [mean, std] = vae->encode(E("vae.image"));
+  EXPECT_LT(max_abs(mean, E("vae.mean")), 1e-4);  // fp32, 1e-4 absolute
+  EXPECT_LT(max_abs(std, E("vae.std")), 1e-4);
+  const auto dec = vae->decode(E("vae.z"));
+  EXPECT_LT(max_abs(dec, E("vae.decoded")), 1e-4);
+  // A tile as large as the latent is the whole decode.
+  EXPECT_LT(max_abs(vae->decode_tiled(E("vae.z"), 8, 2), dec), 1e-6);
+  // Tiles of a real VAE: right size, finite.
+  const auto tiled = vae->decode_tiled(E("vae.z"), 5, 2);
+  ASSERT_EQ(tiled.sizes(), dec.sizes());
+  EXPECT_TRUE(torch::isfinite(tiled).all().item<bool>());
+  // The tiling and blending are exact for a local decoder (nearest 8x upsampling + a channel
+  // projection): every pixel of the blend equals the whole result (float32 rounding only).
+  auto local = [](const torch::Tensor& t) {
+    return torch::nn::functional::interpolate(t.slice(1, 0, 3), torch::nn::functional::InterpolateFuncOptions()
+        .scale_factor(std::vector<double>{8, 8}).mode(torch::kNearest));
+  };
+  const auto z = torch::randn({1, 4, 13, 11});
+  for (auto [tile, overlap] : {std::pair<int64_t, int64_t>{4, 1}, {5, 2}, {6, 0}, {12, 3}})
+    EXPECT_LT(max_abs(sd::tiled_apply(z, tile, overlap, 8, 3, local), local(z)), 1e-5) << tile << "/" << overlap;
+  EXPECT_THROW(sd::tiled_apply(z, 4, 2, 8, 3, local), Error);
+}
+
+TEST(SdParity, SchedulerTablesMatchDiffusers) {
+  const std::vector<std::string> names{"euler", "euler_a", "ddim", "dpmpp_2m", "dpmpp_2m_karras"};
+  for (const std::string kind : {"sd15", "sd2"}) {
+    for (const std::string spacing : {"leading", "linspace", "trailing"}) {
+      for (const auto& name : names) {
+        const std::string key = "sched." + kind + "." + spacing + "." + name;
+        SCOPED_TRACE(key);
+        schedulers::SchedulerConfig c;
+        c.prediction_type = kind == "sd2" ? "v_prediction" : "epsilon";
+        c.timestep_spacing = spacing;
+        auto s = schedulers::make(name, c);
+        s->set_timesteps(10);
+        const auto ts = E(key + ".timesteps");
+        ASSERT_EQ(ts.numel(), (int64_t)s->timesteps().size());
+        for (int64_t i = 0; i < ts.numel(); ++i) EXPECT_NEAR(s->timesteps()[i], ts[i].item<double>(), 1e-6) << i;
+        if (expected().has(key + ".sigmas")) {
+          const auto sg = E(key + ".sigmas");
+          for (int64_t i = 0; i < sg.numel(); ++i) EXPECT_NEAR(s->sigma(i), sg[i].item<double>(), 1e-5 * (1 + sg[i].item<double>())) << i;
+        }
+        if (expected().has(key + ".init_noise_sigma"))
+          EXPECT_NEAR(s->init_noise_sigma(), E(key + ".init_noise_sigma").item<double>(), 1e-5);
+      }
+    }
+  }
+}
