@@ -115,3 +115,77 @@ TEST(SdParity, SchedulerTablesMatchDiffusers) {
     }
   }
 }
+
+// --- pipelines: 3 denoising steps from seed 42 (CPU generator), against diffusers' pipelines -------
+#include "pipelines/diffusion.h"
+
+namespace {
+
+pipelines::DiffusionModels load_models(const std::string& folder, const std::string& prediction) {
+  pipelines::DiffusionModels m;
+  m.unet = load_unet(folder);
+  const std::string dir = kSd + "/" + folder + "/vae";
+  m.vae = sd::AutoencoderKL(sd::VaeConfig::from_json(io::read_json_file(dir + "/config.json"), dir + "/config.json"));
+  io::bind(*m.vae, io::Checkpoint::open(dir));
+  m.vae->eval();
+  const std::string sc = kSd + "/" + folder + "/scheduler/scheduler_config.json";
+  m.scheduler = schedulers::SchedulerConfig::from_json(io::read_json_file(sc), sc);
+  EXPECT_EQ(m.scheduler.prediction_type, prediction);
+  return m;
+}
+
+// uint8 HWC -> [1, C, H, W] float in [-1, 1] (diffusers' VaeImageProcessor)
+torch::Tensor to_model_image(const torch::Tensor& hwc) {
+  return hwc.permute({2, 0, 1}).unsqueeze(0).to(torch::kFloat32) / 255.0 * 2 - 1;
+}
+
+}  // namespace
+
+TEST(SdParity, PipelinesMatchDiffusers) {
+  torch::NoGradGuard ng;
+  auto sd15 = load_models("tiny-sd15", "epsilon");
+  auto sd2 = load_models("tiny-sd2", "v_prediction");
+  auto inp = load_models("tiny-sd15-inpaint", "epsilon");
+  const auto pe = E("pipe.prompt_embeds"), ne = E("pipe.negative_embeds");
+  const auto image = to_model_image(E("pipe.init_image"));
+  const auto mask = (E("pipe.mask").to(torch::kFloat32) / 255.0).unsqueeze(0).unsqueeze(0);
+  struct Case {
+    std::string key, kind, sampler;
+    int steps, width;
+    double strength;
+  };
+  const std::vector<Case> cases{
+      {"txt2img.sd15.euler", "txt2img", "euler", 3, 64, 1},
+      {"txt2img.sd15.euler_a", "txt2img", "euler_a", 3, 48, 1},
+      {"txt2img.sd15.ddim", "txt2img", "ddim", 3, 64, 1},
+      {"txt2img.sd15.dpmpp_2m_karras", "txt2img", "dpmpp_2m_karras", 3, 64, 1},
+      {"txt2img.sd2.dpmpp_2m", "txt2img", "dpmpp_2m", 3, 64, 1},
+      {"txt2img.sd2.euler", "txt2img", "euler", 3, 64, 1},
+      {"img2img.sd15.euler_a", "img2img", "euler_a", 5, 64, 0.6},
+      {"img2img.sd15.ddim", "img2img", "ddim", 5, 64, 0.6},
+      {"img2img.sd15.dpmpp_2m", "img2img", "dpmpp_2m", 5, 64, 0.6},
+      {"inpaint9.sd15.euler", "inpaint9", "euler", 3, 64, 1},
+      {"inpaint4.sd15.euler", "inpaint4", "euler", 3, 64, 1},
+      {"inpaint4.sd15.ddim.s07", "inpaint4", "ddim", 4, 64, 0.7},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.key);
+    pipelines::DiffusionParams p;
+    p.sampler = c.sampler;
+    p.steps = c.steps;
+    p.guidance_scale = 7.5;
+    p.seed = 42;
+    p.width = c.width;
+    p.height = 64;
+    p.strength = c.strength;
+    auto& m = c.key.find(".sd2.") != std::string::npos ? sd2 : c.kind == "inpaint9" ? inp : sd15;
+    torch::Tensor out;
+    if (c.kind == "txt2img") out = pipelines::txt2img(m, pe, ne, p);
+    else if (c.kind == "img2img") out = pipelines::img2img(m, pe, ne, image, p);
+    else out = pipelines::inpaint(m, pe, ne, image, mask, p);
+    // decoded images in [0, 1], fp32 on CPU: 2e-4 absolute (a few steps of a chaotic random model)
+    const double err = max_abs(out, E("pipe." + c.key));
+    EXPECT_LT(err, 2e-4);
+    std::printf("  %-32s max abs error %.2e\n", c.key.c_str(), err);
+  }
+}

@@ -63,6 +63,11 @@ std::vector<double> Scheduler::spaced_timesteps(int steps) const {
   return ts;
 }
 
+torch::Tensor Scheduler::add_noise(const torch::Tensor& original, const torch::Tensor& noise, size_t i) const {
+  // sigma-space schedulers (Euler family): x + sigma * noise
+  return original + noise * sigmas_.at(i);
+}
+
 namespace {
 
 // sigma(t) = sqrt((1 - a_t) / a_t), linearly interpolated between integer timesteps.
@@ -139,6 +144,10 @@ class Ddim : public Scheduler {
   }
   double init_noise_sigma() const override { return 1.0; }
   torch::Tensor scale_model_input(const torch::Tensor& sample, size_t) const override { return sample; }
+  torch::Tensor add_noise(const torch::Tensor& x, const torch::Tensor& noise, size_t i) const override {
+    const double a = alphas_cumprod_.at(static_cast<size_t>(timesteps_.at(i)));
+    return x * std::sqrt(a) + noise * std::sqrt(1 - a);
+  }
   torch::Tensor step(const torch::Tensor& out, size_t i, const torch::Tensor& sample, at::Generator*) override {
     const int t = static_cast<int>(timesteps_.at(i));
     const int prev_t = t - ratio_;
@@ -204,6 +213,10 @@ class DpmPP2M : public Scheduler {
   }
   double init_noise_sigma() const override { return 1.0; }
   torch::Tensor scale_model_input(const torch::Tensor& sample, size_t) const override { return sample; }
+  torch::Tensor add_noise(const torch::Tensor& x, const torch::Tensor& noise, size_t i) const override {
+    const double sg = sigmas_.at(i), a = 1 / std::sqrt(sg * sg + 1);
+    return x * a + noise * (sg * a);
+  }
   torch::Tensor step(const torch::Tensor& out, size_t i, const torch::Tensor& sample, at::Generator*) override {
     auto alpha_sigma = [](double sg) { const double a = 1 / std::sqrt(sg * sg + 1); return std::make_pair(a, sg * a); };
     const auto [a_s, s_s] = alpha_sigma(sigmas_.at(i));

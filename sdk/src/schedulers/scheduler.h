@@ -35,6 +35,9 @@ class Scheduler {
   // The next sample from the model output at step i. `gen` feeds ancestral noise (CPU generator).
   virtual torch::Tensor step(const torch::Tensor& model_output, size_t i, const torch::Tensor& sample,
                              at::Generator* gen) = 0;
+  // Noises a clean sample to the noise level of step i (img2img start, inpainting's latent blend),
+  // as the matching diffusers scheduler's add_noise does.
+  virtual torch::Tensor add_noise(const torch::Tensor& original, const torch::Tensor& noise, size_t i) const;
   const SchedulerConfig& config() const { return cfg_; }
   // The noise level of step i in the Euler/k-diffusion sense (sqrt((1 - a) / a)).
   virtual double sigma(size_t i) const { return sigmas_.at(i); }

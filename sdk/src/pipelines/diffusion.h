@@ -1,0 +1,56 @@
+// Stable Diffusion pipelines as compositions (diffusers' StableDiffusion{,Img2Img,Inpaint}Pipeline
+// semantics): the denoising loops on given prompt embeddings. A pipeline owns no weights.
+//
+// Seeds are portable: every random draw (initial noise, VAE posterior samples, ancestral noise)
+// comes from one CPU generator seeded with the job's seed, in the order diffusers draws them with
+// torch.Generator("cpu").manual_seed(seed), so a seed gives the same image on any device.
+#pragma once
+#include <functional>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "models/sd/unet.h"
+#include "models/sd/vae.h"
+#include "schedulers/scheduler.h"
+
+namespace loupe::pipelines {
+
+struct DiffusionModels {
+  sd::UNet2DConditionModel unet{nullptr};
+  sd::AutoencoderKL vae{nullptr};
+  schedulers::SchedulerConfig scheduler;
+  torch::Device device = torch::kCPU;
+  torch::ScalarType dtype = torch::kFloat32;      // UNet dtype
+  torch::ScalarType vae_dtype = torch::kFloat32;  // the VAE runs in fp32 when its config says force_upcast
+};
+
+struct DiffusionParams {
+  std::string sampler = "euler";
+  int steps = 20;
+  double guidance_scale = 7.5;
+  uint64_t seed = 0;
+  int width = 512, height = 512;  // pixels (multiples of 8)
+  double strength = 1.0;          // img2img / inpainting
+  bool tiled_vae = false;         // decode in tiles (large images)
+};
+
+// Called after every step with (step, total, latents); returns nothing, throws to stop.
+using StepFn = std::function<void(int, int, const torch::Tensor&)>;
+
+// cond / uncond: [1, S, D] prompt embeddings (uncond may be undefined when guidance_scale <= 1).
+// Images are [1, 3, H, W] float in [-1, 1]; masks [1, 1, H, W] in {0, 1} (1 = repaint).
+// All return the decoded image [1, 3, H, W] in [0, 1] on the CPU in float32.
+torch::Tensor txt2img(DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const DiffusionParams& p,
+                      const StepFn& on_step = {});
+torch::Tensor img2img(DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const torch::Tensor& image,
+                      const DiffusionParams& p, const StepFn& on_step = {});
+// 9-channel UNets get the mask and masked-image latents as extra inputs; 4-channel UNets blend the
+// known region back into the latents after each step.
+torch::Tensor inpaint(DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const torch::Tensor& image,
+                      const torch::Tensor& mask, const DiffusionParams& p, const StepFn& on_step = {});
+
+// A cheap latent -> RGB approximation for live previews: [1, 4, h, w] -> [h, w, 3] uint8 (CPU).
+torch::Tensor latent_preview(const torch::Tensor& latents);
+
+}  // namespace loupe::pipelines
