@@ -3,6 +3,7 @@
 
 #include "core/model.h"
 #include "models/florence2/family.h"
+#include "models/sd/family.h"
 
 namespace loupe {
 
@@ -15,6 +16,7 @@ std::vector<ModelFamily>& registered() {
 std::vector<ModelFamily> builtin() {
   std::vector<ModelFamily> f;
   f.push_back(florence2::family());
+  f.push_back(sd::family());
   return f;
 }
 }  // namespace

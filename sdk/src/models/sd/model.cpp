@@ -1,0 +1,326 @@
+// Stable Diffusion 1.x / 2.x (and the 9-channel inpainting UNet) as a Loupe model family: loading
+// the diffusers folder layout, and the txt2img / img2img / inpaint tasks with the editor-facing
+// parts (prompt syntax, processing size, "only masked", feathered composite, colour correction).
+#include <filesystem>
+#include <random>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "io/checkpoint.h"
+#include "io/config.h"
+#include "io/state_dict.h"
+#include "models/clip/clip_text.h"
+#include "models/sd/family.h"
+#include "models/sd/prompt.h"
+#include "pipelines/compose.h"
+#include "pipelines/diffusion.h"
+#include "text/bpe_tokenizer.h"
+
+namespace fs = std::filesystem;
+
+namespace loupe::sd {
+
+namespace {
+
+std::string variant_name(const UNetConfig& u, const clip::TextConfig& t, const std::string& prediction) {
+  const bool sd2 = u.use_linear_projection || t.hidden_act == "gelu";
+  std::string v = sd2 ? "sd2" : "sd15";
+  if (u.in_channels == 9) v += "-inpainting";
+  else if (sd2 && prediction == "v_prediction") v += "-v";
+  return v;
+}
+
+int round8(double v) { return std::max(8, int(std::lround(v / 8.0)) * 8); }
+
+Image to_rgb8(const Image& img) { return img.channels == 3 ? img : img.to_rgb(); }
+
+}  // namespace
+
+class StableDiffusionModel : public Model {
+ public:
+  StableDiffusionModel(const std::string& path, const ModelOptions& o) : opts_(o) {
+    if (!fs::is_directory(path))
+      LOUPE_THROW(Unsupported, path << ": single-file Stable Diffusion checkpoints are not supported yet; use the diffusers folder layout");
+    Components c = load_folder(path);
+    unet_ = c.unet;
+    vae_ = c.vae;
+    text_ = c.text;
+    tok_ = std::make_shared<text::BpeTokenizer>(std::move(c.tokenizer));
+    ids_ = c.ids;
+    sched_ = c.scheduler;
+    variant_ = variant_name(unet_->cfg, text_->cfg, sched_.prediction_type);
+    vae_dtype_ = (o.dtype == torch::kFloat16 && vae_->cfg.force_upcast) ? torch::kFloat32 : o.dtype;
+    bytes_ = 0;
+    for (auto* m : {static_cast<torch::nn::Module*>(unet_.get()), static_cast<torch::nn::Module*>(vae_.get()),
+                    static_cast<torch::nn::Module*>(text_.get())})
+      for (const auto& p : m->parameters()) bytes_ += p.numel() * p.element_size();
+  }
+
+  struct Components {
+    UNet2DConditionModel unet{nullptr};
+    AutoencoderKL vae{nullptr};
+    clip::ClipTextModel text{nullptr};
+    text::BpeTokenizer tokenizer;
+    ClipTokens ids;
+    schedulers::SchedulerConfig scheduler;
+  };
+
+  Components load_folder(const std::string& dir) {
+    Components c;
+    const fs::path d(dir);
+    for (const char* sub : {"unet", "vae", "text_encoder", "tokenizer", "scheduler"})
+      if (!fs::is_directory(d / sub))
+        LOUPE_THROW(BadModel, dir << ": the folder '" << sub << "' of the diffusers layout is missing");
+    io::BindOptions bo;
+    bo.device = opts_.device;
+    bo.dtype = opts_.dtype;
+    const auto ucfg = (d / "unet" / "config.json").string();
+    c.unet = UNet2DConditionModel(UNetConfig::from_json(io::read_json_file(ucfg), ucfg));
+    c.unet->to(opts_.device, opts_.dtype);
+    io::bind(*c.unet, io::Checkpoint::open((d / "unet").string()), bo);
+    const auto vcfg = (d / "vae" / "config.json").string();
+    c.vae = AutoencoderKL(VaeConfig::from_json(io::read_json_file(vcfg), vcfg));
+    io::BindOptions vo = bo;
+    if (opts_.dtype == torch::kFloat16 && c.vae->cfg.force_upcast) vo.dtype = torch::kFloat32;
+    c.vae->to(opts_.device, *vo.dtype);
+    io::bind(*c.vae, io::Checkpoint::open((d / "vae").string()), vo);
+    const auto tcfg = (d / "text_encoder" / "config.json").string();
+    c.text = clip::ClipTextModel(clip::TextConfig::load(tcfg));
+    c.text->to(opts_.device, opts_.dtype);
+    io::BindOptions to = bo;
+    to.allow_missing = [](const std::string& k) { return k.find("position_ids") != std::string::npos; };
+    io::bind(*c.text, io::Checkpoint::open((d / "text_encoder").string()), to);
+    const auto tdir = (d / "tokenizer").string();
+    c.tokenizer = text::BpeTokenizer::from_vocab_merges(tdir + "/vocab.json", tdir + "/merges.txt", text::BpeTokenizer::Flavor::Clip);
+    c.ids = clip_tokens(c.tokenizer, tdir);
+    const auto scfg = (d / "scheduler" / "scheduler_config.json").string();
+    c.scheduler = schedulers::SchedulerConfig::from_json(io::read_json_file(scfg), scfg);
+    check_shapes(c, dir);
+    c.unet->eval();
+    c.vae->eval();
+    c.text->eval();
+    return c;
+  }
+
+  static void check_shapes(const Components& c, const std::string& where) {
+    for (int64_t d : c.unet->cfg.cross_attention_dim)
+      if (d != c.text->cfg.hidden_size)
+        LOUPE_THROW(BadModel, where << ": the UNet attends to " << d << "-wide text features but the text encoder gives "
+                                    << c.text->cfg.hidden_size);
+    if (c.unet->cfg.out_channels != c.vae->cfg.latent_channels)
+      LOUPE_THROW(BadModel, where << ": the UNet makes " << c.unet->cfg.out_channels << " latent channels, the VAE has "
+                                  << c.vae->cfg.latent_channels);
+    if (c.tokenizer.vocab_size() > static_cast<size_t>(c.text->cfg.vocab_size))
+      LOUPE_THROW(BadModel, where << ": the tokenizer has " << c.tokenizer.vocab_size() << " tokens, the text encoder "
+                                  << c.text->cfg.vocab_size);
+  }
+
+  std::string family() const override { return "stable-diffusion"; }
+  std::string variant() const override { return variant_; }
+  std::vector<std::string> tasks() const override { return {"txt2img", "img2img", "inpaint"}; }
+  uint64_t bytes() const override { return bytes_; }
+  void to(torch::Device d) override {
+    unet_->to(d);
+    vae_->to(d);
+    text_->to(d);
+    opts_.device = d;
+  }
+
+  Result run(const Request& r, JobContext& ctx) override {
+    torch::NoGradGuard ng;
+    if (r.task != "txt2img" && r.task != "img2img" && r.task != "inpaint")
+      LOUPE_THROW(InvalidArgument, "Stable Diffusion does not do task '" << r.task << "' (it does txt2img, img2img, inpaint)");
+    const int64_t f = vae_->cfg.scale_factor();
+    const int native = static_cast<int>(unet_->cfg.sample_size * f);
+    pipelines::DiffusionParams p;
+    p.sampler = r.get_string("sampler", "euler_a");
+    schedulers::make(p.sampler, sched_);  // unknown sampler: the error names the known ones
+    p.steps = static_cast<int>(r.get_int("steps", 20, 1, 150));
+    p.guidance_scale = r.get_float("guidance_scale", 7.5, 0.0, 50.0);
+    p.strength = r.get_float("strength", r.task == "inpaint" ? 1.0 : 0.75, 0.0, 1.0);
+    p.tiled_vae = r.get_int("vae_tiling", 0, 0, 1) == 1;
+    const int clip_skip = static_cast<int>(r.get_int("clip_skip", 1, 1, std::max(1, text_->cfg.num_hidden_layers)));
+    const int batch = static_cast<int>(r.get_int("batch_count", 1, 1, 16));
+    int64_t seed = r.get_int("seed", -1, -1, std::numeric_limits<int64_t>::max());
+    if (seed < 0) seed = static_cast<int64_t>(std::random_device{}() & 0x7fffffff);
+    const std::string prompt = r.get_string("prompt");
+    if (prompt.empty() && r.task != "img2img")
+      LOUPE_THROW(InvalidArgument, "task '" << r.task << "' needs a prompt: set the string parameter \"prompt\"");
+
+    // prompts -> embeddings (same number of 77-token windows for both)
+    auto pos = tokenize_prompt(*tok_, ids_, prompt);
+    auto neg = tokenize_prompt(*tok_, ids_, r.get_string("negative_prompt"));
+    const size_t n = std::max(pos.size(), neg.size());
+    auto cond = encode_prompt(text_, ids_, pos, n, clip_skip, opts_.device);
+    torch::Tensor uncond;
+    if (p.guidance_scale > 1.0) uncond = encode_prompt(text_, ids_, neg, n, clip_skip, opts_.device);
+
+    pipelines::DiffusionModels m{unet_, vae_, sched_, opts_.device, opts_.dtype, vae_dtype_};
+    Result res;
+    res.task = r.task;
+    for (int b = 0; b < batch; ++b) {
+      p.seed = static_cast<uint64_t>(seed + b);
+      const int base_step = b * p.steps;
+      auto on_step = [&](int step, int total, const torch::Tensor& latents) {
+        ctx.check_cancelled();
+        Image preview;
+        const Image* pv = nullptr;
+        if (ctx.wants_preview()) {
+          auto t = pipelines::latent_preview(latents);
+          preview.height = static_cast<int>(t.size(0));
+          preview.width = static_cast<int>(t.size(1));
+          preview.channels = 3;
+          preview.pixels.assign(t.data_ptr<uint8_t>(), t.data_ptr<uint8_t>() + t.numel());
+          pv = &preview;
+        }
+        ctx.progress(base_step + step, batch * total, "denoising", pv);
+      };
+      Image out;
+      if (r.task == "txt2img") out = txt2img(m, cond, uncond, r, p, native, on_step);
+      else if (r.task == "img2img") out = img2img(m, cond, uncond, r, p, on_step);
+      else out = inpaint(m, cond, uncond, r, p, native, on_step);
+      res.images.push_back(std::move(out));
+    }
+    res.numbers["seed"] = static_cast<double>(seed);
+    res.numbers["steps"] = p.steps;
+    res.strings["sampler"] = p.sampler;
+    res.strings["variant"] = variant_;
+    return res;
+  }
+
+ private:
+  Image txt2img(pipelines::DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const Request& r,
+                pipelines::DiffusionParams& p, int native, const pipelines::StepFn& on_step) {
+    p.width = static_cast<int>(r.get_int("width", native, 8, 8192));
+    p.height = static_cast<int>(r.get_int("height", native, 8, 8192));
+    if (p.width % 8 || p.height % 8)
+      LOUPE_THROW(InvalidArgument, "txt2img: width and height must be multiples of 8 (got " << p.width << "x" << p.height << ")");
+    auto_tiling(p);
+    return pipelines::tensor_to_image(pipelines::txt2img(m, cond, uncond, p, on_step));
+  }
+
+  Image img2img(pipelines::DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const Request& r,
+                pipelines::DiffusionParams& p, const pipelines::StepFn& on_step) {
+    const Image src = to_rgb8(r.image());
+    check_image(src);
+    processing_size(r, src.width, src.height, p);
+    auto x = pipelines::resize(pipelines::image_to_tensor(src), p.width, p.height) * 2 - 1;
+    auto out = pipelines::img2img(m, cond, uncond, x, p, on_step);
+    return pipelines::tensor_to_image(pipelines::resize(out, src.width, src.height));
+  }
+
+  Image inpaint(pipelines::DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const Request& r,
+                pipelines::DiffusionParams& p, int native, const pipelines::StepFn& on_step) {
+    const Image src = to_rgb8(r.image());
+    check_image(src);
+    if (!r.mask) LOUPE_THROW(InvalidArgument, "inpaint needs a mask: set one with loupe_request_set_mask (GRAY8, white = repaint)");
+    const Image& mask = *r.mask;
+    if (mask.width != src.width || mask.height != src.height)
+      LOUPE_THROW(InvalidArgument, "the mask is " << mask.width << "x" << mask.height << " but the image is " << src.width << "x"
+                                                  << src.height << "; they must be the same size");
+    const pipelines::Rect painted = pipelines::mask_bounds(mask);
+    if (painted.empty()) LOUPE_THROW(InvalidArgument, "the mask is empty: paint the area to repaint in white");
+    const double blur = r.get_float("mask_blur", 4.0, 0.0, 64.0);
+    const double feather = r.get_float("feather", 8.0, 0.0, 256.0);
+    const bool only_masked = r.get_int("only_masked", 0, 0, 1) == 1;
+    const bool color_fix = r.get_int("color_correction", 0, 0, 1) == 1;
+
+    pipelines::Rect region{0, 0, src.width, src.height};
+    if (only_masked) {
+      const int padding = static_cast<int>(r.get_int("padding", 32, 0, 4096));
+      // generate at the model's native size (or the requested one) with the crop's aspect ratio
+      int pw = static_cast<int>(r.get_int("width", 0, 0, 8192)), ph = static_cast<int>(r.get_int("height", 0, 0, 8192));
+      if (pw == 0 || ph == 0) {
+        const pipelines::Rect grown = pipelines::crop_region(painted, padding, painted.w, painted.h, src.width, src.height);
+        const double s = double(native) / std::max(grown.w, grown.h);
+        pw = round8(grown.w * s);
+        ph = round8(grown.h * s);
+      }
+      if (pw % 8 || ph % 8) LOUPE_THROW(InvalidArgument, "inpaint: width and height must be multiples of 8");
+      region = pipelines::crop_region(painted, padding, pw, ph, src.width, src.height);
+      p.width = pw;
+      p.height = ph;
+    } else {
+      processing_size(r, src.width, src.height, p);
+    }
+    auto_tiling(p);
+    const Image src_crop = pipelines::crop(src, region), mask_crop = pipelines::crop(mask, region);
+    auto x = pipelines::resize(pipelines::image_to_tensor(src_crop), p.width, p.height) * 2 - 1;
+    auto mm = pipelines::model_mask(pipelines::image_to_tensor(mask_crop), blur * std::max(double(p.width) / region.w, 1.0));
+    mm = torch::nn::functional::interpolate(mm, torch::nn::functional::InterpolateFuncOptions()
+                                                    .size(std::vector<int64_t>{p.height, p.width})
+                                                    .mode(torch::kBilinear)
+                                                    .align_corners(false));
+    mm = (mm > 0.01).to(torch::kFloat32);  // resizing must not shrink the model's mask
+    auto out = pipelines::inpaint(m, cond, uncond, x, mm, p, on_step);
+    Image gen = pipelines::tensor_to_image(pipelines::resize(out, region.w, region.h));
+    if (color_fix) gen = pipelines::color_correct(gen, src_crop, mask_crop, std::max(4, int(feather) + 4));
+    // paste back: only inside the painted mask, feathered inwards
+    Image gen_full = src;
+    for (int y = 0; y < region.h; ++y)
+      std::copy_n(gen.row(y), size_t(region.w) * 3, gen_full.row(region.y + y) + size_t(region.x) * 3);
+    return pipelines::composite(src, gen_full, pipelines::feather_alpha(mask, feather));
+  }
+
+  // img2img / inpainting work at the image's size rounded to multiples of 8 unless width/height
+  // are given (the result is resized back to the image).
+  void processing_size(const Request& r, int w, int h, pipelines::DiffusionParams& p) {
+    p.width = static_cast<int>(r.get_int("width", round8(w), 8, 8192));
+    p.height = static_cast<int>(r.get_int("height", round8(h), 8, 8192));
+    if (p.width % 8 || p.height % 8)
+      LOUPE_THROW(InvalidArgument, r.task << ": width and height must be multiples of 8 (got " << p.width << "x" << p.height << ")");
+  }
+
+  // Large images decode in tiles instead of running out of memory.
+  void auto_tiling(pipelines::DiffusionParams& p) {
+    if (int64_t(p.width) * p.height > 1536LL * 1536) p.tiled_vae = true;
+  }
+
+  static void check_image(const Image& img) {
+    if (img.width < 8 || img.height < 8)
+      LOUPE_THROW(InvalidArgument, "the image is " << img.width << "x" << img.height << "; at least 8x8 pixels are needed");
+  }
+
+  ModelOptions opts_;
+  UNet2DConditionModel unet_{nullptr};
+  AutoencoderKL vae_{nullptr};
+  clip::ClipTextModel text_{nullptr};
+  std::shared_ptr<text::BpeTokenizer> tok_;
+  ClipTokens ids_;
+  schedulers::SchedulerConfig sched_;
+  std::string variant_;
+  torch::ScalarType vae_dtype_ = torch::kFloat32;
+  uint64_t bytes_ = 0;
+};
+
+ModelFamily family() {
+  ModelFamily f;
+  f.name = "stable-diffusion";
+  f.detect = [](const std::string& path) -> std::string {
+    if (fs::is_directory(path)) {
+      const fs::path idx = fs::path(path) / "model_index.json";
+      if (!fs::exists(idx)) return "";
+      const auto j = io::read_json_file(idx.string());
+      const std::string cls = j.value("_class_name", "");
+      if (cls.rfind("StableDiffusion", 0) != 0 || cls.find("XL") != std::string::npos || cls.find("3") != std::string::npos)
+        return "";
+      return cls.find("Inpaint") != std::string::npos ? "sd-inpainting" : "sd";
+    }
+    return "";
+  };
+  f.load = [](const std::string& path, const ModelOptions& o) -> std::shared_ptr<Model> {
+    return std::make_shared<StableDiffusionModel>(path, o);
+  };
+  f.inspect = [](const std::string& path, nlohmann::json& report) {
+    if (!fs::is_directory(path)) return;
+    const fs::path d(path);
+    for (const char* sub : {"unet", "vae", "text_encoder", "tokenizer", "scheduler"})
+      if (!fs::is_directory(d / sub))
+        report["problems"].push_back({{"severity", "error"},
+                                      {"message", std::string("the folder '") + sub + "' is missing in " + path},
+                                      {"remedy", "download the whole diffusers repository (all its folders)"}});
+  };
+  return f;
+}
+
+}  // namespace loupe::sd
