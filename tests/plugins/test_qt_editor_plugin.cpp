@@ -10,7 +10,9 @@
 #include <QTreeWidget>
 #include <QtTest>
 
+#include <QCheckBox>
 #include <QComboBox>
+#include <QSpinBox>
 #include <QLineEdit>
 #include <QPlainTextEdit>
 
@@ -50,6 +52,7 @@ class QtEditorPluginTest : public QObject {
     QVERIFY(cfg.open(QIODevice::WriteOnly));
     cfg.write("{}");
     QVERIFY(QFile::link(QStringLiteral(LOUPE_FIXTURES_DIR "/florence2/tiny"), d.filePath("demo-florence2")));
+    QVERIFY(QFile::link(QStringLiteral(LOUPE_FIXTURES_DIR "/sd/tiny-sd15-inpaint"), d.filePath("demo-sd15-inpainting")));
     qputenv("LOUPE_MODELS_DIR", m_models.path().toUtf8());
     m_window = new MainWindow;
     m_window->resize(1400, 900);
@@ -158,6 +161,63 @@ class QtEditorPluginTest : public QObject {
     QTest::mouseClick(child<QPushButton>(tasks, "run"), Qt::LeftButton);
     QTest::mouseClick(child<QPushButton>(tasks, "cancel"), Qt::LeftButton);
     QTRY_VERIFY_WITH_TIMEOUT(status->text() == "Cancelled." || status->text().startsWith("Done"), 60000);
+    QVERIFY(child<QPushButton>(tasks, "run")->isEnabled());
+  }
+
+  // "find it" -> "mask it" -> "inpaint it" with the demo diffusion model: the live preview shows,
+  // the result is a new version whose pixels outside the mask are the original's; a longer run
+  // is cancelled.
+  void inpaintWithTheDemoDiffusionModelThenCancel() {
+    auto* models = child<QWidget>(m_window, "LoupeModelsPanel");
+    auto* tree = models->findChild<QTreeWidget*>();
+    QTreeWidgetItem* demo = nullptr;
+    for (int i = 0; i < tree->topLevelItemCount(); ++i)
+      if (tree->topLevelItem(i)->text(0).contains("demo-sd15-inpainting")) demo = tree->topLevelItem(i);
+    QVERIFY2(demo, "the demo diffusion model is not listed");
+    tree->setCurrentItem(demo);
+    QTest::mouseClick(child<QPushButton>(models, "openModel"), Qt::LeftButton);
+    auto* state = child<QLabel>(models, "sessionState");
+    QTRY_VERIFY_WITH_TIMEOUT(state->text().startsWith("Loaded") && state->text().contains("inpainting"), 30000);
+
+    auto* doc = m_window->document();
+    const QImage before = doc->image();
+    QImage mask(before.size(), QImage::Format_Grayscale8);
+    mask.fill(0);
+    for (int y = 100; y < 180; ++y)
+      for (int x = 200; x < 320; ++x) mask.setPixel(x, y, qRgb(255, 255, 255));
+    QVERIFY(doc->setMask(mask, "test mask"));
+    const int versions = doc->versions().size();
+
+    auto* tasks = child<QWidget>(m_window, "LoupeTasksPanel");
+    auto* task = child<QComboBox>(tasks, "task");
+    auto* status = child<QLabel>(tasks, "taskStatus");
+    task->setCurrentIndex(task->findData("inpaint"));
+    child<QLineEdit>(tasks, "text")->setText("a cat");
+    child<QSpinBox>(tasks, "steps")->setValue(4);
+    // only the masked area: generated at the model's size (64 px for the demo weights), pasted back
+    child<QCheckBox>(tasks, "onlyMasked")->setChecked(true);
+    QTest::mouseClick(child<QPushButton>(tasks, "run"), Qt::LeftButton);
+    QTRY_VERIFY2_WITH_TIMEOUT(status->text().startsWith("Done"), qPrintable(status->text()), 60000);
+    QCOMPARE(doc->versions().size(), versions + 1);
+    const QImage after = doc->image().convertToFormat(QImage::Format_RGB32);
+    const QImage orig = before.convertToFormat(QImage::Format_RGB32);
+    QCOMPARE(after.size(), orig.size());
+    int changed = 0;
+    for (int y = 0; y < orig.height(); ++y)
+      for (int x = 0; x < orig.width(); ++x) {
+        const bool in = x >= 200 && x < 320 && y >= 100 && y < 180;
+        if (!in && after.pixel(x, y) != orig.pixel(x, y)) QFAIL(qPrintable(QString("pixel %1,%2 outside the mask changed").arg(x).arg(y)));
+        changed += in && after.pixel(x, y) != orig.pixel(x, y);
+      }
+    QVERIFY(changed > 120 * 80 / 2);
+    QVERIFY(child<QLabel>(tasks, "preview")->pixmap().isNull() == false);  // the last live preview
+
+    child<QSpinBox>(tasks, "steps")->setValue(150);
+    QTest::mouseClick(child<QPushButton>(tasks, "run"), Qt::LeftButton);
+    QTRY_VERIFY_WITH_TIMEOUT(status->text().contains("/150") || status->text().contains("denoising"), 30000);
+    QTest::mouseClick(child<QPushButton>(tasks, "cancel"), Qt::LeftButton);
+    QTRY_COMPARE_WITH_TIMEOUT(status->text(), QString("Cancelled."), 60000);
+    QCOMPARE(doc->versions().size(), versions + 1);  // nothing added by the cancelled job
     QVERIFY(child<QPushButton>(tasks, "run")->isEnabled());
   }
 

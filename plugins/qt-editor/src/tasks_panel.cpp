@@ -1,5 +1,7 @@
 #include "tasks_panel.h"
 
+#include <QCheckBox>
+
 #include <QApplication>
 #include <QClipboard>
 #include <QComboBox>
@@ -68,9 +70,10 @@ TasksPanel::TasksPanel(LoupeClient* client, loupe::HostContext* host, QWidget* p
   m_negative->setPlaceholderText(tr("what to avoid"));
   form->addRow(tr("Negative"), m_negative);
   m_sampler = new QComboBox(this);
-  m_sampler->addItems({"euler", "euler_a", "ddim", "dpmpp_2m_karras"});
+  m_sampler->addItems({"euler_a", "euler", "ddim", "dpmpp_2m", "dpmpp_2m_karras"});
   form->addRow(tr("Sampler"), m_sampler);
   m_steps = new QSpinBox(this);
+  m_steps->setObjectName("steps");
   m_steps->setRange(1, 150);
   m_steps->setValue(25);
   form->addRow(tr("Steps"), m_steps);
@@ -97,11 +100,31 @@ TasksPanel::TasksPanel(LoupeClient* client, loupe::HostContext* host, QWidget* p
   m_height->setSingleStep(8);
   m_height->setValue(512);
   form->addRow(tr("Height"), m_height);
+  // inpainting: how the result meets the rest of the image
+  m_onlyMasked = new QCheckBox(tr("Only the masked area (at full resolution)"), this);
+  m_onlyMasked->setObjectName("onlyMasked");
+  form->addRow(QString(), m_onlyMasked);
+  m_maskBlur = new QSpinBox(this);
+  m_maskBlur->setRange(0, 64);
+  m_maskBlur->setValue(4);
+  m_maskBlur->setSuffix(tr(" px"));
+  form->addRow(tr("Mask blur"), m_maskBlur);
+  m_feather = new QSpinBox(this);
+  m_feather->setObjectName("feather");
+  m_feather->setRange(0, 256);
+  m_feather->setValue(8);
+  m_feather->setSuffix(tr(" px"));
+  m_feather->setToolTip(tr("The result fades in over this width inside the mask; outside the mask nothing changes."));
+  form->addRow(tr("Feather"), m_feather);
+  m_colorFix = new QCheckBox(tr("Match colours to the surroundings"), this);
+  m_colorFix->setObjectName("colorCorrection");
+  form->addRow(QString(), m_colorFix);
   lay->addLayout(form);
   m_textRows = {m_text};
   m_genRows = {m_negative, m_sampler, m_steps, m_guidance, m_seed};
   m_sizeRows = {m_width, m_height};
   m_strengthRows = {m_strength};
+  m_inpaintRows = {m_onlyMasked, m_maskBlur, m_feather, m_colorFix};
 
   auto* row = new QHBoxLayout;
   m_run = new QPushButton(tr("Run"), this);
@@ -115,6 +138,7 @@ TasksPanel::TasksPanel(LoupeClient* client, loupe::HostContext* host, QWidget* p
   m_progress = new QProgressBar(this);
   lay->addWidget(m_progress);
   m_preview = new QLabel(this);
+  m_preview->setObjectName("preview");
   m_preview->setAlignment(Qt::AlignCenter);
   m_preview->setMinimumHeight(0);
   lay->addWidget(m_preview);
@@ -172,6 +196,9 @@ void TasksPanel::updateFields() {
   show(m_genRows, t->generative);
   show(m_sizeRows, QLatin1String(t->id) == QLatin1String("txt2img"));
   show(m_strengthRows, QLatin1String(t->id) == QLatin1String("img2img") || QLatin1String(t->id) == QLatin1String("inpaint"));
+  show(m_inpaintRows, QLatin1String(t->id) == QLatin1String("inpaint"));
+  // inpainting models are trained to start from pure noise in the mask
+  if (QLatin1String(t->id) == QLatin1String("inpaint") && m_strength->value() == 0.75) m_strength->setValue(1.0);
 }
 
 bool TasksPanel::buildInput(TaskInput* in, QString* error) const {
@@ -221,6 +248,10 @@ bool TasksPanel::buildInput(TaskInput* in, QString* error) const {
       return false;
     }
     in->mask = mask;
+    in->ints["only_masked"] = m_onlyMasked->isChecked() ? 1 : 0;
+    in->floats["mask_blur"] = m_maskBlur->value();
+    in->floats["feather"] = m_feather->value();
+    in->ints["color_correction"] = m_colorFix->isChecked() ? 1 : 0;
   }
   if (t->region) {
     const int sel = m_host->selectedOverlay();

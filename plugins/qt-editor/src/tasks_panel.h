@@ -15,6 +15,7 @@ class QPlainTextEdit;
 class QProgressBar;
 class QPushButton;
 class QSpinBox;
+class QCheckBox;
 
 namespace loupe {
 class HostContext;
@@ -58,7 +59,11 @@ class TasksPanel : public QWidget {
   QLabel* m_preview;
   QLabel* m_status;
   QPlainTextEdit* m_output;
-  QList<QWidget*> m_textRows, m_genRows, m_sizeRows, m_strengthRows;
+  QList<QWidget*> m_textRows, m_genRows, m_sizeRows, m_strengthRows, m_inpaintRows;
+  QCheckBox* m_onlyMasked = nullptr;
+  QCheckBox* m_colorFix = nullptr;
+  QSpinBox* m_maskBlur = nullptr;
+  QSpinBox* m_feather = nullptr;
   QString m_runningTask;
 };
 
