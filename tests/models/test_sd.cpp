@@ -7,6 +7,9 @@
 #include "core/job.h"
 #include "models/sd/family.h"
 #include "models/sd/prompt.h"
+#include "models/sd/single_file.h"
+
+#include <filesystem>
 #include "pipelines/compose.h"
 #include "text/bpe_tokenizer.h"
 
@@ -301,4 +304,44 @@ TEST(SdSession, FamilyDetectionAndUnsupportedCheckpoints) {
   EXPECT_EQ(open_model("tiny-sd15")->variant(), "sd15");
   EXPECT_EQ(open_model("tiny-sd2")->variant(), "sd2-v");
   EXPECT_EQ(open_model("tiny-sd15-inpaint")->variant(), "sd15-inpainting");
+}
+
+// Single files in the original LDM layout (made from the tiny diffusers folders by diffusers' own
+// conversion script) load through the key map and give exactly the folder's images.
+TEST(SdSingleFile, SameImagesAsTheDiffusersFolder) {
+  const std::string single = kSd + "/single";
+  EXPECT_EQ(sd::detect_single_file(single + "/tiny-sd15.safetensors"), "sd15");
+  EXPECT_EQ(sd::detect_single_file(single + "/tiny-sd2.safetensors"), "sd2");
+  EXPECT_EQ(sd::detect_single_file(kSd + "/expected.safetensors"), "");
+  EXPECT_EQ(sd::family().detect(single + "/tiny-sd15.safetensors"), "sd15");
+  for (const std::string name : {"tiny-sd15", "tiny-sd2"}) {
+    SCOPED_TRACE(name);
+    auto file = sd::family().load(single + "/" + name + ".safetensors", ModelOptions{});
+    EXPECT_EQ(file->variant(), open_model(name)->variant());
+    for (const std::string task : {"txt2img", "img2img"}) {
+      auto r = request(task, "a (red:1.2) car BREAK the sky");
+      r.strings["negative_prompt"] = "blue";
+      if (task == "img2img") r.images.push_back(gray_image(64, 64, 50));
+      Job job([](const Progress&) { return true; });
+      JobContext ctx(&job);
+      const auto a = file->run(r, ctx);
+      const auto b = run(name, r);
+      EXPECT_EQ(a.images.at(0).pixels, b.images.at(0).pixels) << task;
+    }
+  }
+}
+
+TEST(SdSingleFile, WrongShapesAndOtherFilesAreExplained) {
+  // Without its sidecar the tiny file is read with the real SD 1.5 configuration: the error names
+  // a tensor and both shapes.
+  const auto dir = std::filesystem::temp_directory_path() / ("loupe-sd-single-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(kSd + "/single/tiny-sd15.safetensors", dir / "lonely.safetensors",
+                             std::filesystem::copy_options::overwrite_existing);
+  const std::string e = error_of([&] { sd::family().load((dir / "lonely.safetensors").string(), ModelOptions{}); });
+  EXPECT_NE(e.find("model.diffusion_model.input_blocks.0.0.weight' model [320, 4, 3, 3] vs file [8, 4, 3, 3]"), std::string::npos) << e;
+  // a file that is no SD checkpoint
+  const std::string e2 = error_of([&] { sd::read_single_file(kSd + "/expected.safetensors", torch::kCPU, torch::kFloat32); });
+  EXPECT_NE(e2.find("not a Stable Diffusion 1.x/2.x single-file checkpoint"), std::string::npos) << e2;
+  std::filesystem::remove_all(dir);
 }

@@ -17,6 +17,11 @@ KeyMap& KeyMap::regex(const std::string& pattern, const std::string& replacement
   return *this;
 }
 
+KeyMap& KeyMap::function(std::function<std::string(const std::string&)> fn) {
+  rules_.push_back({false, "", std::regex(), "", std::move(fn)});
+  return *this;
+}
+
 KeyMap& KeyMap::transform(const std::string& pattern, std::function<torch::Tensor(const torch::Tensor&)> fn) {
   transforms_.emplace_back(std::regex(pattern), std::move(fn));
   return *this;
@@ -24,7 +29,10 @@ KeyMap& KeyMap::transform(const std::string& pattern, std::function<torch::Tenso
 
 std::string KeyMap::map(const std::string& name) const {
   for (const auto& r : rules_) {
-    if (r.is_prefix) {
+    if (r.fn) {
+      std::string m = r.fn(name);
+      if (!m.empty()) return m;
+    } else if (r.is_prefix) {
       if (name.rfind(r.from, 0) == 0) return r.to + name.substr(r.from.size());
     } else if (std::regex_search(name, r.re)) {
       return std::regex_replace(name, r.re, r.to, std::regex_constants::format_first_only);

@@ -18,6 +18,8 @@ class KeyMap {
  public:
   KeyMap& prefix(const std::string& from, const std::string& to);
   KeyMap& regex(const std::string& pattern, const std::string& replacement);
+  // A computed rule: returns the checkpoint name, or "" when it does not apply.
+  KeyMap& function(std::function<std::string(const std::string&)> fn);
   // A transform applied to the loaded tensor of matching module names (e.g. a transpose).
   KeyMap& transform(const std::string& pattern, std::function<torch::Tensor(const torch::Tensor&)> fn);
   std::string map(const std::string& module_name) const;
@@ -30,6 +32,7 @@ class KeyMap {
     std::string from;
     std::regex re;
     std::string to;
+    std::function<std::string(const std::string&)> fn;
   };
   std::vector<Rule> rules_;
   std::vector<std::pair<std::regex, std::function<torch::Tensor(const torch::Tensor&)>>> transforms_;

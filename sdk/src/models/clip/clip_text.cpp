@@ -8,8 +8,9 @@
 
 namespace loupe::clip {
 
-TextConfig TextConfig::load(const std::string& file) {
-  const auto j = io::read_json_file(file);
+TextConfig TextConfig::load(const std::string& file) { return from_json(io::read_json_file(file), file); }
+
+TextConfig TextConfig::from_json(const nlohmann::json& j, const std::string& file) {
   TextConfig c;
   c.vocab_size = io::get_or(j, "vocab_size", c.vocab_size, file);
   c.hidden_size = io::get_or(j, "hidden_size", c.hidden_size, file);

@@ -17,6 +17,7 @@ struct TextConfig {
   std::string hidden_act = "quick_gelu";
   double layer_norm_eps = 1e-5;
   static TextConfig load(const std::string& config_json);
+  static TextConfig from_json(const nlohmann::json& j, const std::string& file);
 };
 
 struct ClipLayerImpl : torch::nn::Module {

@@ -12,6 +12,7 @@
 #include "models/clip/clip_text.h"
 #include "models/sd/family.h"
 #include "models/sd/prompt.h"
+#include "models/sd/single_file.h"
 #include "pipelines/compose.h"
 #include "pipelines/diffusion.h"
 #include "text/bpe_tokenizer.h"
@@ -39,9 +40,7 @@ Image to_rgb8(const Image& img) { return img.channels == 3 ? img : img.to_rgb();
 class StableDiffusionModel : public Model {
  public:
   StableDiffusionModel(const std::string& path, const ModelOptions& o) : opts_(o) {
-    if (!fs::is_directory(path))
-      LOUPE_THROW(Unsupported, path << ": single-file Stable Diffusion checkpoints are not supported yet; use the diffusers folder layout");
-    Components c = load_folder(path);
+    Components c = fs::is_directory(path) ? load_folder(path) : load_single_file(path, o);
     unet_ = c.unet;
     vae_ = c.vae;
     text_ = c.text;
@@ -99,6 +98,19 @@ class StableDiffusionModel : public Model {
     c.unet->eval();
     c.vae->eval();
     c.text->eval();
+    return c;
+  }
+
+  Components load_single_file(const std::string& file, const ModelOptions& o) {
+    SingleFile sf = read_single_file(file, o.device, o.dtype);
+    Components c;
+    c.unet = sf.unet;
+    c.vae = sf.vae;
+    c.text = sf.text;
+    c.tokenizer = std::move(sf.tokenizer);
+    c.ids = sf.ids;
+    c.scheduler = sf.scheduler;
+    check_shapes(c, file);
     return c;
   }
 
@@ -306,7 +318,7 @@ ModelFamily family() {
         return "";
       return cls.find("Inpaint") != std::string::npos ? "sd-inpainting" : "sd";
     }
-    return "";
+    return detect_single_file(path);
   };
   f.load = [](const std::string& path, const ModelOptions& o) -> std::shared_ptr<Model> {
     return std::make_shared<StableDiffusionModel>(path, o);

@@ -1,0 +1,305 @@
+#include "models/sd/single_file.h"
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "io/config.h"
+
+namespace fs = std::filesystem;
+
+namespace loupe::sd {
+
+namespace {
+
+const std::string kUNet = "model.diffusion_model.";
+const std::string kVae = "first_stage_model.";
+const std::string kClip = "cond_stage_model.transformer.";   // SD 1.x: transformers' CLIPTextModel names
+const std::string kOpenClip = "cond_stage_model.model.";     // SD 2.x: OpenCLIP names
+
+bool is_checkpoint_file(const std::string& path) {
+  const auto ext = fs::path(path).extension().string();
+  return fs::is_regular_file(path) && (ext == ".safetensors" || ext == ".ckpt" || ext == ".bin" || ext == ".pt");
+}
+
+// Splits "a.b.c" after `prefix` into its dot-separated parts.
+std::vector<std::string> parts_after(const std::string& name, const std::string& prefix) {
+  std::vector<std::string> out;
+  size_t p = prefix.size();
+  while (p <= name.size()) {
+    const size_t q = name.find('.', p);
+    out.push_back(name.substr(p, q == std::string::npos ? std::string::npos : q - p));
+    if (q == std::string::npos) break;
+    p = q + 1;
+  }
+  return out;
+}
+
+std::string join(const std::vector<std::string>& v, size_t from) {
+  std::string s;
+  for (size_t i = from; i < v.size(); ++i) s += (s.empty() ? "" : ".") + v[i];
+  return s;
+}
+
+// diffusers ResnetBlock2D names -> LDM ResBlock names (UNet)
+std::string unet_resnet_inner(const std::string& rest) {
+  static const std::vector<std::pair<std::string, std::string>> m{
+      {"norm1.", "in_layers.0."}, {"conv1.", "in_layers.2."}, {"norm2.", "out_layers.0."},
+      {"conv2.", "out_layers.3."}, {"time_emb_proj.", "emb_layers.1."}, {"conv_shortcut.", "skip_connection."}};
+  for (const auto& [a, b] : m)
+    if (rest.rfind(a, 0) == 0) return b + rest.substr(a.size());
+  return rest;
+}
+
+nlohmann::json reference_unet_config(bool sd2, bool inpaint) {
+  nlohmann::json j = {{"in_channels", inpaint ? 9 : 4}, {"out_channels", 4}, {"block_out_channels", {320, 640, 1280, 1280}},
+                      {"layers_per_block", 2}, {"norm_num_groups", 32}, {"cross_attention_dim", sd2 ? 1024 : 768},
+                      {"down_block_types", {"CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"}},
+                      {"up_block_types", {"UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"}},
+                      {"sample_size", sd2 && !inpaint ? 96 : 64}};
+  if (sd2) {
+    j["attention_head_dim"] = {5, 10, 20, 20};
+    j["use_linear_projection"] = true;
+  } else {
+    j["attention_head_dim"] = 8;
+  }
+  return j;
+}
+
+nlohmann::json reference_vae_config() {
+  return {{"block_out_channels", {128, 256, 512, 512}}, {"layers_per_block", 2}, {"latent_channels", 4},
+          {"norm_num_groups", 32}, {"scaling_factor", 0.18215}, {"sample_size", 512}};
+}
+
+nlohmann::json reference_clip_config(bool sd2, int64_t layers) {
+  if (sd2)
+    return {{"vocab_size", 49408}, {"hidden_size", 1024}, {"intermediate_size", 4096}, {"num_hidden_layers", layers},
+            {"num_attention_heads", 16}, {"max_position_embeddings", 77}, {"hidden_act", "gelu"}};
+  return {{"vocab_size", 49408}, {"hidden_size", 768}, {"intermediate_size", 3072}, {"num_hidden_layers", layers},
+          {"num_attention_heads", 12}, {"max_position_embeddings", 77}, {"hidden_act", "quick_gelu"}};
+}
+
+int64_t count_layers(const io::Checkpoint& ck, const std::string& prefix) {
+  int64_t n = 0;
+  while (ck.has(prefix + std::to_string(n) + (std::string(prefix).find("resblocks") != std::string::npos ? ".ln_1.weight" : ".layer_norm1.weight")))
+    ++n;
+  return n;
+}
+
+std::string find_tokenizer(const fs::path& file, const fs::path& sidecar) {
+  if (fs::exists(sidecar / "tokenizer" / "vocab.json")) return (sidecar / "tokenizer").string();
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(file.parent_path(), ec)) {
+    const fs::path t = e.path() / "tokenizer";
+    if (e.is_directory() && fs::exists(t / "vocab.json") && fs::exists(t / "merges.txt") && fs::exists(e.path() / "model_index.json"))
+      return t.string();
+  }
+  LOUPE_THROW(NotFound, file.string() << ": a single-file checkpoint carries no tokenizer, and none was found next to it; "
+                                      << "hint: put any Stable Diffusion 1.x/2.x diffusers folder (its tokenizer/ with vocab.json "
+                                      << "and merges.txt is enough) in the same folder, or a sidecar folder '" << sidecar.filename().string()
+                                      << "/tokenizer'");
+}
+
+}  // namespace
+
+std::string detect_single_file(const std::string& path) {
+  if (!is_checkpoint_file(path)) return "";
+  try {
+    auto ck = io::Checkpoint::open(path);
+    const std::string in = std::string(kUNet) + "input_blocks.0.0.weight";
+    if (!ck.has(in)) return "";
+    const bool sd2 = ck.has(std::string(kOpenClip) + "transformer.resblocks.0.attn.in_proj_weight");
+    const bool inpaint = ck.shape(in).size() == 4 && ck.shape(in)[1] == 9;
+    return std::string(sd2 ? "sd2" : "sd15") + (inpaint ? "-inpainting" : "");
+  } catch (const Error&) {
+    return "";
+  }
+}
+
+io::KeyMap unet_single_file_keymap(const UNetConfig& c) {
+  const size_t n = c.block_out_channels.size();
+  for (size_t i = 1; i < n; ++i)
+    if (c.layers_per_block[i] != c.layers_per_block[0])
+      LOUPE_THROW(Unsupported, "single-file UNets need the same number of layers in every block");
+  const int64_t L = c.layers_per_block[0];
+  std::vector<bool> up_attn;
+  for (const auto& t : c.up_block_types) up_attn.push_back(t == "CrossAttnUpBlock2D");
+  io::KeyMap km;
+  km.function([=](const std::string& name) -> std::string {
+    static const std::map<std::string, std::string> top{
+        {"time_embedding.linear_1.", "time_embed.0."}, {"time_embedding.linear_2.", "time_embed.2."},
+        {"conv_in.", "input_blocks.0.0."}, {"conv_norm_out.", "out.0."}, {"conv_out.", "out.2."}};
+    for (const auto& [a, b] : top)
+      if (name.rfind(a, 0) == 0) return kUNet + b + name.substr(a.size());
+    const auto p = parts_after(name, "");
+    if (p.size() < 4) return "";
+    if (p[0] == "down_blocks") {
+      const int64_t i = std::stoll(p[1]), j = std::stoll(p[3]);
+      if (p[2] == "resnets")
+        return kUNet + "input_blocks." + std::to_string(1 + i * (L + 1) + j) + ".0." + unet_resnet_inner(join(p, 4));
+      if (p[2] == "attentions") return kUNet + "input_blocks." + std::to_string(1 + i * (L + 1) + j) + ".1." + join(p, 4);
+      if (p[2] == "downsamplers")  // downsamplers.0.conv.* -> op.*
+        return kUNet + "input_blocks." + std::to_string(1 + i * (L + 1) + L) + ".0.op." + join(p, 5);
+    } else if (p[0] == "up_blocks") {
+      const int64_t i = std::stoll(p[1]), j = std::stoll(p[3]);
+      if (p[2] == "resnets") return kUNet + "output_blocks." + std::to_string(i * (L + 1) + j) + ".0." + unet_resnet_inner(join(p, 4));
+      if (p[2] == "attentions") return kUNet + "output_blocks." + std::to_string(i * (L + 1) + j) + ".1." + join(p, 4);
+      if (p[2] == "upsamplers")
+        return kUNet + "output_blocks." + std::to_string(i * (L + 1) + L) + "." + (up_attn[i] ? "2." : "1.") + join(p, 4);
+    } else if (p[0] == "mid_block") {
+      const int64_t j = std::stoll(p[2]);
+      if (p[1] == "resnets") return kUNet + "middle_block." + std::to_string(2 * j) + "." + unet_resnet_inner(join(p, 3));
+      if (p[1] == "attentions") return kUNet + "middle_block.1." + join(p, 3);
+    }
+    return "";
+  });
+  return km;
+}
+
+io::KeyMap vae_single_file_keymap(const VaeConfig& c) {
+  const int64_t n = static_cast<int64_t>(c.block_out_channels.size());
+  io::KeyMap km;
+  km.function([=](const std::string& name) -> std::string {
+    auto p = parts_after(name, "");
+    auto inner = [](std::string rest) {
+      if (rest.rfind("conv_shortcut.", 0) == 0) return "nin_shortcut." + rest.substr(14);
+      return rest;
+    };
+    if (p.size() < 2) return "";
+    const std::string coder = p[0];  // encoder / decoder
+    if (p[0] == "quant_conv" || p[0] == "post_quant_conv") return kVae + name;
+    if (p[1] == "conv_norm_out") return kVae + coder + ".norm_out." + join(p, 2);
+    if (p[1] == "conv_in" || p[1] == "conv_out") return kVae + name;
+    if (p[1] == "down_blocks" && p.size() > 4) {
+      if (p[3] == "resnets") return kVae + coder + ".down." + p[2] + ".block." + p[4] + "." + inner(join(p, 5));
+      if (p[3] == "downsamplers") return kVae + coder + ".down." + p[2] + ".downsample." + join(p, 5);
+    }
+    if (p[1] == "up_blocks" && p.size() > 4) {
+      const std::string ldm = std::to_string(n - 1 - std::stoll(p[2]));
+      if (p[3] == "resnets") return kVae + coder + ".up." + ldm + ".block." + p[4] + "." + inner(join(p, 5));
+      if (p[3] == "upsamplers") return kVae + coder + ".up." + ldm + ".upsample." + join(p, 5);
+    }
+    if (p[1] == "mid_block" && p.size() > 4) {
+      if (p[2] == "resnets") return kVae + coder + ".mid.block_" + std::to_string(std::stoll(p[3]) + 1) + "." + inner(join(p, 4));
+      if (p[2] == "attentions") {
+        static const std::map<std::string, std::string> attn{
+            {"group_norm", "norm"}, {"to_q", "q"}, {"to_k", "k"}, {"to_v", "v"}, {"to_out", "proj_out"}};
+        const std::string what = p[4];
+        const auto it = attn.find(what);
+        if (it == attn.end()) return "";
+        const std::string leaf = p.back();  // weight / bias
+        return kVae + coder + ".mid.attn_1." + it->second + "." + leaf;
+      }
+    }
+    return "";
+  });
+  // the LDM VAE attention uses 1x1 convolutions: [C, C, 1, 1] -> [C, C]
+  km.transform(R"(mid_block\.attentions\.0\.(to_q|to_k|to_v|to_out\.0)\.weight$)", [](const torch::Tensor& t) {
+    return t.dim() == 4 ? t.flatten(1) : t;
+  });
+  return km;
+}
+
+io::KeyMap clip_single_file_keymap(bool open_clip, int64_t hidden) {
+  io::KeyMap km;
+  if (!open_clip) {
+    km.prefix("text_model.", std::string(kClip) + "text_model.");
+    return km;
+  }
+  km.function([](const std::string& name) -> std::string {
+    const std::string m = kOpenClip;
+    if (name == "text_model.embeddings.token_embedding.weight") return m + "token_embedding.weight";
+    if (name == "text_model.embeddings.position_embedding.weight") return m + "positional_embedding";
+    if (name.rfind("text_model.final_layer_norm.", 0) == 0) return m + "ln_final." + name.substr(28);
+    const std::string pre = "text_model.encoder.layers.";
+    if (name.rfind(pre, 0) != 0) return "";
+    auto p = parts_after(name, pre);  // N, module..., leaf
+    const std::string blk = m + "transformer.resblocks." + p[0] + ".";
+    const std::string rest = join(p, 1);
+    static const std::vector<std::pair<std::string, std::string>> t{
+        {"self_attn.out_proj.", "attn.out_proj."}, {"layer_norm1.", "ln_1."}, {"layer_norm2.", "ln_2."},
+        {"mlp.fc1.", "mlp.c_fc."}, {"mlp.fc2.", "mlp.c_proj."}};
+    for (const auto& [a, b] : t)
+      if (rest.rfind(a, 0) == 0) return blk + b + rest.substr(a.size());
+    for (const char* q : {"q_proj", "k_proj", "v_proj"})
+      if (rest.rfind(std::string("self_attn.") + q + ".", 0) == 0) return blk + "attn.in_proj_" + p.back();
+    return "";
+  });
+  // q, k, v are one fused in_proj in OpenCLIP: take our third of it
+  for (int part = 0; part < 3; ++part) {
+    const char* q = part == 0 ? "q_proj" : part == 1 ? "k_proj" : "v_proj";
+    km.transform(std::string(R"(self_attn\.)") + q + R"(\.(weight|bias)$)", [part, hidden](const torch::Tensor& t) {
+      return t.size(0) == 3 * hidden ? t.slice(0, part * hidden, (part + 1) * hidden) : t;
+    });
+  }
+  return km;
+}
+
+SingleFile read_single_file(const std::string& path, const torch::Device& device, torch::ScalarType dtype) {
+  const std::string variant = detect_single_file(path);
+  if (variant.empty())
+    LOUPE_THROW(BadModel, path << ": not a Stable Diffusion 1.x/2.x single-file checkpoint (no '" << kUNet
+                               << "input_blocks.0.0.weight'); SDXL, SD3 and FLUX single files are not supported yet");
+  auto ck = io::Checkpoint::open(path);
+  const bool sd2 = variant.rfind("sd2", 0) == 0, inpaint = variant.find("inpainting") != std::string::npos;
+  const fs::path file(path);
+  const fs::path sidecar = file.parent_path() / file.stem();
+  const bool has_sidecar = fs::exists(sidecar / "unet" / "config.json");
+  auto cfg = [&](const std::string& sub, const std::string& name, const nlohmann::json& fallback) {
+    const auto f = (sidecar / sub / name).string();
+    return has_sidecar && fs::exists(f) ? io::read_json_file(f) : fallback;
+  };
+  const std::string where = has_sidecar ? (sidecar / "unet" / "config.json").string() : path + " (reference SD config)";
+  SingleFile sf;
+  io::BindOptions bo;
+  bo.device = device;
+  bo.dtype = dtype;
+  sf.unet = UNet2DConditionModel(UNetConfig::from_json(cfg("unet", "config.json", reference_unet_config(sd2, inpaint)), where));
+  sf.unet->to(device, dtype);
+  bo.keymap = unet_single_file_keymap(sf.unet->cfg);
+  bo.scope = kUNet;
+  io::bind(*sf.unet, ck, bo);
+  sf.vae = AutoencoderKL(VaeConfig::from_json(cfg("vae", "config.json", reference_vae_config()), where));
+  io::BindOptions vo = bo;
+  if (dtype == torch::kFloat16 && sf.vae->cfg.force_upcast) vo.dtype = torch::kFloat32;
+  sf.vae->to(device, *vo.dtype);
+  vo.keymap = vae_single_file_keymap(sf.vae->cfg);
+  vo.scope = kVae;
+  io::bind(*sf.vae, ck, vo);
+  // SD 2.x checkpoints keep OpenCLIP's last block, which SD 2.x does not use (it reads the
+  // penultimate layer): diffusers' text encoder has one layer fewer.
+  const int64_t layers = sd2 ? std::max<int64_t>(1, count_layers(ck, std::string(kOpenClip) + "transformer.resblocks.") - 1)
+                             : count_layers(ck, std::string(kClip) + "text_model.encoder.layers.");
+  auto tj = cfg("text_encoder", "config.json", reference_clip_config(sd2, layers));
+  if (has_sidecar) tj["num_hidden_layers"] = layers;
+  const auto tc = clip::TextConfig::from_json(tj, where);
+  sf.text = clip::ClipTextModel(tc);
+  sf.text->to(device, dtype);
+  io::BindOptions to = bo;
+  to.keymap = clip_single_file_keymap(sd2, tc.hidden_size);
+  to.scope = sd2 ? kOpenClip : kClip;
+  to.allow_missing = [](const std::string& k) { return k.find("position_ids") != std::string::npos; };
+  io::bind(*sf.text, ck, to);
+  const std::string tdir = find_tokenizer(file, sidecar);
+  sf.tokenizer = text::BpeTokenizer::from_vocab_merges(tdir + "/vocab.json", tdir + "/merges.txt", text::BpeTokenizer::Flavor::Clip);
+  sf.ids = clip_tokens(sf.tokenizer, tdir);
+  const auto sj = cfg("scheduler", "scheduler_config.json", nlohmann::json::object());
+  sf.scheduler = schedulers::SchedulerConfig::from_json(sj, has_sidecar ? (sidecar / "scheduler").string() : path);
+  if (!has_sidecar || !sj.contains("prediction_type")) {
+    if (sd2 && !inpaint) {
+      // SD 2.x comes as epsilon (512-base) and v-prediction (768-v) models with the same weights'
+      // shapes: decide from the model itself, as the web UIs do (a v-model's output at t=999 on a
+      // flat input sits far below the input).
+      torch::NoGradGuard ng;
+      const auto x = torch::full({1, 4, 8, 8}, 0.5, torch::TensorOptions().device(device).dtype(dtype));
+      const auto ctx = torch::full({1, 2, sf.unet->cfg.cross_attention_dim[0]}, 0.5, x.options());
+      const double out = (sf.unet->forward(x, torch::tensor({999.0f}).to(device), ctx) - x).mean().item<double>();
+      sf.scheduler.prediction_type = out < -1 ? "v_prediction" : "epsilon";
+    }
+  }
+  sf.unet->eval();
+  sf.vae->eval();
+  sf.text->eval();
+  return sf;
+}
+
+}  // namespace loupe::sd
