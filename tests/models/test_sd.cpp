@@ -8,6 +8,10 @@
 #include "models/sd/family.h"
 #include "models/sd/prompt.h"
 #include "models/sd/single_file.h"
+#include "models/sd/lora.h"
+#include "io/checkpoint.h"
+#include "io/config.h"
+#include "io/state_dict.h"
 
 #include <filesystem>
 #include "pipelines/compose.h"
@@ -344,4 +348,63 @@ TEST(SdSingleFile, WrongShapesAndOtherFilesAreExplained) {
   const std::string e2 = error_of([&] { sd::read_single_file(kSd + "/expected.safetensors", torch::kCPU, torch::kFloat32); });
   EXPECT_NE(e2.find("not a Stable Diffusion 1.x/2.x single-file checkpoint"), std::string::npos) << e2;
   std::filesystem::remove_all(dir);
+}
+
+// kohya LoRA: merged as sd-scripts defines it (W + m * alpha/rank * up @ down), checked on the UNet
+// output against diffusers' UNet run on weights merged that way (make_sd_lora.py), and removed
+// exactly.
+TEST(SdLora, MergesExactlyAndComesOffAgain) {
+  torch::NoGradGuard ng;
+  const std::string base = kSd + "/tiny-sd15";
+  sd::UNet2DConditionModel unet(sd::UNetConfig::from_json(io::read_json_file(base + "/unet/config.json"), "unet"));
+  io::bind(*unet, io::Checkpoint::open(base + "/unet"));
+  clip::ClipTextModel text(clip::TextConfig::load(base + "/text_encoder/config.json"));
+  io::BindOptions to;
+  to.allow_missing = [](const std::string& k) { return k.find("position_ids") != std::string::npos; };
+  io::bind(*text, io::Checkpoint::open(base + "/text_encoder"), to);
+  auto exp = io::Checkpoint::open(kSd + "/expected.safetensors");
+  auto lexp = io::Checkpoint::open(kSd + "/lora/expected.safetensors");
+  const auto x = exp.load("unet.sample"), t = exp.load("unet.timestep"), ctx = exp.load("unet.context");
+  const auto before = unet->forward(x, t, ctx);
+  const auto q_before = text->layers[0]->as<clip::ClipLayerImpl>()->q_proj->weight.clone();
+
+  sd::LoraSet lora;
+  const std::string file = kSd + "/lora/tiny-sd15-lora.safetensors";
+  lora.set(file, 0.8f, *unet, *text);
+  const auto with = unet->forward(x, t, ctx);
+  EXPECT_LT((with - lexp.load("unet.out")).abs().max().item<double>(), 1e-4);  // fp32, 1e-4 absolute
+  EXPECT_GT((with - before).abs().max().item<double>(), 1e-2);
+  // the text encoder's module got its update too
+  auto lf = io::Checkpoint::open(file);
+  const std::string m = "lora_te_text_model_encoder_layers_0_self_attn_q_proj";
+  const auto delta = torch::matmul(lf.load(m + ".lora_up.weight"), lf.load(m + ".lora_down.weight")) * (0.8 * 2.0 / 4);
+  EXPECT_LT((text->layers[0]->as<clip::ClipLayerImpl>()->q_proj->weight - q_before - delta).abs().max().item<double>(), 1e-6);
+
+  // a LoRA for another model is refused and leaves the active one in place
+  const std::string e = error_of([&] { lora.set(kSd + "/lora/other-model-lora.safetensors", 1.0f, *unet, *text); });
+  EXPECT_NE(e.find("another model family"), std::string::npos) << e;
+  EXPECT_EQ((unet->forward(x, t, ctx) - with).abs().max().item<double>(), 0.0);
+  ASSERT_EQ(lora.active().size(), 1u);
+
+  // weight 0 removes it: the original weights, bit for bit
+  lora.set(file, 0.0f, *unet, *text);
+  EXPECT_TRUE(lora.active().empty());
+  EXPECT_TRUE(torch::equal(unet->forward(x, t, ctx), before));
+  EXPECT_TRUE(torch::equal(text->layers[0]->as<clip::ClipLayerImpl>()->q_proj->weight, q_before));
+}
+
+TEST(SdLora, ThroughTheSession) {
+  auto model = sd::family().load(kSd + "/tiny-sd15", ModelOptions{});  // its own copy: LoRA changes it
+  auto r = request("txt2img", "a red car");
+  Job job([](const Progress&) { return true; });
+  JobContext ctx(&job);
+  const auto plain = model->run(r, ctx);
+  model->set_lora(kSd + "/lora/tiny-sd15-lora.safetensors", 1.0f);
+  const auto styled = model->run(r, ctx);
+  EXPECT_NE(styled.images[0].pixels, plain.images[0].pixels);
+  EXPECT_EQ(styled.strings.at("lora:tiny-sd15-lora.safetensors"), std::to_string(1.0f));
+  model->set_lora(kSd + "/lora/tiny-sd15-lora.safetensors", 0.0f);
+  EXPECT_EQ(model->run(r, ctx).images[0].pixels, plain.images[0].pixels);
+  EXPECT_NE(error_of([&] { model->set_lora("/no/such/lora.safetensors", 1.0f); }).find("/no/such/lora.safetensors"),
+            std::string::npos);
 }

@@ -2,6 +2,7 @@
 // the diffusers folder layout, and the txt2img / img2img / inpaint tasks with the editor-facing
 // parts (prompt syntax, processing size, "only masked", feathered composite, colour correction).
 #include <filesystem>
+#include <mutex>
 #include <random>
 
 #include "core/error.h"
@@ -11,6 +12,7 @@
 #include "io/state_dict.h"
 #include "models/clip/clip_text.h"
 #include "models/sd/family.h"
+#include "models/sd/lora.h"
 #include "models/sd/prompt.h"
 #include "models/sd/single_file.h"
 #include "pipelines/compose.h"
@@ -127,6 +129,12 @@ class StableDiffusionModel : public Model {
                                   << c.text->cfg.vocab_size);
   }
 
+  // LoRA files merge into the weights; a running job finishes first (the model's lock).
+  void set_lora(const std::string& path, float weight) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    lora_.set(path, weight, *unet_, *text_);
+  }
+
   std::string family() const override { return "stable-diffusion"; }
   std::string variant() const override { return variant_; }
   std::vector<std::string> tasks() const override { return {"txt2img", "img2img", "inpaint"}; }
@@ -139,6 +147,7 @@ class StableDiffusionModel : public Model {
   }
 
   Result run(const Request& r, JobContext& ctx) override {
+    std::lock_guard<std::mutex> lock(mu_);
     torch::NoGradGuard ng;
     if (r.task != "txt2img" && r.task != "img2img" && r.task != "inpaint")
       LOUPE_THROW(InvalidArgument, "Stable Diffusion does not do task '" << r.task << "' (it does txt2img, img2img, inpaint)");
@@ -197,6 +206,7 @@ class StableDiffusionModel : public Model {
     res.numbers["steps"] = p.steps;
     res.strings["sampler"] = p.sampler;
     res.strings["variant"] = variant_;
+    for (const auto& [file, w] : lora_.active()) res.strings["lora:" + fs::path(file).filename().string()] = std::to_string(w);
     return res;
   }
 
@@ -303,6 +313,8 @@ class StableDiffusionModel : public Model {
   std::string variant_;
   torch::ScalarType vae_dtype_ = torch::kFloat32;
   uint64_t bytes_ = 0;
+  LoraSet lora_;
+  std::mutex mu_;
 };
 
 ModelFamily family() {
