@@ -7,7 +7,9 @@
 #   mkdir -p .ref && cp ../shared/device/reference_baseline.py .ref/   (.ref/ is git-ignored)
 # Then run with the device tool, carrying .devdeps, .ref and tests/fixtures/gen/node_modules:
 #   source .devdeps/env.sh; bench/run_on_device.sh
-# Results land in $OUT (logs, selftest.json, bench JSON, tiny-expected.safetensors).
+# For the diffusion benchmark also bring diffusers' source: git archive its src/diffusers into .ref/src
+# (carry .ref). Results land in $OUT (logs, selftest.json, bench JSON, sd15-h100.json to commit under
+# bench/results/, tiny-expected.safetensors).
 set -uo pipefail
 OUT=${OUT:-/tmp/loupe-out}
 mkdir -p "$OUT"
@@ -24,6 +26,17 @@ for size in base large; do
   build-gpu/bin/loupe-bench-florence2 --size "$size" --device cuda --dtype fp16 > "$OUT/bench_florence2_$size.json" \
     2> "$OUT/bench_florence2_$size.log"; tail -2 "$OUT/bench_florence2_$size.log"
 done
+# Stable Diffusion 1.5: diffusers and Loupe on the same random weights, same process order, same GPU.
+# Each stack runs in its own process so that one's cached memory does not count for the other.
+if [ -d .ref/src/diffusers ]; then
+  PYTHONPATH=.ref/src python3 bench/sd_reference.py run "$OUT/sd15-weights" "$OUT/bench_sd15_diffusers.json" \
+    > "$OUT/bench_sd15_diffusers.log" 2>&1; tail -3 "$OUT/bench_sd15_diffusers.log"
+  build-gpu/bin/loupe-bench-sd --size sd15 --device cuda --dtype fp16 --weights "$OUT/sd15-weights" \
+    > "$OUT/bench_sd15_loupe.json" 2> "$OUT/bench_sd15_loupe.log"; tail -2 "$OUT/bench_sd15_loupe.log"
+  python3 bench/sd_reference.py combine "$OUT/bench_sd15_diffusers.json" "$OUT/bench_sd15_loupe.json" \
+    "$OUT/sd15-h100.json"
+  rm -rf "$OUT/sd15-weights"
+fi
 if [ -f .ref/reference_baseline.py ]; then
   SKIP_SD=1 python3 .ref/reference_baseline.py > "$OUT/reference.log" 2>&1; tail -3 "$OUT/reference.log"
 fi

@@ -1,0 +1,176 @@
+// Stable Diffusion benchmark, JSON out. The case is the reference run behind the targets
+// (../shared/device/reference_baseline.py): SD 1.5 sizes, random weights, fp16, 512 x 512, one UNet
+// step with classifier-free guidance (batch 2), the VAE decode, and the whole 30-step Euler image at
+// guidance 7.5 from prompt embeddings.
+//   loupe-bench-sd [--size sd15|tiny] [--device cuda|cpu] [--dtype fp16|fp32] [--steps 30]
+//                  [--weights DIR]   (a diffusers folder: the same weights the reference run used)
+// Peak device memory is sampled from the device's used memory while each case runs (the same
+// method bench/sd_reference.py uses for diffusers), so both stacks are measured alike.
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "core/runtime.h"
+#include "io/checkpoint.h"
+#include "io/config.h"
+#include "io/state_dict.h"
+#include "pipelines/diffusion.h"
+
+using namespace loupe;
+
+namespace {
+
+nlohmann::json unet_config(const std::string& size) {
+  if (size == "tiny")
+    return {{"block_out_channels", {8, 16, 16}}, {"layers_per_block", 2}, {"norm_num_groups", 4}, {"cross_attention_dim", 32},
+            {"attention_head_dim", 2}, {"sample_size", 8},
+            {"down_block_types", {"CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"}},
+            {"up_block_types", {"UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"}}};
+  return {{"cross_attention_dim", 768}};  // diffusers' defaults are SD 1.5's UNet
+}
+
+nlohmann::json vae_config(const std::string& size) {
+  if (size == "tiny") return {{"block_out_channels", {8, 16, 16, 16}}, {"layers_per_block", 2}, {"norm_num_groups", 4}};
+  return {{"block_out_channels", {128, 256, 512, 512}}, {"layers_per_block", 2}, {"sample_size", 512}};
+}
+
+void sync(const torch::Device& d) {
+  if (d.is_cuda()) torch::cuda::synchronize(d.index() < 0 ? 0 : d.index());
+}
+
+// Median seconds of n runs after `warm` warm-up runs.
+double timeit(const torch::Device& d, const std::function<void()>& fn, int warm, int n) {
+  for (int i = 0; i < warm; ++i) fn();
+  sync(d);
+  std::vector<double> ts;
+  for (int i = 0; i < n; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    sync(d);
+    ts.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ts.begin(), ts.end());
+  return ts[ts.size() / 2];
+}
+
+// Samples the device's used memory every millisecond while alive.
+class PeakSampler {
+ public:
+  explicit PeakSampler(torch::Device d) : d_(d) {
+    t_ = std::thread([this] {
+      while (!stop_) {
+        const auto [free, total] = device_memory(d_);
+        if (total > free) peak_ = std::max<uint64_t>(peak_, total - free);
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    });
+  }
+  ~PeakSampler() { stop(); }
+  uint64_t stop() {
+    if (t_.joinable()) {
+      stop_ = true;
+      t_.join();
+    }
+    return peak_;
+  }
+
+ private:
+  torch::Device d_;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> peak_{0};
+  std::thread t_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string size = "tiny", device = torch::cuda::is_available() ? "cuda" : "cpu", dtype = "auto", weights;
+  int steps = 30;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--size")) size = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--device")) device = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--dtype")) dtype = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--weights")) weights = argv[i + 1];
+  }
+  try {
+    torch::NoGradGuard ng;
+    const torch::Device dev = parse_device(device);
+    const auto dt = dtype == "fp32" || (dtype == "auto" && !dev.is_cuda()) ? torch::kFloat32 : torch::kFloat16;
+    const bool tiny = size == "tiny";
+    const int px = tiny ? 64 : 512, lat = px / 8;
+    const int64_t ctx_dim = tiny ? 32 : 768;
+
+    pipelines::DiffusionModels m;
+    auto ucfg = unet_config(size), vcfg = vae_config(size);
+    if (!weights.empty()) {
+      ucfg = io::read_json_file(weights + "/unet/config.json");
+      vcfg = io::read_json_file(weights + "/vae/config.json");
+    }
+    m.unet = sd::UNet2DConditionModel(sd::UNetConfig::from_json(ucfg, "unet config"));
+    m.vae = sd::AutoencoderKL(sd::VaeConfig::from_json(vcfg, "vae config"));
+    m.unet->to(dev, dt);
+    m.vae->to(dev, dt);  // the reference decodes in fp16 too
+    if (!weights.empty()) {
+      io::BindOptions bo;
+      bo.device = dev;
+      bo.dtype = dt;
+      io::bind(*m.unet, io::Checkpoint::open(weights + "/unet"), bo);
+      io::bind(*m.vae, io::Checkpoint::open(weights + "/vae"), bo);
+    }
+    m.unet->eval();
+    m.vae->eval();
+    m.device = dev;
+    m.dtype = dt;
+    m.vae_dtype = dt;
+    int64_t params = 0;
+    for (const auto& p : m.unet->parameters()) params += p.numel();
+
+    nlohmann::json out;
+    out["stack"] = "loupe";
+    out["machine"] = device_info();
+    out["build"] = build_info();
+    out["model"] = {{"size", size}, {"unet_params_M", params / 1e6}, {"dtype", dtype_name(dt)}, {"device", dev.str()},
+                    {"weights", weights.empty() ? "random (libtorch init)" : weights}};
+
+    auto opt = torch::TensorOptions().device(dev).dtype(dt);
+    torch::manual_seed(0);
+    const auto x = torch::randn({2, 4, lat, lat}, opt), ctx = torch::randn({2, 77, ctx_dim}, opt);
+    const auto t = torch::tensor({500.0f, 500.0f}).to(dev);
+    {
+      PeakSampler ps(dev);
+      out["unet_cfg2_step_ms"] = 1000 * timeit(dev, [&] { m.unet->forward(x, t, ctx); }, 3, 20);
+      out["unet_step_peak_device_bytes"] = ps.stop();
+    }
+    const auto z = torch::randn({1, 4, lat, lat}, opt);
+    {
+      PeakSampler ps(dev);
+      out["vae_decode_ms"] = 1000 * timeit(dev, [&] { m.vae->decode(z); }, 2, 5);
+      out["vae_decode_peak_device_bytes"] = ps.stop();
+    }
+    const auto pe = torch::randn({1, 77, ctx_dim}, opt), ne = torch::randn({1, 77, ctx_dim}, opt);
+    pipelines::DiffusionParams p;
+    p.sampler = "euler";
+    p.steps = steps;
+    p.guidance_scale = 7.5;
+    p.width = p.height = px;
+    {
+      PeakSampler ps(dev);
+      out["pipeline_steps"] = steps;
+      out["pipeline_s"] = timeit(dev, [&] { pipelines::txt2img(m, pe, ne, p); }, 1, 3);
+      out["pipeline_peak_device_bytes"] = ps.stop();
+    }
+    std::cout << out.dump(2) << std::endl;
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "loupe-bench-sd: " << e.what() << std::endl;
+    return 1;
+  }
+}
