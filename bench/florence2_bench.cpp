@@ -90,14 +90,14 @@ int main(int argc, char** argv) {
       std::vector<int64_t> ids(T, cfg.image_token_id);
       for (int k = 0; k < 8; ++k) ids.push_back(4 + 97 * k);
       auto input = torch::tensor(ids, torch::kLong).to(dev).unsqueeze(0);
-      for (int b = 0; b < bs; ++b) {  // one image at a time (the SDK's current batching)
-        auto enc = net->encode(input, feats.index({torch::indexing::Slice(b, b + 1)}));
+      {  // the whole batch at once, as the SDK runs a greedy multi-image job
+        auto enc = net->encode(input.expand({bs, input.size(1)}), feats);
         GenerateOptions o;
         o.num_beams = 1;
         o.no_repeat_ngram_size = 0;
         o.max_new_tokens = n;
         o.min_new_tokens = n;
-        generate(*net, enc, o);
+        generate_greedy_batch(*net, enc, o);
       }
       sync();
     };

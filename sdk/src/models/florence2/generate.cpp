@@ -117,4 +117,39 @@ std::vector<int64_t> generate(Florence2Impl& model, const torch::Tensor& enc, co
   return done.front().seq;
 }
 
+std::vector<std::vector<int64_t>> generate_greedy_batch(Florence2Impl& model, const torch::Tensor& enc,
+                                                        const GenerateOptions& o) {
+  const auto& tc = model.cfg.text;
+  const int64_t B = enc.size(0);
+  const int64_t max_len = o.max_new_tokens + 1;
+  const auto dev = enc.device();
+  std::vector<KV> self_cache, cross_cache;
+  std::vector<std::vector<int64_t>> seqs(B, std::vector<int64_t>{tc.decoder_start_token_id});
+  std::vector<bool> finished(B, false);
+  const int64_t filler = tc.pad_token_id >= 0 ? tc.pad_token_id : tc.eos_token_id;
+  torch::Tensor last = torch::full({B, 1}, tc.decoder_start_token_id, torch::dtype(torch::kLong).device(dev));
+  for (int64_t cur = 1; cur < max_len; ++cur) {
+    auto logits = model.decode(last, enc, self_cache, cross_cache, cur - 1).select(1, 0);
+    auto logp = torch::log_softmax(logits.to(torch::kFloat32), -1).cpu().contiguous();
+    const int64_t V = logp.size(1);
+    float* lp = logp.data_ptr<float>();
+    std::vector<int64_t> next(B, filler);
+    for (int64_t b = 0; b < B; ++b) {
+      if (finished[b]) continue;
+      float* row = lp + b * V;
+      ban_repeated_ngrams(seqs[b], o.no_repeat_ngram_size, row);
+      if (cur <= o.min_new_tokens && tc.eos_token_id >= 0 && tc.eos_token_id < V) row[tc.eos_token_id] = kNegInf;
+      if (cur == 1 && tc.forced_bos_token_id >= 0) force(row, V, tc.forced_bos_token_id);
+      if (cur == max_len - 1 && tc.forced_eos_token_id >= 0) force(row, V, tc.forced_eos_token_id);
+      next[b] = std::max_element(row, row + V) - row;
+      seqs[b].push_back(next[b]);
+      if (next[b] == tc.eos_token_id) finished[b] = true;
+    }
+    if (o.on_step) o.on_step(static_cast<int>(cur), static_cast<int>(max_len - 1));
+    if (std::all_of(finished.begin(), finished.end(), [](bool f) { return f; })) break;
+    last = torch::tensor(next, torch::dtype(torch::kLong)).to(dev).unsqueeze(1);
+  }
+  return seqs;
+}
+
 }  // namespace loupe::florence2

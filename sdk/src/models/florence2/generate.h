@@ -23,4 +23,10 @@ struct GenerateOptions {
 // Returns the generated ids (decoder start token included) for one image's encoder states [1, L, d].
 std::vector<int64_t> generate(Florence2Impl& model, const torch::Tensor& encoder_states, const GenerateOptions& o);
 
+// Greedy decoding of a batch: encoder states [B, L, d] (same prompt length), one id sequence per
+// row, each the same as generate() with num_beams 1 would give for that row alone. Finished rows
+// stop growing; the loop ends when all are finished.
+std::vector<std::vector<int64_t>> generate_greedy_batch(Florence2Impl& model, const torch::Tensor& encoder_states,
+                                                        const GenerateOptions& o);
+
 }  // namespace loupe::florence2

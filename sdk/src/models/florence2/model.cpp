@@ -98,6 +98,9 @@ class Florence2Model : public Model {
     Result out;
     out.task = r.task;
     const int n_images = static_cast<int>(r.images.size());
+    // Every image's encoder input: the image features, then the task prompt.
+    std::vector<torch::Tensor> encs;
+    std::vector<std::string> prompts;
     for (int i = 0; i < n_images; ++i) {
       const Image& im = r.images[i];
       if (im.width < 8 || im.height < 8)
@@ -107,21 +110,41 @@ class Florence2Model : public Model {
                                               << " (over 64 Mpixel); Florence-2 sees it at " << cfg_.image_size
                                               << " px anyway: downscale it first");
       const std::array<float, 4>* region = r.region ? &*r.region : nullptr;
-      const std::string prompt = build_prompt(*spec, r.get_string("text"), region, im.width, im.height);
-      ctx.progress(0, go.max_new_tokens, "encode");
-      auto pixels = preprocess_image(im, cfg_, device_, dtype_);
-      auto feats = net_->image_features(pixels);
-      std::vector<int64_t> ids(feats.size(1), cfg_.image_token_id);
+      prompts.push_back(build_prompt(*spec, r.get_string("text"), region, im.width, im.height));
+    }
+    ctx.progress(0, go.max_new_tokens, "encode");
+    std::vector<torch::Tensor> inputs;
+    for (int i = 0; i < n_images; ++i) {
+      std::vector<int64_t> ids(cfg_.image_tokens(), cfg_.image_token_id);
       ids.push_back(tok_.bos_id());
-      for (auto t : tok_.encode(prompt)) ids.push_back(t);
+      for (auto t : tok_.encode(prompts[i])) ids.push_back(t);
       ids.push_back(tok_.eos_id());
-      auto input = torch::tensor(ids, torch::dtype(torch::kLong)).to(device_).unsqueeze(0);
-      auto enc = net_->encode(input, feats);
-      go.on_step = [&](int step, int total) { ctx.progress(step, total, n_images > 1 ? "generate " + std::to_string(i + 1) : "generate"); };
-      const auto gen = generate(*net_, enc, go);
+      inputs.push_back(torch::tensor(ids, torch::dtype(torch::kLong)).to(device_).unsqueeze(0));
+    }
+    bool same_length = true;
+    for (const auto& in : inputs) same_length = same_length && in.size(1) == inputs[0].size(1);
+    std::vector<std::vector<int64_t>> gens;
+    if (go.num_beams == 1 && n_images > 1 && same_length) {
+      // one batch through the vision tower, the encoder and greedy decoding
+      std::vector<torch::Tensor> pix;
+      for (const auto& im : r.images) pix.push_back(preprocess_image(im, cfg_, device_, dtype_));
+      auto feats = net_->image_features(torch::cat(pix, 0));
+      auto enc = net_->encode(torch::cat(inputs, 0), feats);
+      go.on_step = [&](int step, int total) { ctx.progress(step, total, "generate"); };
+      gens = generate_greedy_batch(*net_, enc, go);
+    } else {
+      for (int i = 0; i < n_images; ++i) {
+        auto feats = net_->image_features(preprocess_image(r.images[i], cfg_, device_, dtype_));
+        auto enc = net_->encode(inputs[i], feats);
+        go.on_step = [&](int step, int total) { ctx.progress(step, total, n_images > 1 ? "generate " + std::to_string(i + 1) : "generate"); };
+        gens.push_back(generate(*net_, enc, go));
+      }
+    }
+    for (int i = 0; i < n_images; ++i) {
+      const auto& gen = gens[i];
       const std::string text = tok_.decode(std::vector<int64_t>(gen.begin() + 1, gen.end()), false);
       Result one;
-      parse(*spec, text, im.width, im.height, one, cfg_.banned_grounding_tokens);
+      parse(*spec, text, r.images[i].width, r.images[i].height, one, cfg_.banned_grounding_tokens);
       merge(out, one, i, n_images);
       out.strings["raw_" + std::to_string(i)] = text;
     }
