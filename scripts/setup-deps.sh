@@ -9,7 +9,8 @@ pkgs=(build-essential cmake ninja-build ccache pkg-config
       libtorch-dev nlohmann-json3-dev libopencv-dev
       qt6-base-dev qt6-qpa-plugins qt6-image-formats-plugins libgl-dev fonts-dejavu-core
       googletest libgtest-dev libgmock-dev abigail-tools binutils
-      xvfb xauth mono-mcs mono-runtime)
+      xvfb xauth mono-mcs mono-runtime
+      libgimp2.0-dev gimp)
 # node/npm may come from elsewhere (e.g. NodeSource, whose nodejs conflicts with Debian's npm).
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 missing=()
