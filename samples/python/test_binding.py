@@ -57,6 +57,31 @@ class BindingTest(unittest.TestCase):
                 s.run("ground", image=pixels)
             self.assertIn("needs a text", cm.exception.message)
 
+    def test_inpaint_on_the_tiny_sd_model(self):
+        """Inpainting through the binding: numpy in and out when numpy is there, raw bytes otherwise;
+        the pixels outside the mask come back unchanged."""
+        model = os.path.join(os.environ["LOUPE_FIXTURES_DIR"], "sd", "tiny-sd15-inpaint")
+        w, h = 64, 48
+        rgb = bytes((x * 3 + y * 5 + c * 70) % 256 for y in range(h) for x in range(w) for c in range(3))
+        mask = bytes(255 if 16 <= x < 40 and 10 <= y < 30 else 0 for y in range(h) for x in range(w))
+        with loupe.Runtime(device="cpu") as rt, rt.open_session(model) as s:
+            steps = []
+            res = s.run("inpaint", image=(w, h, rgb, 3), mask=(w, h, mask, 1), prompt="a cat", steps=3, seed=5,
+                        only_masked=1, feather=2.0, progress=lambda step, total, stage, preview: steps.append(step))
+            self.assertEqual(steps, [1, 2, 3])
+            self.assertEqual(res.numbers["seed"], 5)
+            out = res.images[0]
+            data = out.tobytes() if hasattr(out, "tobytes") else out[2]
+            self.assertEqual(len(data), w * h * 3)
+            for y in range(h):
+                for x in range(w):
+                    if not (16 <= x < 40 and 10 <= y < 30):
+                        i = (y * w + x) * 3
+                        self.assertEqual(data[i:i + 3], rgb[i:i + 3], (x, y))
+            with self.assertRaises(loupe.LoupeError) as cm:
+                s.run("inpaint", image=(w, h, rgb, 3), prompt="a cat")
+            self.assertIn("needs a mask", cm.exception.message)
+
     def test_diagnostics(self):
         with loupe.Runtime(device="cpu") as rt:
             d = rt.diagnostics()

@@ -632,6 +632,37 @@ static void sd_check(const SdValues *v, gchar **error) {
   else if (v->strength < 0 || v->strength > 1) *error = g_strdup_printf("strength must be 0..1 (got %g)", v->strength);
 }
 
+/* The part both diffusion procedures share once non-interactive parameters are read: the dialog
+ * (interactive) or a progress window (with last values; none in batch mode), the prompt and range
+ * checks, and remembering the values for next time. */
+static GimpPDBStatusType sd_ask(Dialog *d, SdValues *v, const GimpParam *param, gboolean inpaint, gint width,
+                                gint height, const char *title, const char *proc, const char *blurb, const char *busy,
+                                const char *need_prompt, gchar **error) {
+  if (run_mode(param) == GIMP_RUN_INTERACTIVE) {
+    SdWidgets sw;
+    dialog_new(d, title, proc, blurb, TRUE);
+    sd_dialog_rows(d, &sw, v, inpaint, width, height);
+    require_entry(d, sw.prompt);
+    if (!dialog_ask(d)) {
+      dialog_destroy(d);
+      return GIMP_PDB_CANCEL;
+    }
+    sd_dialog_read(&sw, v);
+    dialog_start_job(d);
+  } else if (run_mode(param) != GIMP_RUN_NONINTERACTIVE) {  /* last values: a progress window */
+    dialog_new(d, title, proc, busy, FALSE);
+    dialog_start_job(d);
+  }
+  if (!*g_strstrip(v->prompt)) *error = g_strdup(need_prompt);
+  else sd_check(v, error);
+  if (*error) {
+    dialog_destroy(d);
+    return GIMP_PDB_CALLING_ERROR;
+  }
+  gimp_set_data(proc, v, sizeof *v);
+  return GIMP_PDB_SUCCESS;
+}
+
 static gint resolve_seed(gint seed) { return seed >= 0 ? seed : g_random_int_range(0, G_MAXINT); }
 
 /* ------------------------------------------------------------------------------------ inpaint */
@@ -700,29 +731,11 @@ static GimpPDBStatusType inpaint_run(gint nparams, const GimpParam *param, GimpP
     v.only_masked = param[9].data.d_int32 != 0;
     v.mask_blur = param[10].data.d_float;
     v.feather = param[11].data.d_float;
-  } else if (run_mode(param) == GIMP_RUN_INTERACTIVE) {
-    SdWidgets sw;
-    dialog_new(&d, "Loupe: Inpaint Selection", INPAINT_PROC,
-               "Repaint the selected area from a prompt. The result comes back as a new layer.", TRUE);
-    sd_dialog_rows(&d, &sw, &v, TRUE, 0, 0);
-    require_entry(&d, sw.prompt);
-    if (!dialog_ask(&d)) {
-      dialog_destroy(&d);
-      return GIMP_PDB_CANCEL;
-    }
-    sd_dialog_read(&sw, &v);
-    dialog_start_job(&d);
-  } else {
-    dialog_new(&d, "Loupe: Inpaint Selection", INPAINT_PROC, "Repainting the selection…", FALSE);
-    dialog_start_job(&d);
   }
-  if (!*g_strstrip(v.prompt)) *error = g_strdup("Inpaint Selection needs a prompt: say what to paint into the selection.");
-  else sd_check(&v, error);
-  if (*error) {
-    dialog_destroy(&d);
-    return GIMP_PDB_CALLING_ERROR;
-  }
-  gimp_set_data(INPAINT_PROC, &v, sizeof v);
+  st = sd_ask(&d, &v, param, TRUE, 0, 0, "Loupe: Inpaint Selection", INPAINT_PROC,
+              "Repaint the selected area from a prompt. The result comes back as a new layer.",
+              "Repainting the selection…", "Inpaint Selection needs a prompt: say what to paint into the selection.", error);
+  if (st != GIMP_PDB_SUCCESS) return st;
   seed = resolve_seed(v.seed);
   if (!loupe_gimp_read_drawable(drawable, &px, error)) {
     dialog_destroy(&d);
@@ -841,28 +854,13 @@ static GimpPDBStatusType generate_run(gint nparams, const GimpParam *param, Gimp
     v.steps = param[7].data.d_int32;
     v.guidance = param[8].data.d_float;
     v.seed = param[9].data.d_int32;
-  } else if (run_mode(param) == GIMP_RUN_INTERACTIVE) {
-    SdWidgets sw;
-    dialog_new(&d, "Loupe: Generate", GENERATE_PROC, "Paint a new layer from a prompt.", TRUE);
-    sd_dialog_rows(&d, &sw, &v, FALSE, gimp_image_width(image), gimp_image_height(image));
-    require_entry(&d, sw.prompt);
-    if (!dialog_ask(&d)) {
-      dialog_destroy(&d);
-      return GIMP_PDB_CANCEL;
-    }
-    sd_dialog_read(&sw, &v);
-    dialog_start_job(&d);
-  } else {
-    dialog_new(&d, "Loupe: Generate", GENERATE_PROC, "Generating…", FALSE);
-    dialog_start_job(&d);
   }
-  if (!*g_strstrip(v.prompt)) *error = g_strdup("Generate needs a prompt: say what to paint.");
-  else sd_check(&v, error);
-  if (*error) {
-    dialog_destroy(&d);
-    return GIMP_PDB_CALLING_ERROR;
+  {
+    const GimpPDBStatusType ask =
+        sd_ask(&d, &v, param, FALSE, gimp_image_width(image), gimp_image_height(image), "Loupe: Generate", GENERATE_PROC,
+               "Paint a new layer from a prompt.", "Generating…", "Generate needs a prompt: say what to paint.", error);
+    if (ask != GIMP_PDB_SUCCESS) return ask;
   }
-  gimp_set_data(GENERATE_PROC, &v, sizeof v);
   seed = resolve_seed(v.seed);
   width = round8(v.width > 0 ? v.width : gimp_image_width(image));
   height = round8(v.height > 0 ? v.height : gimp_image_height(image));

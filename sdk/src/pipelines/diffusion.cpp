@@ -3,6 +3,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "core/error.h"
+#include "core/runtime.h"
+#include "core/torch_compat.h"
 
 namespace loupe::pipelines {
 
@@ -60,7 +62,19 @@ struct Loop {
 
   torch::Tensor decode(const torch::Tensor& latents) {
     auto z = (latents / m.vae->cfg.scaling_factor).to(m.vae_dtype);
-    auto img = p.tiled_vae ? m.vae->decode_tiled(z) : m.vae->decode(z);
+    torch::Tensor img;
+    if (p.tiled_vae) {
+      img = m.vae->decode_tiled(z);
+    } else {
+      try {
+        img = m.vae->decode(z);
+      } catch (const std::exception& e) {
+        // the whole image does not fit: decode it in tiles instead of failing the job
+        if (!compat::is_out_of_memory(e)) throw;
+        release_cached_device_memory();
+        img = m.vae->decode_tiled(z);
+      }
+    }
     return (img.to(torch::kFloat32) / 2 + 0.5).clamp(0, 1).cpu();
   }
 

@@ -57,14 +57,8 @@ class StableDiffusionModel : public Model {
       for (const auto& p : m->parameters()) bytes_ += p.numel() * p.element_size();
   }
 
-  struct Components {
-    UNet2DConditionModel unet{nullptr};
-    AutoencoderKL vae{nullptr};
-    clip::ClipTextModel text{nullptr};
-    text::BpeTokenizer tokenizer;
-    ClipTokens ids;
-    schedulers::SchedulerConfig scheduler;
-  };
+  // What a checkpoint gives, whatever its layout.
+  using Components = SingleFile;
 
   Components load_folder(const std::string& dir) {
     Components c;
@@ -104,14 +98,7 @@ class StableDiffusionModel : public Model {
   }
 
   Components load_single_file(const std::string& file, const ModelOptions& o) {
-    SingleFile sf = read_single_file(file, o.device, o.dtype);
-    Components c;
-    c.unet = sf.unet;
-    c.vae = sf.vae;
-    c.text = sf.text;
-    c.tokenizer = std::move(sf.tokenizer);
-    c.ids = sf.ids;
-    c.scheduler = sf.scheduler;
+    Components c = read_single_file(file, o.device, o.dtype);
     check_shapes(c, file);
     return c;
   }

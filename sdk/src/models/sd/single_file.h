@@ -31,6 +31,7 @@ io::KeyMap unet_single_file_keymap(const UNetConfig& c);
 io::KeyMap vae_single_file_keymap(const VaeConfig& c);
 io::KeyMap clip_single_file_keymap(bool open_clip, int64_t hidden);
 
+// The pieces of a Stable Diffusion checkpoint, loaded (from a single file or a diffusers folder).
 struct SingleFile {
   UNet2DConditionModel unet{nullptr};
   AutoencoderKL vae{nullptr};
