@@ -189,3 +189,24 @@ TEST(SdParity, PipelinesMatchDiffusers) {
     std::printf("  %-32s max abs error %.2e\n", c.key.c_str(), err);
   }
 }
+
+// --- text encoder: against the original CLIP text transformer (openai/CLIP model.py) -------------
+#include "models/clip/clip_text.h"
+#include "models/sd/single_file.h"
+
+TEST(SdParity, TextEncoderMatchesTheClipReference) {
+  torch::NoGradGuard ng;
+  auto ref = io::Checkpoint::open(kSd + "/clip-reference.safetensors");
+  const auto ids = ref.load("ids");
+  const std::string dir = kSd + "/tiny-sd15/text_encoder";
+  clip::ClipTextModel te(clip::TextConfig::load(dir + "/config.json"));
+  io::BindOptions o;
+  o.allow_missing = [](const std::string& k) { return k.find("position_ids") != std::string::npos; };
+  io::bind(*te, io::Checkpoint::open(dir), o);
+  // fp32 CPU: 1e-5 absolute (hidden states are O(1))
+  EXPECT_LT(max_abs(te->forward(ids, 1), ref.load("sd15.last")), 1e-5);
+  EXPECT_LT(max_abs(te->forward(ids, 2), ref.load("sd15.skip2")), 1e-5);
+  // SD 2.x single file: OpenCLIP names, fused in_proj, one unused last block
+  auto sf = sd::read_single_file(kSd + "/single/tiny-sd2.safetensors", torch::kCPU, torch::kFloat32);
+  EXPECT_LT(max_abs(sf.text->forward(ids, 1), ref.load("sd2.penultimate")), 1e-5);
+}
