@@ -632,6 +632,23 @@ static void sd_check(const SdValues *v, gchar **error) {
   else if (v->strength < 0 || v->strength > 1) *error = g_strdup_printf("strength must be 0..1 (got %g)", v->strength);
 }
 
+/* A diffusion result lands: the new layer above `drawable` at (x, y), in one undo step; the
+ * procedure returns the layer and the seed used. */
+static GimpPDBStatusType add_result_layer(gint32 image, gint32 layer, gint32 drawable, gint x, gint y, gint seed,
+                                          const GimpParam *param, GimpParam *out, gint *n_out) {
+  gimp_image_undo_group_start(image);
+  insert_above(image, layer, drawable);
+  gimp_layer_set_offsets(layer, x, y);
+  gimp_image_undo_group_end(image);
+  if (run_mode(param) != GIMP_RUN_NONINTERACTIVE) gimp_displays_flush();
+  out[0].type = GIMP_PDB_LAYER;
+  out[0].data.d_layer = layer;
+  out[1].type = GIMP_PDB_INT32;
+  out[1].data.d_int32 = seed;
+  *n_out = 2;
+  return GIMP_PDB_SUCCESS;
+}
+
 /* The part both diffusion procedures share once non-interactive parameters are read: the dialog
  * (interactive) or a progress window (with last values; none in batch mode), the prompt and range
  * checks, and remembering the values for next time. */
@@ -795,17 +812,7 @@ static GimpPDBStatusType inpaint_run(gint nparams, const GimpParam *param, GimpP
   loupe_result_free(res);
   if (layer < 0) return GIMP_PDB_EXECUTION_ERROR;
   gimp_drawable_offsets(drawable, &ox, &oy);
-  gimp_image_undo_group_start(image);
-  insert_above(image, layer, drawable);
-  gimp_layer_set_offsets(layer, ox, oy);
-  gimp_image_undo_group_end(image);
-  if (run_mode(param) != GIMP_RUN_NONINTERACTIVE) gimp_displays_flush();
-  out[0].type = GIMP_PDB_LAYER;
-  out[0].data.d_layer = layer;
-  out[1].type = GIMP_PDB_INT32;
-  out[1].data.d_int32 = seed;
-  *n_out = 2;
-  return GIMP_PDB_SUCCESS;
+  return add_result_layer(image, layer, drawable, ox, oy, seed, param, out, n_out);
 }
 
 /* ------------------------------------------------------------------------------------ generate */
@@ -882,17 +889,7 @@ static GimpPDBStatusType generate_run(gint nparams, const GimpParam *param, Gimp
   g_free(name);
   loupe_result_free(res);
   if (layer < 0) return GIMP_PDB_EXECUTION_ERROR;
-  gimp_image_undo_group_start(image);
-  insert_above(image, layer, drawable);
-  gimp_layer_set_offsets(layer, 0, 0);
-  gimp_image_undo_group_end(image);
-  if (run_mode(param) != GIMP_RUN_NONINTERACTIVE) gimp_displays_flush();
-  out[0].type = GIMP_PDB_LAYER;
-  out[0].data.d_layer = layer;
-  out[1].type = GIMP_PDB_INT32;
-  out[1].data.d_int32 = seed;
-  *n_out = 2;
-  return GIMP_PDB_SUCCESS;
+  return add_result_layer(image, layer, drawable, 0, 0, seed, param, out, n_out);
 }
 
 /* ------------------------------------------------------------------------------------ info */
