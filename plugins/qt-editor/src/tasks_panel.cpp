@@ -103,6 +103,9 @@ TasksPanel::TasksPanel(LoupeClient* client, loupe::HostContext* host, QWidget* p
   // inpainting: how the result meets the rest of the image
   m_onlyMasked = new QCheckBox(tr("Only the masked area (at full resolution)"), this);
   m_onlyMasked->setObjectName("onlyMasked");
+  m_onlyMasked->setChecked(true);  // the masked area at the model's own resolution: sharper and faster
+  m_onlyMasked->setToolTip(tr("Repaint a crop around the mask at the model's resolution and paste it back; "
+                              "off: repaint at the size of the whole image."));
   form->addRow(QString(), m_onlyMasked);
   m_maskBlur = new QSpinBox(this);
   m_maskBlur->setRange(0, 64);
