@@ -113,12 +113,22 @@ Config Config::load(const std::string& dir) {
         read(pp["phrase_grounding"], "banned_grounding_tokens", c.banned_grounding_tokens, proc.string());
     }
   }
+  // Generation settings: generation_config.json when the checkpoint has one, else the text config
+  // (transformers derives a generation config from the model config only when the file is absent).
+  auto read_generation = [&](const nlohmann::json& g, const std::string& f) {
+    read(g, "num_beams", c.num_beams, f);
+    read(g, "no_repeat_ngram_size", c.no_repeat_ngram_size, f);
+    read(g, "length_penalty", c.length_penalty, f);
+    if (g.contains("early_stopping") && !g["early_stopping"].is_null()) {
+      const auto& e = g["early_stopping"];
+      if (e.is_boolean()) c.early_stopping = e.get<bool>() ? EarlyStopping::AllFinished : EarlyStopping::Heuristic;
+      else if (e.is_string() && e.get<std::string>() == "never") c.early_stopping = EarlyStopping::Never;
+      else LOUPE_THROW(BadModel, f << ": early_stopping must be true, false or \"never\", not " << e.dump());
+    }
+  };
   const auto gen = fs::path(dir) / "generation_config.json";
-  if (fs::exists(gen)) {
-    const auto g = io::read_json_file(gen.string());
-    read(g, "num_beams", c.num_beams, gen.string());
-    read(g, "no_repeat_ngram_size", c.no_repeat_ngram_size, gen.string());
-  }
+  if (fs::exists(gen)) read_generation(io::read_json_file(gen.string()), gen.string());
+  else if (j.contains("text_config") && j["text_config"].is_object()) read_generation(j["text_config"], file);
   if (c.image_size < 32 || c.image_size > 4096) LOUPE_THROW(BadModel, pre.string() << ": image size " << c.image_size << " is out of range");
   return c;
 }

@@ -8,6 +8,11 @@
 
 namespace loupe::florence2 {
 
+// When beam search stops (transformers' GenerationConfig.early_stopping): Heuristic (false) when no
+// running beam can beat the worst finished one at its current length; AllFinished (true) as soon as
+// num_beams hypotheses are finished; Never ("never") only when no better one can come at any length.
+enum class EarlyStopping { Heuristic, AllFinished, Never };
+
 struct VisionConfig {
   int in_channels = 3;
   std::vector<int> depths{1, 1, 9, 1};
@@ -53,9 +58,11 @@ struct Config {
   std::vector<float> image_mean{0.485f, 0.456f, 0.406f};
   std::vector<float> image_std{0.229f, 0.224f, 0.225f};
   double rescale_factor = 1.0 / 255.0;
-  // generation_config.json
+  // generation_config.json (else the text config), with transformers' GenerationConfig defaults
   int num_beams = 3;
   int no_repeat_ngram_size = 3;
+  EarlyStopping early_stopping = EarlyStopping::Heuristic;
+  double length_penalty = 1.0;
   int max_new_tokens = 1024;
   // processor_config.json: phrases the grounding post-processor drops
   std::vector<std::string> banned_grounding_tokens;

@@ -27,94 +27,110 @@ void force(float* logprobs, int64_t vocab, int64_t token) {
   logprobs[token] = 0.0f;
 }
 
-struct Hyp {
+// Masks one beam's log-probs as transformers' logits processors do, in their order: no-repeat
+// n-grams, minimum new tokens, forced BOS after the decoder start, forced EOS at the last step.
+void process_row(const std::vector<int64_t>& seq, int64_t cur, int64_t max_len, const TextConfig& tc,
+                 const GenerateOptions& o, float* row, int64_t V) {
+  ban_repeated_ngrams(seq, o.no_repeat_ngram_size, row);
+  if (cur <= o.min_new_tokens && tc.eos_token_id >= 0 && tc.eos_token_id < V) row[tc.eos_token_id] = kNegInf;
+  if (cur == 1 && tc.forced_bos_token_id >= 0) force(row, V, tc.forced_bos_token_id);
+  if (cur == max_len - 1 && tc.forced_eos_token_id >= 0) force(row, V, tc.forced_eos_token_id);
+}
+
+struct Beam {
   std::vector<int64_t> seq;
-  double score;
+  float score;  // sum of log-probs (running) or normalised score (finished)
 };
 
 }  // namespace
 
 std::vector<int64_t> generate(Florence2Impl& model, const torch::Tensor& enc, const GenerateOptions& o) {
+  if (o.num_beams <= 1) return generate_greedy_batch(model, enc.slice(0, 0, 1), o).front();
   const auto& tc = model.cfg.text;
-  const int beams = std::max(1, o.num_beams);
+  const int beams = o.num_beams;
+  const int keep = 2 * beams;  // candidates per step: max(2, 1 + number of EOS tokens) * beams
   const int64_t max_len = o.max_new_tokens + 1;  // decoder start + new tokens
   const auto dev = enc.device();
   auto enc_b = enc.expand({beams, enc.size(1), enc.size(2)}).contiguous();
   std::vector<KV> self_cache, cross_cache;
-  std::vector<std::vector<int64_t>> seqs(beams, std::vector<int64_t>{tc.decoder_start_token_id});
-  std::vector<double> scores(beams, 0.0);
-  for (int b = 1; b < beams; ++b) scores[b] = -1e9;  // the first step expands beam 0 only
-  std::vector<Hyp> done;
-  auto finished_score = [&](const std::vector<int64_t>& s, double sum) {
-    return sum / std::pow(static_cast<double>(s.size()), o.length_penalty);
-  };
+  // Running beams; only the first one is live at the start (the others score -1e9).
+  std::vector<Beam> running(beams, Beam{{tc.decoder_start_token_id}, -1e9f});
+  running[0].score = 0.0f;
+  std::vector<Beam> finished;  // at most `beams`, best first
+  bool improvable = true;      // transformers' is_early_stop_heuristic_unsatisfied
+  auto norm = [&](int64_t new_tokens) { return static_cast<float>(std::pow(static_cast<double>(new_tokens), o.length_penalty)); };
   torch::Tensor last = torch::full({beams, 1}, tc.decoder_start_token_id, torch::dtype(torch::kLong).device(dev));
-  for (int64_t cur = 1; cur < max_len + 1; ++cur) {
+  for (int64_t cur = 1;; ++cur) {  // cur: current length, decoder start included
     auto logits = model.decode(last, enc_b, self_cache, cross_cache, cur - 1).select(1, 0);
     auto logp = torch::log_softmax(logits.to(torch::kFloat32), -1).cpu().contiguous();
     const int64_t V = logp.size(1);
     float* lp = logp.data_ptr<float>();
     for (int b = 0; b < beams; ++b) {
       float* row = lp + b * V;
-      ban_repeated_ngrams(seqs[b], o.no_repeat_ngram_size, row);
-      if (cur <= o.min_new_tokens && tc.eos_token_id >= 0 && tc.eos_token_id < V) row[tc.eos_token_id] = kNegInf;
-      if (cur == 1 && tc.forced_bos_token_id >= 0) force(row, V, tc.forced_bos_token_id);
-      if (cur == max_len - 1 && tc.forced_eos_token_id >= 0) force(row, V, tc.forced_eos_token_id);
+      process_row(running[b].seq, cur, max_len, tc, o, row, V);
+      for (int64_t v = 0; v < V; ++v) row[v] += running[b].score;  // float32, as torch adds them
     }
-    // candidates: the best 2 * beams continuations over all beams
-    std::vector<std::pair<double, int64_t>> cand;  // (total score, beam * V + token)
-    cand.reserve(static_cast<size_t>(beams) * V);
-    for (int b = 0; b < beams; ++b)
-      for (int64_t v = 0; v < V; ++v)
-        if (lp[b * V + v] != kNegInf) cand.push_back({scores[b] + lp[b * V + v], b * V + v});
-    const size_t k = std::min(cand.size(), static_cast<size_t>(2 * beams));
-    std::partial_sort(cand.begin(), cand.begin() + k, cand.end(), [](auto& a, auto& b) { return a.first > b.first; });
-    std::vector<std::vector<int64_t>> next_seqs;
-    std::vector<double> next_scores;
+    // The best `keep` continuations over all beams (torch.topk over beams * V).
+    std::vector<int64_t> order(static_cast<size_t>(beams) * V);
+    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+    std::partial_sort(order.begin(), order.begin() + keep, order.end(),
+                      [&](int64_t a, int64_t b) { return lp[a] > lp[b] || (lp[a] == lp[b] && a < b); });
+    struct Cand {
+      int beam;
+      int64_t token;
+      float score;
+      bool done;  // EOS, or the length limit reached
+    };
+    std::vector<Cand> cand;
+    bool all_done = true;
+    for (int r = 0; r < keep; ++r) {
+      const int64_t i = order[r];
+      const int64_t tok = i % V;
+      const bool done = tok == tc.eos_token_id || cur + 1 >= max_len;
+      cand.push_back({static_cast<int>(i / V), tok, lp[i], done});
+      all_done = all_done && done;
+    }
+    // Finished hypotheses: only among the best `beams` candidates, and only while they can matter.
+    const bool full = static_cast<int>(finished.size()) >= beams;
+    const bool accept = improvable && !(full && o.early_stopping == EarlyStopping::AllFinished);
+    for (int r = 0; r < beams && accept; ++r) {
+      if (!cand[r].done) continue;
+      auto seq = running[cand[r].beam].seq;
+      seq.push_back(cand[r].token);
+      finished.push_back({std::move(seq), cand[r].score / norm(cur)});
+    }
+    std::stable_sort(finished.begin(), finished.end(), [](const Beam& a, const Beam& b) { return a.score > b.score; });
+    if (static_cast<int>(finished.size()) > beams) finished.resize(beams);
+    // The next running beams: the best `beams` candidates, finished ones pushed down by -1e9.
+    std::vector<int> next(keep);
+    for (int r = 0; r < keep; ++r) next[r] = r;
+    auto run_score = [&](int r) { return cand[r].score + (cand[r].done ? -1.0e9f : 0.0f); };
+    std::stable_sort(next.begin(), next.end(), [&](int a, int b) { return run_score(a) > run_score(b); });
+    std::vector<Beam> next_running;
     std::vector<int64_t> origin, tokens;
-    for (size_t r = 0; r < k && static_cast<int>(next_seqs.size()) < beams; ++r) {
-      const int b = static_cast<int>(cand[r].second / V);
-      const int64_t tok = cand[r].second % V;
-      auto s = seqs[b];
-      s.push_back(tok);
-      if (tok == tc.eos_token_id) {
-        if (static_cast<int>(r) < beams) done.push_back({s, finished_score(s, cand[r].first)});
-        continue;
-      }
-      next_seqs.push_back(std::move(s));
-      next_scores.push_back(cand[r].first);
-      origin.push_back(b);
-      tokens.push_back(tok);
+    for (int k = 0; k < beams; ++k) {
+      const Cand& c = cand[next[k]];
+      auto seq = running[c.beam].seq;
+      seq.push_back(c.token);
+      next_running.push_back({std::move(seq), run_score(next[k])});
+      origin.push_back(c.beam);
+      tokens.push_back(c.token);
     }
     if (o.on_step) o.on_step(static_cast<int>(cur), static_cast<int>(max_len - 1));
-    // Stop when enough hypotheses are finished and no running beam can beat the worst of them.
-    std::sort(done.begin(), done.end(), [](const Hyp& a, const Hyp& b) { return a.score > b.score; });
-    if (static_cast<int>(done.size()) > beams) done.resize(beams);
-    const bool full = static_cast<int>(done.size()) >= beams;
-    if (next_seqs.empty() || cur >= max_len - 1) break;
-    if (full) {
-      const double best_running = next_scores.front() / std::pow(static_cast<double>(next_seqs.front().size()), o.length_penalty);
-      if (best_running <= done.back().score) break;
+    // Stopping rules of transformers' beam search.
+    if (static_cast<int>(finished.size()) >= beams) {
+      const int64_t best_len = (o.early_stopping == EarlyStopping::Never && o.length_penalty > 0.0) ? max_len - 1 : cur;
+      const float best_running = next_running.front().score / norm(best_len);
+      improvable = improvable && best_running > finished.back().score;
     }
-    while (static_cast<int>(next_seqs.size()) < beams) {  // keep the batch shape
-      next_seqs.push_back(next_seqs.back());
-      next_scores.push_back(-1e9);
-      origin.push_back(origin.back());
-      tokens.push_back(tokens.back());
-    }
+    const bool all_finished = static_cast<int>(finished.size()) >= beams && o.early_stopping == EarlyStopping::AllFinished;
+    if (!improvable || all_finished || all_done) break;
     auto idx = torch::tensor(origin, torch::dtype(torch::kLong)).to(dev);
     for (auto& c : self_cache) c = {c.k.index_select(0, idx), c.v.index_select(0, idx)};
-    seqs = std::move(next_seqs);
-    scores = std::move(next_scores);
+    running = std::move(next_running);
     last = torch::tensor(tokens, torch::dtype(torch::kLong)).to(dev).unsqueeze(1);
   }
-  if (done.empty()) {  // nothing finished: the best running beam
-    size_t best = 0;
-    for (size_t b = 1; b < seqs.size(); ++b)
-      if (scores[b] > scores[best]) best = b;
-    return seqs[best];
-  }
-  return done.front().seq;
+  return finished.empty() ? running.front().seq : finished.front().seq;
 }
 
 std::vector<std::vector<int64_t>> generate_greedy_batch(Florence2Impl& model, const torch::Tensor& enc,

@@ -1,7 +1,10 @@
-// Autoregressive decoding for Florence-2's BART decoder: greedy and beam search with the
-// reference's logits processing (forced BOS after the decoder start, forced EOS at the length
-// limit, no-repeat n-grams), a self-attention KV cache per step and cross-attention K/V computed
-// once per image.
+// Autoregressive decoding for Florence-2's BART decoder: greedy and beam search with the semantics
+// of transformers' generate() (GenerationMixin._sample / _beam_search of transformers >= 4.50): the
+// same logits processing (no-repeat n-grams, forced BOS after the decoder start, forced EOS at the
+// length limit), 2 * num_beams candidates per step, finished hypotheses scored by sum of log-probs
+// / (new tokens ^ length_penalty), and the same early-stopping rules; float32 scores as there.
+// A self-attention KV cache per step (reordered with the beams) and cross-attention K/V computed
+// once per image. Parity: tests/models/test_florence2_generate_parity.cpp.
 #pragma once
 #include <functional>
 #include <vector>
@@ -16,11 +19,13 @@ struct GenerateOptions {
   int max_new_tokens = 1024;
   int min_new_tokens = 0;  // EOS is banned before this many new tokens (benchmarks)
   double length_penalty = 1.0;
+  EarlyStopping early_stopping = EarlyStopping::Heuristic;
   // Called after each new token with (step, max); throws to stop (cancellation).
   std::function<void(int, int)> on_step;
 };
 
-// Returns the generated ids (decoder start token included) for one image's encoder states [1, L, d].
+// Returns the generated ids (decoder start token included) for one image's encoder states [1, L, d]:
+// the best finished beam, or greedy decoding when num_beams is 1 (as transformers does).
 std::vector<int64_t> generate(Florence2Impl& model, const torch::Tensor& encoder_states, const GenerateOptions& o);
 
 // Greedy decoding of a batch: encoder states [B, L, d] (same prompt length), one id sequence per

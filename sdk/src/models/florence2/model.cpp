@@ -93,6 +93,8 @@ class Florence2Model : public Model {
     go.num_beams = static_cast<int>(r.get_int("num_beams", cfg_.num_beams, 1, 16));
     go.no_repeat_ngram_size = static_cast<int>(r.get_int("no_repeat_ngram_size", cfg_.no_repeat_ngram_size, 0, 16));
     go.max_new_tokens = static_cast<int>(r.get_int("max_new_tokens", cfg_.max_new_tokens, 1, 4096));
+    go.early_stopping = cfg_.early_stopping;
+    go.length_penalty = cfg_.length_penalty;
     // The decoder's learned positions bound the output (decoder start token included).
     go.max_new_tokens = std::min(go.max_new_tokens, cfg_.text.max_position_embeddings - 1);
     Result out;
