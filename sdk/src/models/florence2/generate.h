@@ -4,7 +4,7 @@
 // length limit), 2 * num_beams candidates per step, finished hypotheses scored by sum of log-probs
 // / (new tokens ^ length_penalty), and the same early-stopping rules; float32 scores as there.
 // A self-attention KV cache per step (reordered with the beams) and cross-attention K/V computed
-// once per image. Parity: tests/models/test_florence2_generate_parity.cpp.
+// once per image. Parity: tests/models/test_florence2_parity.cpp.
 #pragma once
 #include <functional>
 #include <vector>

@@ -1,28 +1,31 @@
-// Florence-2 decoding against transformers' generate() semantics: greedy and beam search (early
-// stopping false / true / "never", length penalties, forced BOS, n-gram sizes, the length limit) run
-// by tests/fixtures/gen/florence2_generate_reference.py on the original remote code's decoder
-// (tiny-original weights; tiny holds the same weights). The encoder states are the reference's, so
-// only decoding is under test here (test_florence2_vision_parity.cpp covers the encoder).
+// Florence-2 against its references, on tiny-original's weights (tiny and tiny-original hold the
+// same weights: test_florence2.cpp OriginalLayoutGivesTheSameModel; both layouts are checked):
+// - the original remote code of the first releases (modeling_florence2.py: DaViT, position
+//   embeddings, projection, and the BART encoder/decoder), run by
+//   tests/fixtures/gen/florence2_original_reference.py;
+// - decoding against transformers' generate() semantics: greedy and beam search (early stopping
+//   false / true / "never", length penalties, forced BOS, n-gram sizes, the length limit) run by
+//   tests/fixtures/gen/florence2_generate_reference.py on the original code's decoder. Those use
+//   the reference's encoder states, so only decoding is under test there.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <vector>
 
-#include <unistd.h>
-
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "io/state_dict.h"
 #include "models/florence2/generate.h"
+#include "models/florence2/modeling.h"
 
 using namespace loupe;
 using namespace loupe::florence2;
 
 namespace {
 const std::string fx = std::string(LOUPE_FIXTURES_DIR) + "/florence2";
-
 Florence2 load_tiny_net() {
   Florence2 net(Config::load(fx + "/tiny"));
   net->eval();
@@ -31,12 +34,44 @@ Florence2 load_tiny_net() {
   io::bind(*net, io::Checkpoint::open(fx + "/tiny"), o);
   return net;
 }
-
 EarlyStopping early_stopping(const nlohmann::json& v) {
   if (v.is_string()) return EarlyStopping::Never;
   return v.get<bool>() ? EarlyStopping::AllFinished : EarlyStopping::Heuristic;
 }
 }  // namespace
+
+TEST(Florence2Parity, VisionFeaturesMatchTheOriginalCode) {
+  torch::NoGradGuard ng;
+  auto ref = io::Checkpoint::open(fx + "/tiny-original-reference.safetensors");
+  auto net = load_tiny_net();
+  const auto feats = net->image_features(ref.load("pixel_values"));
+  const auto want = ref.load("image_features");
+  ASSERT_EQ(feats.sizes(), want.sizes());
+  // fp32 on CPU: 1e-4 absolute (features are O(1) after the projection's LayerNorm)
+  EXPECT_LT((feats - want).abs().max().item<double>(), 1e-4);
+}
+
+// The encoder on [image features, prompt] and the decoder step by step with its KV cache, against
+// the original code's teacher-forced logits at every position.
+TEST(Florence2Parity, EncoderAndDecoderMatchTheOriginalCode) {
+  torch::NoGradGuard ng;
+  auto ref = io::Checkpoint::open(fx + "/tiny-original-reference.safetensors");
+  auto net = load_tiny_net();
+  const auto feats = ref.load("image_features");
+  const auto text = ref.load("input_ids").to(torch::kLong);
+  const int64_t B = text.size(0), n_img = feats.size(1);
+  auto ids = torch::cat({torch::full({B, n_img}, net->cfg.image_token_id, torch::kLong), text}, 1);
+  const auto enc = net->encode(ids, feats);
+  // fp32 on CPU: 1e-4 absolute
+  EXPECT_LT((enc - ref.load("encoder_last_hidden_state")).abs().max().item<double>(), 1e-4);
+  const auto dec_ids = ref.load("decoder_input_ids").to(torch::kLong);
+  const auto want = ref.load("decoder_logits");
+  std::vector<KV> self_cache, cross_cache;
+  for (int64_t t = 0; t < dec_ids.size(1); ++t) {
+    const auto logits = net->decode(dec_ids.slice(1, t, t + 1), enc, self_cache, cross_cache, t).select(1, 0);
+    EXPECT_LT((logits - want.select(1, t)).abs().max().item<double>(), 1e-4) << "position " << t;
+  }
+}
 
 TEST(Florence2Parity, GeneratedIdsMatchTransformersGenerate) {
   torch::NoGradGuard ng;
