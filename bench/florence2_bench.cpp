@@ -1,7 +1,10 @@
 // Florence-2 generation benchmark, JSON out. The configs are those of the reference run behind
 // the targets (../shared/device/reference_baseline.py): random weights at the real sizes,
-// 64 new tokens (EOS banned before), greedy, batch 1 and 8 images, 768 x 768 input.
+// 64 new tokens (EOS banned before), greedy, batch 1 and 8 images, 768 x 768 input; timed as the
+// reference times generate() (median of 5 after a warm-up, vision tower + encoder + decoding).
 //   loupe-bench-florence2 [--size base|large|tiny] [--device cuda|cpu] [--dtype fp16|fp32] [--tokens 64]
+//                         [--weights DIR]  (a transformers Florence-2 folder: the weights
+//                                           bench/florence2_reference.py ran, for a side-by-side run)
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -11,7 +14,10 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "bench_util.h"
 #include "core/runtime.h"
+#include "io/checkpoint.h"
+#include "io/state_dict.h"
 #include "models/florence2/generate.h"
 #include "models/florence2/modeling.h"
 
@@ -58,64 +64,67 @@ static Config make_config(const std::string& size) {
 }
 
 int main(int argc, char** argv) {
-  std::string size = "tiny", device = torch::cuda::is_available() ? "cuda" : "cpu", dtype = "auto";
+  std::string size = "tiny", device = torch::cuda::is_available() ? "cuda" : "cpu", dtype = "auto", weights;
   int tokens = 64;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--size")) size = argv[i + 1];
     else if (!std::strcmp(argv[i], "--device")) device = argv[i + 1];
     else if (!std::strcmp(argv[i], "--dtype")) dtype = argv[i + 1];
     else if (!std::strcmp(argv[i], "--tokens")) tokens = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--weights")) weights = argv[i + 1];
   }
-  const torch::Device dev = loupe::parse_device(device);
-  const auto dt = dtype == "fp32" || (dtype == "auto" && dev.is_cpu()) ? torch::kFloat32 : torch::kFloat16;
-  torch::NoGradGuard ng;
-  const Config cfg = make_config(size);
-  Florence2 net(cfg);
-  net->eval();
-  net->to(dev, dt);
-  int64_t params = 0;
-  for (const auto& p : net->parameters()) params += p.numel();
-  auto sync = [&] {
-    if (dev.is_cuda()) torch::cuda::synchronize();
-  };
-  nlohmann::json out;
-  out["machine"] = loupe::device_info();
-  out["build"] = loupe::build_info();
-  out["model"] = {{"size", size}, {"params_M", params / 1e6}, {"dtype", loupe::dtype_name(dt)}, {"device", dev.str()}};
-  const int T = cfg.image_tokens();
-  for (int bs : {1, 8}) {
-    auto pixels = torch::randn({bs, 3, cfg.image_size, cfg.image_size}).to(dev, dt);
-    auto run = [&](int n) {
-      auto feats = net->image_features(pixels);
+  try {
+    using namespace loupe::bench;
+    const torch::Device dev = loupe::parse_device(device);
+    const auto dt = dtype == "fp32" || (dtype == "auto" && dev.is_cpu()) ? torch::kFloat32 : torch::kFloat16;
+    torch::NoGradGuard ng;
+    const Config cfg = weights.empty() ? make_config(size) : Config::load(weights);
+    Florence2 net(cfg);
+    net->eval();
+    net->to(dev, dt);
+    if (!weights.empty()) {
+      loupe::io::BindOptions bo;
+      bo.device = dev;
+      bo.dtype = dt;
+      loupe::io::bind(*net, loupe::io::Checkpoint::open(weights), bo);
+    }
+    int64_t params = 0;
+    for (const auto& p : net->parameters()) params += p.numel();
+    nlohmann::json out;
+    out["stack"] = "loupe";
+    out["machine"] = loupe::device_info();
+    out["build"] = loupe::build_info();
+    out["model"] = {{"size", size}, {"params_M", params / 1e6}, {"dtype", loupe::dtype_name(dt)}, {"device", dev.str()},
+                    {"weights", weights.empty() ? "random (libtorch init)" : weights}};
+    const int T = cfg.image_tokens();
+    for (int bs : {1, 8}) {
+      torch::manual_seed(0);
+      auto pixels = torch::randn({bs, 3, cfg.image_size, cfg.image_size}).to(dev, dt);
       std::vector<int64_t> ids(T, cfg.image_token_id);
       for (int k = 0; k < 8; ++k) ids.push_back(4 + 97 * k);
-      auto input = torch::tensor(ids, torch::kLong).to(dev).unsqueeze(0);
-      {  // the whole batch at once, as the SDK runs a greedy multi-image job
-        auto enc = net->encode(input.expand({bs, input.size(1)}), feats);
+      const auto input = torch::tensor(ids, torch::kLong).to(dev).unsqueeze(0).expand({bs, -1});
+      auto run = [&](int n) {  // the whole batch at once, as the SDK runs a greedy multi-image job
+        auto enc = net->encode(input, net->image_features(pixels));
         GenerateOptions o;
         o.num_beams = 1;
         o.no_repeat_ngram_size = 0;
         o.max_new_tokens = n;
         o.min_new_tokens = n;
         generate_greedy_batch(*net, enc, o);
-      }
-      sync();
-    };
-    auto time = [&](int n) {
-      run(n);  // warm-up
-      double best = 1e30;
-      for (int r = 0; r < 3; ++r) {
-        auto t0 = std::chrono::steady_clock::now();
-        run(n);
-        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-      }
-      return best;
-    };
-    const double t64 = time(tokens), t1 = time(1);
-    out["cases"]["florence2_" + size + "_bs" + std::to_string(bs)] = {
-        {"gen" + std::to_string(tokens) + "_s", t64}, {"gen1_s", t1}, {"per_token_ms", (t64 - t1) / (tokens - 1) * 1000 / bs}};
-    std::cerr << "bs" << bs << ": " << t64 << " s for " << tokens << " tokens\n";
+      };
+      PeakSampler ps(dev);
+      const double t64 = timeit(dev, [&] { run(tokens); }, 1, 5), t1 = timeit(dev, [&] { run(1); }, 1, 5);
+      const uint64_t peak = ps.stop();
+      const double per_token = (t64 - t1) / (tokens - 1) * 1000;  // per decoding step, as the reference reports
+      out["cases"]["florence2_" + size + "_bs" + std::to_string(bs)] = {
+          {"gen" + std::to_string(tokens) + "_s", t64}, {"gen1_s", t1}, {"per_token_ms", per_token},
+          {"per_token_per_image_ms", per_token / bs}, {"peak_device_bytes", peak}};
+      std::cerr << "bs" << bs << ": " << t64 << " s for " << tokens << " tokens\n";
+    }
+    std::cout << out.dump(1) << std::endl;
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "loupe-bench-florence2: " << e.what() << std::endl;
+    return 1;
   }
-  std::cout << out.dump(1) << std::endl;
-  return 0;
 }

@@ -8,8 +8,8 @@
 # Then run with the device tool, carrying .devdeps, .ref and tests/fixtures/gen/node_modules:
 #   source .devdeps/env.sh; bench/run_on_device.sh
 # For the diffusion benchmark also bring diffusers' source: git archive its src/diffusers into .ref/src
-# (carry .ref). Results land in $OUT (logs, selftest.json, bench JSON, sd15-h100.json to commit under
-# bench/results/, tiny-expected.safetensors).
+# (carry .ref). Results land in $OUT (logs, selftest.json, bench JSON, florence2-h100.json and
+# sd15-h100.json to commit under bench/results/, tiny-expected.safetensors).
 set -uo pipefail
 OUT=${OUT:-/tmp/loupe-out}
 mkdir -p "$OUT"
@@ -22,10 +22,18 @@ build-gpu/bin/loupe-cli selftest > "$OUT/selftest.json" 2>/dev/null; cat "$OUT/s
 build-gpu/bin/loupe-cli info > "$OUT/info.json" 2>/dev/null
 python3 tests/fixtures/gen/florence2_reference.py > "$OUT/florence2_reference.log" 2>&1 \
   && cp tests/fixtures/florence2/tiny-expected.safetensors "$OUT/" ; tail -3 "$OUT/florence2_reference.log"
+# Florence-2 base and large: transformers and Loupe on the same random weights, each stack in its own
+# process (so that one's cached memory does not count for the other), then one combined JSON.
+pairs=()
 for size in base large; do
-  build-gpu/bin/loupe-bench-florence2 --size "$size" --device cuda --dtype fp16 > "$OUT/bench_florence2_$size.json" \
-    2> "$OUT/bench_florence2_$size.log"; tail -2 "$OUT/bench_florence2_$size.log"
+  python3 bench/florence2_reference.py run "$size" "$OUT/fl2-$size-weights" "$OUT/bench_florence2_${size}_transformers.json" \
+    > "$OUT/bench_florence2_${size}_transformers.log" 2>&1; tail -2 "$OUT/bench_florence2_${size}_transformers.log"
+  build-gpu/bin/loupe-bench-florence2 --size "$size" --device cuda --dtype fp16 --weights "$OUT/fl2-$size-weights" \
+    > "$OUT/bench_florence2_${size}_loupe.json" 2> "$OUT/bench_florence2_${size}_loupe.log"; tail -2 "$OUT/bench_florence2_${size}_loupe.log"
+  pairs+=("$OUT/bench_florence2_${size}_transformers.json" "$OUT/bench_florence2_${size}_loupe.json")
+  rm -rf "$OUT/fl2-$size-weights"
 done
+python3 bench/florence2_reference.py combine "$OUT/florence2-h100.json" "${pairs[@]}"
 # Stable Diffusion 1.5: diffusers and Loupe on the same random weights, same process order, same GPU.
 # Each stack runs in its own process so that one's cached memory does not count for the other.
 if [ -d .ref/src/diffusers ]; then

@@ -6,17 +6,16 @@
 //                  [--weights DIR]   (a diffusers folder: the same weights the reference run used)
 // Peak device memory is sampled from the device's used memory while each case runs (the same
 // method bench/sd_reference.py uses for diffusers), so both stacks are measured alike.
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <string>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "bench_util.h"
 #include "core/runtime.h"
 #include "io/checkpoint.h"
 #include "io/config.h"
@@ -24,6 +23,7 @@
 #include "pipelines/diffusion.h"
 
 using namespace loupe;
+using namespace loupe::bench;
 
 namespace {
 
@@ -40,53 +40,6 @@ nlohmann::json vae_config(const std::string& size) {
   if (size == "tiny") return {{"block_out_channels", {8, 16, 16, 16}}, {"layers_per_block", 2}, {"norm_num_groups", 4}};
   return {{"block_out_channels", {128, 256, 512, 512}}, {"layers_per_block", 2}, {"sample_size", 512}};
 }
-
-void sync(const torch::Device& d) {
-  if (d.is_cuda()) torch::cuda::synchronize(d.index() < 0 ? 0 : d.index());
-}
-
-// Median seconds of n runs after `warm` warm-up runs.
-double timeit(const torch::Device& d, const std::function<void()>& fn, int warm, int n) {
-  for (int i = 0; i < warm; ++i) fn();
-  sync(d);
-  std::vector<double> ts;
-  for (int i = 0; i < n; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    sync(d);
-    ts.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(ts.begin(), ts.end());
-  return ts[ts.size() / 2];
-}
-
-// Samples the device's used memory every millisecond while alive.
-class PeakSampler {
- public:
-  explicit PeakSampler(torch::Device d) : d_(d) {
-    t_ = std::thread([this] {
-      while (!stop_) {
-        const auto [free, total] = device_memory(d_);
-        if (total > free) peak_ = std::max<uint64_t>(peak_, total - free);
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
-    });
-  }
-  ~PeakSampler() { stop(); }
-  uint64_t stop() {
-    if (t_.joinable()) {
-      stop_ = true;
-      t_.join();
-    }
-    return peak_;
-  }
-
- private:
-  torch::Device d_;
-  std::atomic<bool> stop_{false};
-  std::atomic<uint64_t> peak_{0};
-  std::thread t_;
-};
 
 }  // namespace
 

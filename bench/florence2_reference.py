@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""The transformers side of the Florence-2 benchmark, on the GPU machine, and the combined JSON.
+
+  florence2_reference.py run SIZE WEIGHTS_DIR OUT.json   SIZE base|large: a random Florence-2 of the
+      configs of ../shared/device/reference_baseline.py (transformers' native
+      Florence2ForConditionalGeneration, fp16), saved with save_pretrained in WEIGHTS_DIR so that
+      loupe-bench-florence2 --weights WEIGHTS_DIR runs the very same weights; then generate() timed
+      as reference_baseline.py times it (64 new tokens with min_new_tokens 64, greedy, batch 1 and 8,
+      median of 5 after a warm-up) and peak device memory sampled like loupe-bench-florence2 does
+      (used device memory, every millisecond).
+  florence2_reference.py combine RESULT.json REF.json LOUPE.json [REF.json LOUPE.json ...]
+      both stacks side by side with a "speedup" (reference time / Loupe time) per case.
+transformers and torch are the machine's."""
+import json, sys, threading, time
+
+
+def run(size, weights, out):
+    import torch
+    import transformers
+    from transformers import Florence2Config, Florence2ForConditionalGeneration
+    dev, dt = "cuda", torch.float16
+    if size == "large":
+        vc = dict(embed_dim=[256, 512, 1024, 2048], num_heads=[8, 16, 32, 64], num_groups=[8, 16, 32, 64], projection_dim=1024)
+        tc = dict(d_model=1024, encoder_layers=12, decoder_layers=12, encoder_attention_heads=16, decoder_attention_heads=16,
+                  encoder_ffn_dim=4096, decoder_ffn_dim=4096, vocab_size=51290, max_position_embeddings=1024)
+    else:
+        vc = dict(projection_dim=768)
+        tc = dict(d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12, decoder_attention_heads=12,
+                  encoder_ffn_dim=3072, decoder_ffn_dim=3072, vocab_size=51290, max_position_embeddings=1024)
+    torch.manual_seed(0)
+    cfg = Florence2Config(vision_config=vc, text_config=tc)
+    with torch.device(dev):
+        m = Florence2ForConditionalGeneration(cfg).to(dt).eval()
+    m.save_pretrained(weights)
+
+    def sync():
+        torch.cuda.synchronize()
+
+    def timeit(fn, warm, n):
+        for _ in range(warm):
+            fn()
+        sync()
+        ts = []
+        for _ in range(n):
+            t = time.perf_counter(); fn(); sync(); ts.append(time.perf_counter() - t)
+        ts.sort()
+        return ts[len(ts) // 2]
+
+    class Peak:
+        def __enter__(self):
+            self.peak, self.stop = 0, False
+
+            def loop():
+                while not self.stop:
+                    free, total = torch.cuda.mem_get_info()
+                    self.peak = max(self.peak, total - free)
+                    time.sleep(0.001)
+            self.t = threading.Thread(target=loop)
+            self.t.start()
+            return self
+
+        def __exit__(self, *a):
+            self.stop = True
+            self.t.join()
+
+    res = {"stack": "transformers", "machine": torch.cuda.get_device_name(0),
+           "versions": {"torch": torch.__version__, "cuda": torch.version.cuda, "transformers": transformers.__version__},
+           "model": {"size": size, "params_M": round(sum(p.numel() for p in m.parameters()) / 1e6, 1), "dtype": "float16"},
+           "cases": {}}
+    n_img = (768 // 32) ** 2 + 1  # image placeholders in input_ids (NOTES.md)
+    for bs in (1, 8):
+        px = torch.randn(bs, 3, 768, 768, device=dev, dtype=dt)
+        ids = torch.cat([torch.full((bs, n_img), cfg.image_token_id, device=dev),
+                         torch.randint(4, 50000, (bs, 8), device=dev)], 1)
+
+        def gen(nt):
+            with torch.inference_mode():
+                return m.generate(input_ids=ids, pixel_values=px, max_new_tokens=nt, min_new_tokens=nt, do_sample=False,
+                                  num_beams=1)
+        with Peak() as p:
+            t64, t1 = timeit(lambda: gen(64), 1, 5), timeit(lambda: gen(1), 1, 5)
+        per_token = (t64 - t1) / 63 * 1000
+        res["cases"][f"florence2_{size}_bs{bs}"] = {"gen64_s": t64, "gen1_s": t1, "per_token_ms": per_token,
+                                                     "per_token_per_image_ms": per_token / bs, "peak_device_bytes": p.peak}
+        print(f"florence2-{size} bs{bs}", res["cases"][f"florence2_{size}_bs{bs}"], flush=True)
+    json.dump(res, open(out, "w"), indent=2)
+
+
+def combine(out_path, *pairs):
+    cases, mem, raw = {}, {}, []
+    ref0 = None
+    for ref_path, loupe_path in zip(pairs[0::2], pairs[1::2]):
+        ref, lo = json.load(open(ref_path)), json.load(open(loupe_path))
+        ref0 = ref0 or ref
+        raw.append({"reference": ref, "loupe": lo})
+        for name, r in ref["cases"].items():
+            l = lo.get("cases", {}).get(name, {})
+            for key, unit in (("gen64_s", "s"), ("per_token_ms", "ms")):
+                a, b = r.get(key), l.get(key)
+                cases[f"{name}.{key}"] = {"unit": unit, "reference": a, "loupe": b,
+                                          "speedup": round(a / b, 3) if a and b else None}
+            mem[name] = {"reference": r.get("peak_device_bytes"), "loupe": l.get("peak_device_bytes")}
+    json.dump({"benchmark": "florence2-generate-64-tokens", "machine": ref0.get("machine") if ref0 else None,
+               "versions": ref0.get("versions") if ref0 else None,
+               "loupe_build": raw[0]["loupe"].get("build") if raw else None, "cases": cases,
+               "peak_device_memory_bytes": mem, "raw": raw}, open(out_path, "w"), indent=2)
+    print(json.dumps(cases, indent=2))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 5 and sys.argv[1] == "run":
+        run(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif len(sys.argv) >= 5 and sys.argv[1] == "combine" and len(sys.argv) % 2 == 1:
+        combine(sys.argv[2], *sys.argv[3:])
+    else:
+        sys.exit(__doc__)
