@@ -1,7 +1,8 @@
 // Florence-2 generation benchmark, JSON out. The configs are those of the reference run behind
 // the targets (../shared/device/reference_baseline.py): random weights at the real sizes,
 // 64 new tokens (EOS banned before), greedy, batch 1 and 8 images, 768 x 768 input; timed as the
-// reference times generate() (median of 5 after a warm-up, vision tower + encoder + decoding).
+// reference times generate() (median of 5 after a warm-up, vision tower + encoder + decoding). Also
+// the SDK's default for one image, beam search with 3 beams and no-repeat 3-grams, at batch 1.
 //   loupe-bench-florence2 [--size base|large|tiny] [--device cuda|cpu] [--dtype fp16|fp32] [--tokens 64]
 //                         [--weights DIR]  (a transformers Florence-2 folder: the weights
 //                                           bench/florence2_reference.py ran, for a side-by-side run)
@@ -120,6 +121,29 @@ int main(int argc, char** argv) {
           {"gen" + std::to_string(tokens) + "_s", t64}, {"gen1_s", t1}, {"per_token_ms", per_token},
           {"per_token_per_image_ms", per_token / bs}, {"peak_device_bytes", peak}};
       std::cerr << "bs" << bs << ": " << t64 << " s for " << tokens << " tokens\n";
+    }
+    {  // the SDK's default for one image: beam search (3 beams, no-repeat 3-grams), batch 1
+      torch::manual_seed(0);
+      auto pixels = torch::randn({1, 3, cfg.image_size, cfg.image_size}).to(dev, dt);
+      std::vector<int64_t> ids(T, cfg.image_token_id);
+      for (int k = 0; k < 8; ++k) ids.push_back(4 + 97 * k);
+      const auto input = torch::tensor(ids, torch::kLong).to(dev).unsqueeze(0);
+      auto run = [&](int n) {
+        auto enc = net->encode(input, net->image_features(pixels));
+        GenerateOptions o;
+        o.num_beams = 3;
+        o.no_repeat_ngram_size = 3;
+        o.max_new_tokens = n;
+        o.min_new_tokens = n;
+        generate(*net, enc, o);
+      };
+      PeakSampler ps(dev);
+      const double t64 = timeit(dev, [&] { run(tokens); }, 1, 5), t1 = timeit(dev, [&] { run(1); }, 1, 5);
+      const uint64_t peak = ps.stop();
+      out["cases"]["florence2_" + size + "_beam3_bs1"] = {{"gen" + std::to_string(tokens) + "_s", t64}, {"gen1_s", t1},
+                                                          {"per_token_ms", (t64 - t1) / (tokens - 1) * 1000},
+                                                          {"peak_device_bytes", peak}};
+      std::cerr << "beam3 bs1: " << t64 << " s for " << tokens << " tokens\n";
     }
     std::cout << out.dump(1) << std::endl;
     return 0;

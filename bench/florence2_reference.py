@@ -7,7 +7,8 @@
       loupe-bench-florence2 --weights WEIGHTS_DIR runs the very same weights; then generate() timed
       as reference_baseline.py times it (64 new tokens with min_new_tokens 64, greedy, batch 1 and 8,
       median of 5 after a warm-up) and peak device memory sampled like loupe-bench-florence2 does
-      (used device memory, every millisecond).
+      (used device memory, every millisecond); also beam search with 3 beams and no-repeat 3-grams
+      at batch 1 (the SDK's default for one image).
   florence2_reference.py combine RESULT.json REF.json LOUPE.json [REF.json LOUPE.json ...]
       both stacks side by side with a "speedup" (reference time / Loupe time) per case.
 transformers and torch are the machine's."""
@@ -83,6 +84,19 @@ def run(size, weights, out):
         res["cases"][f"florence2_{size}_bs{bs}"] = {"gen64_s": t64, "gen1_s": t1, "per_token_ms": per_token,
                                                      "per_token_per_image_ms": per_token / bs, "peak_device_bytes": p.peak}
         print(f"florence2-{size} bs{bs}", res["cases"][f"florence2_{size}_bs{bs}"], flush=True)
+    # the SDK's default for one image: beam search (3 beams, no-repeat 3-grams), batch 1
+    px = torch.randn(1, 3, 768, 768, device=dev, dtype=dt)
+    ids = torch.cat([torch.full((1, n_img), cfg.image_token_id, device=dev), torch.randint(4, 50000, (1, 8), device=dev)], 1)
+
+    def beam(nt):
+        with torch.inference_mode():
+            return m.generate(input_ids=ids, pixel_values=px, max_new_tokens=nt, min_new_tokens=nt, do_sample=False,
+                              num_beams=3, no_repeat_ngram_size=3)
+    with Peak() as p:
+        t64, t1 = timeit(lambda: beam(64), 1, 5), timeit(lambda: beam(1), 1, 5)
+    res["cases"][f"florence2_{size}_beam3_bs1"] = {"gen64_s": t64, "gen1_s": t1, "per_token_ms": (t64 - t1) / 63 * 1000,
+                                                    "peak_device_bytes": p.peak}
+    print(f"florence2-{size} beam3 bs1", res["cases"][f"florence2_{size}_beam3_bs1"], flush=True)
     json.dump(res, open(out, "w"), indent=2)
 
 

@@ -1,8 +1,8 @@
 #include "models/florence2/generate.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
-#include <map>
 
 namespace loupe::florence2 {
 
@@ -10,31 +10,32 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// Bans tokens that would repeat an n-gram already in `seq` (reference: NoRepeatNGramLogitsProcessor).
-void ban_repeated_ngrams(const std::vector<int64_t>& seq, int n, float* logprobs) {
-  if (n <= 0 || static_cast<int>(seq.size()) + 1 < n) return;
-  const size_t prefix_start = seq.size() - (n - 1);
-  for (size_t i = 0; i + n <= seq.size(); ++i) {
-    bool same = true;
-    for (int k = 0; k < n - 1 && same; ++k) same = seq[i + k] == seq[prefix_start + k];
-    if (same) logprobs[seq[i + n - 1]] = kNegInf;
+// Sets every score but `token`'s to -inf and `token`'s to 0 (forced BOS / EOS).
+void force(torch::Tensor& scores, int64_t token) {
+  scores.fill_(kNegInf);
+  scores.select(1, token).fill_(0.0f);
+}
+
+// Masks scores [N, V] (float32, on the model's device) as transformers' logits processors do, in
+// their order: no-repeat n-grams, minimum new tokens, forced BOS after the decoder start, forced EOS
+// at the last step. `seqs` [N, cur] holds each row's ids so far, on the same device: everything
+// stays there, so no step waits for the host.
+void process_scores(torch::Tensor& scores, const torch::Tensor& seqs, int64_t cur, int64_t max_len, const TextConfig& tc,
+                    const GenerateOptions& o) {
+  const int64_t n = o.no_repeat_ngram_size, V = scores.size(1);
+  // NoRepeatNGramLogitsProcessor: for each complete n-gram seqs[i .. i+n-1] whose first n-1 ids
+  // equal the last n-1 ids, ban its last id.
+  if (n > 0 && cur + 1 >= n && cur - n + 1 > 0) {
+    const int64_t m = cur - n + 1;  // complete n-grams so far
+    auto match = torch::ones({seqs.size(0), m}, seqs.options().dtype(torch::kBool));
+    for (int64_t k = 0; k + 1 < n; ++k)
+      match = match & (seqs.slice(1, k, k + m) == seqs.slice(1, cur - n + 1 + k, cur - n + 2 + k));
+    const auto ban = torch::zeros({seqs.size(0), m}, scores.options()).masked_fill_(match, kNegInf);
+    scores.scatter_add_(1, seqs.slice(1, n - 1, n - 1 + m), ban);  // adds 0 or -inf
   }
-}
-
-void force(float* logprobs, int64_t vocab, int64_t token) {
-  for (int64_t v = 0; v < vocab; ++v)
-    if (v != token) logprobs[v] = kNegInf;
-  logprobs[token] = 0.0f;
-}
-
-// Masks one beam's log-probs as transformers' logits processors do, in their order: no-repeat
-// n-grams, minimum new tokens, forced BOS after the decoder start, forced EOS at the last step.
-void process_row(const std::vector<int64_t>& seq, int64_t cur, int64_t max_len, const TextConfig& tc,
-                 const GenerateOptions& o, float* row, int64_t V) {
-  ban_repeated_ngrams(seq, o.no_repeat_ngram_size, row);
-  if (cur <= o.min_new_tokens && tc.eos_token_id >= 0 && tc.eos_token_id < V) row[tc.eos_token_id] = kNegInf;
-  if (cur == 1 && tc.forced_bos_token_id >= 0) force(row, V, tc.forced_bos_token_id);
-  if (cur == max_len - 1 && tc.forced_eos_token_id >= 0) force(row, V, tc.forced_eos_token_id);
+  if (cur <= o.min_new_tokens && tc.eos_token_id >= 0 && tc.eos_token_id < V) scores.select(1, tc.eos_token_id).fill_(kNegInf);
+  if (cur == 1 && tc.forced_bos_token_id >= 0) force(scores, tc.forced_bos_token_id);
+  if (cur == max_len - 1 && tc.forced_eos_token_id >= 0) force(scores, tc.forced_eos_token_id);
 }
 
 struct Beam {
@@ -51,30 +52,27 @@ std::vector<int64_t> generate(Florence2Impl& model, const torch::Tensor& enc, co
   const int keep = 2 * beams;  // candidates per step: max(2, 1 + number of EOS tokens) * beams
   const int64_t max_len = o.max_new_tokens + 1;  // decoder start + new tokens
   const auto dev = enc.device();
+  const auto ids_on_dev = torch::dtype(torch::kLong).device(dev);
   auto enc_b = enc.expand({beams, enc.size(1), enc.size(2)}).contiguous();
   std::vector<KV> self_cache, cross_cache;
   // Running beams; only the first one is live at the start (the others score -1e9).
   std::vector<Beam> running(beams, Beam{{tc.decoder_start_token_id}, -1e9f});
   running[0].score = 0.0f;
+  auto seqs = torch::full({beams, 1}, tc.decoder_start_token_id, ids_on_dev);  // the running ids, on the device
   std::vector<Beam> finished;  // at most `beams`, best first
   bool improvable = true;      // transformers' is_early_stop_heuristic_unsatisfied
   auto norm = [&](int64_t new_tokens) { return static_cast<float>(std::pow(static_cast<double>(new_tokens), o.length_penalty)); };
-  torch::Tensor last = torch::full({beams, 1}, tc.decoder_start_token_id, torch::dtype(torch::kLong).device(dev));
   for (int64_t cur = 1;; ++cur) {  // cur: current length, decoder start included
-    auto logits = model.decode(last, enc_b, self_cache, cross_cache, cur - 1).select(1, 0);
-    auto logp = torch::log_softmax(logits.to(torch::kFloat32), -1).cpu().contiguous();
+    auto logits = model.decode(seqs.slice(1, cur - 1, cur), enc_b, self_cache, cross_cache, cur - 1).select(1, 0);
+    auto logp = torch::log_softmax(logits.to(torch::kFloat32), -1);
+    process_scores(logp, seqs, cur, max_len, tc, o);
+    std::vector<float> run_scores(beams);
+    for (int b = 0; b < beams; ++b) run_scores[b] = running[b].score;
+    // float32 sums, as torch adds them; the best `keep` continuations over all beams (torch.topk)
+    const auto acc = (logp + torch::tensor(run_scores).to(dev).unsqueeze(1)).reshape({-1});
+    const auto top = acc.topk(keep);
+    const auto top_v = std::get<0>(top).cpu().contiguous(), top_i = std::get<1>(top).cpu().contiguous();
     const int64_t V = logp.size(1);
-    float* lp = logp.data_ptr<float>();
-    for (int b = 0; b < beams; ++b) {
-      float* row = lp + b * V;
-      process_row(running[b].seq, cur, max_len, tc, o, row, V);
-      for (int64_t v = 0; v < V; ++v) row[v] += running[b].score;  // float32, as torch adds them
-    }
-    // The best `keep` continuations over all beams (torch.topk over beams * V).
-    std::vector<int64_t> order(static_cast<size_t>(beams) * V);
-    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
-    std::partial_sort(order.begin(), order.begin() + keep, order.end(),
-                      [&](int64_t a, int64_t b) { return lp[a] > lp[b] || (lp[a] == lp[b] && a < b); });
     struct Cand {
       int beam;
       int64_t token;
@@ -84,10 +82,10 @@ std::vector<int64_t> generate(Florence2Impl& model, const torch::Tensor& enc, co
     std::vector<Cand> cand;
     bool all_done = true;
     for (int r = 0; r < keep; ++r) {
-      const int64_t i = order[r];
+      const int64_t i = top_i.data_ptr<int64_t>()[r];
       const int64_t tok = i % V;
       const bool done = tok == tc.eos_token_id || cur + 1 >= max_len;
-      cand.push_back({static_cast<int>(i / V), tok, lp[i], done});
+      cand.push_back({static_cast<int>(i / V), tok, top_v.data_ptr<float>()[r], done});
       all_done = all_done && done;
     }
     // Finished hypotheses: only among the best `beams` candidates, and only while they can matter.
@@ -127,8 +125,8 @@ std::vector<int64_t> generate(Florence2Impl& model, const torch::Tensor& enc, co
     if (!improvable || all_finished || all_done) break;
     auto idx = torch::tensor(origin, torch::dtype(torch::kLong)).to(dev);
     for (auto& c : self_cache) c = {c.k.index_select(0, idx), c.v.index_select(0, idx)};
+    seqs = torch::cat({seqs.index_select(0, idx), torch::tensor(tokens, torch::dtype(torch::kLong)).to(dev).unsqueeze(1)}, 1);
     running = std::move(next_running);
-    last = torch::tensor(tokens, torch::dtype(torch::kLong)).to(dev).unsqueeze(1);
   }
   return finished.empty() ? running.front().seq : finished.front().seq;
 }
@@ -140,32 +138,35 @@ std::vector<std::vector<int64_t>> generate_greedy_batch(Florence2Impl& model, co
   const int64_t max_len = o.max_new_tokens + 1;
   const auto dev = enc.device();
   std::vector<KV> self_cache, cross_cache;
-  std::vector<std::vector<int64_t>> seqs(B, std::vector<int64_t>{tc.decoder_start_token_id});
-  std::vector<bool> finished(B, false);
   const int64_t filler = tc.pad_token_id >= 0 ? tc.pad_token_id : tc.eos_token_id;
-  torch::Tensor last = torch::full({B, 1}, tc.decoder_start_token_id, torch::dtype(torch::kLong).device(dev));
+  // Everything stays on the device: the next ids feed the next step directly, and the host only
+  // looks every few steps whether all rows have finished, so it can queue work ahead of the GPU.
+  auto seqs = torch::full({B, 1}, tc.decoder_start_token_id, torch::dtype(torch::kLong).device(dev));
+  auto finished = torch::zeros({B}, torch::dtype(torch::kBool).device(dev));
+  constexpr int64_t kCheckEvery = 8;
   for (int64_t cur = 1; cur < max_len; ++cur) {
-    auto logits = model.decode(last, enc, self_cache, cross_cache, cur - 1).select(1, 0);
-    auto logp = torch::log_softmax(logits.to(torch::kFloat32), -1).cpu().contiguous();
-    const int64_t V = logp.size(1);
-    float* lp = logp.data_ptr<float>();
-    std::vector<int64_t> next(B, filler);
-    for (int64_t b = 0; b < B; ++b) {
-      if (finished[b]) continue;
-      float* row = lp + b * V;
-      ban_repeated_ngrams(seqs[b], o.no_repeat_ngram_size, row);
-      if (cur <= o.min_new_tokens && tc.eos_token_id >= 0 && tc.eos_token_id < V) row[tc.eos_token_id] = kNegInf;
-      if (cur == 1 && tc.forced_bos_token_id >= 0) force(row, V, tc.forced_bos_token_id);
-      if (cur == max_len - 1 && tc.forced_eos_token_id >= 0) force(row, V, tc.forced_eos_token_id);
-      next[b] = std::max_element(row, row + V) - row;
-      seqs[b].push_back(next[b]);
-      if (next[b] == tc.eos_token_id) finished[b] = true;
-    }
+    auto scores = model.decode(seqs.slice(1, cur - 1, cur), enc, self_cache, cross_cache, cur - 1).select(1, 0).to(torch::kFloat32);
+    process_scores(scores, seqs, cur, max_len, tc, o);  // argmax of processed logits, as greedy search does
+    const auto next = torch::where(finished, torch::full_like(finished, filler, torch::kLong), scores.argmax(-1));
+    seqs = torch::cat({seqs, next.unsqueeze(1)}, 1);
+    if (tc.eos_token_id >= 0) finished = finished | (next == tc.eos_token_id);
     if (o.on_step) o.on_step(static_cast<int>(cur), static_cast<int>(max_len - 1));
-    if (std::all_of(finished.begin(), finished.end(), [](bool f) { return f; })) break;
-    last = torch::tensor(next, torch::dtype(torch::kLong)).to(dev).unsqueeze(1);
+    if (cur > o.min_new_tokens && cur % kCheckEvery == 0 && finished.all().item<bool>()) break;
   }
-  return seqs;
+  // Each row up to and including its first EOS after the decoder start.
+  const auto host = seqs.cpu().contiguous();
+  std::vector<std::vector<int64_t>> out(B);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t* p = host.data_ptr<int64_t>() + b * host.size(1);
+    int64_t len = host.size(1);
+    for (int64_t t = 1; t < host.size(1); ++t)
+      if (p[t] == tc.eos_token_id) {
+        len = t + 1;
+        break;
+      }
+    out[b].assign(p, p + len);
+  }
+  return out;
 }
 
 }  // namespace loupe::florence2
