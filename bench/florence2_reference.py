@@ -12,7 +12,9 @@
   florence2_reference.py combine RESULT.json REF.json LOUPE.json [REF.json LOUPE.json ...]
       both stacks side by side with a "speedup" (reference time / Loupe time) per case.
 transformers and torch are the machine's."""
-import json, sys, threading, time
+import json, sys
+
+from reference_util import Peak, timeit
 
 
 def run(size, weights, out):
@@ -33,36 +35,6 @@ def run(size, weights, out):
     with torch.device(dev):
         m = Florence2ForConditionalGeneration(cfg).to(dt).eval()
     m.save_pretrained(weights)
-
-    def sync():
-        torch.cuda.synchronize()
-
-    def timeit(fn, warm, n):
-        for _ in range(warm):
-            fn()
-        sync()
-        ts = []
-        for _ in range(n):
-            t = time.perf_counter(); fn(); sync(); ts.append(time.perf_counter() - t)
-        ts.sort()
-        return ts[len(ts) // 2]
-
-    class Peak:
-        def __enter__(self):
-            self.peak, self.stop = 0, False
-
-            def loop():
-                while not self.stop:
-                    free, total = torch.cuda.mem_get_info()
-                    self.peak = max(self.peak, total - free)
-                    time.sleep(0.001)
-            self.t = threading.Thread(target=loop)
-            self.t.start()
-            return self
-
-        def __exit__(self, *a):
-            self.stop = True
-            self.t.join()
 
     res = {"stack": "transformers", "machine": torch.cuda.get_device_name(0),
            "versions": {"torch": torch.__version__, "cuda": torch.version.cuda, "transformers": transformers.__version__},

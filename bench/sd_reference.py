@@ -10,7 +10,9 @@
       "speedup" (reference time / Loupe time) per case.
 diffusers comes from its source on PYTHONPATH (never committed); transformers and torch are the
 machine's."""
-import json, os, sys, threading, time
+import json, os, sys
+
+from reference_util import Peak, timeit
 
 def combine(ref_path, loupe_path, out_path):
     ref, lo = json.load(open(ref_path)), json.load(open(loupe_path))
@@ -45,24 +47,6 @@ def run(weights, out):
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=unet, scheduler=sched,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
-
-    def sync(): torch.cuda.synchronize()
-    def timeit(fn, warm, n):
-        for _ in range(warm): fn()
-        sync(); ts = []
-        for _ in range(n):
-            t = time.perf_counter(); fn(); sync(); ts.append(time.perf_counter() - t)
-        ts.sort(); return ts[len(ts) // 2]
-    class Peak:
-        def __enter__(self):
-            self.peak, self.stop = 0, False
-            def loop():
-                while not self.stop:
-                    free, total = torch.cuda.mem_get_info()
-                    self.peak = max(self.peak, total - free); time.sleep(0.001)
-            self.t = threading.Thread(target=loop); self.t.start(); return self
-        def __exit__(self, *a):
-            self.stop = True; self.t.join()
 
     res = {"stack": "diffusers", "versions": {"torch": torch.__version__, "cuda": torch.version.cuda,
                                                "diffusers": diffusers.__version__},
