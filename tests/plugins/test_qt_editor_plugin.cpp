@@ -137,6 +137,12 @@ class QtEditorPluginTest : public QObject {
     QTRY_VERIFY_WITH_TIMEOUT(state->text().startsWith("Loaded"), 30000);
 
     auto* tasks = child<QWidget>(m_window, "LoupeTasksPanel");
+    // demo weights are labelled as such where the tasks are run, with a pointer to real models
+    auto* notice = child<QLabel>(tasks, "demoNotice");
+    QVERIFY(notice->isVisibleTo(tasks));
+    QVERIFY2(notice->text().contains("Demo weights") && notice->text().contains("demo-florence2") &&
+                 notice->text().contains("Models tab"),
+             qPrintable(notice->text()));
     auto* task = child<QComboBox>(tasks, "task");
     auto* status = child<QLabel>(tasks, "taskStatus");
     task->setCurrentIndex(task->findData("region_proposal"));

@@ -2,6 +2,8 @@
 
 #include "catalog.h"
 
+#include <QDir>
+#include <QFileInfo>
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
@@ -47,7 +49,12 @@ void LoupeClient::closeSession() {
   loupe_session_close(m_session);
   m_session = nullptr;
   m_sessionName.clear();
+  m_sessionPath.clear();
   m_sessionTasks.clear();
+}
+
+bool LoupeClient::sessionIsDemo() const {
+  return m_session && QFileInfo(m_sessionPath).fileName().startsWith(QLatin1String("demo-"));
 }
 
 void LoupeClient::onLog(void* user, loupe_log_level level, const char* message) {
@@ -128,13 +135,14 @@ void LoupeClient::openSession(const QString& path) {
         tasks = QString::fromUtf8(info.tasks).split(',', Qt::SkipEmptyParts);
       }
     }
-    QMetaObject::invokeMethod(this, [this, s, err, desc, tasks] {
+    QMetaObject::invokeMethod(this, [this, s, err, desc, tasks, p] {
       m_busy = false;
       if (!s) {
         emit sessionFailed(err);
         return;
       }
       m_session = s;
+      m_sessionPath = QDir::cleanPath(QString::fromUtf8(p));
       m_sessionName = desc;
       m_sessionTasks = tasks;
       emit sessionOpened(desc);

@@ -53,6 +53,9 @@ class LoupeClient : public QObject {
   void openSession(const QString& path);
   bool hasSession() const { return m_session != nullptr; }
   QString sessionName() const { return m_sessionName; }
+  QString sessionPath() const { return m_sessionPath; }
+  // Demo weights shipped with Loupe (resources/demo-models/demo-*: tiny, random) are open.
+  bool sessionIsDemo() const;
   QStringList sessionTasks() const { return m_sessionTasks; }
 
   // Runs a task on the session (or "selftest" on the runtime) asynchronously:
@@ -79,6 +82,7 @@ class LoupeClient : public QObject {
   loupe_runtime* m_runtime = nullptr;
   loupe_session* m_session = nullptr;
   QString m_sessionName;
+  QString m_sessionPath;
   QStringList m_sessionTasks;
   std::mutex m_jobMutex;
   loupe_job* m_job = nullptr;

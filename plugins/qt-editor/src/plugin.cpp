@@ -81,7 +81,10 @@ bool LoupePlugin::initialize(loupe::HostContext* host, QString* error) {
     restartRuntime();
   });
   connect(m_client, &LoupeClient::sessionOpened, this, [this](const QString&) {
-    m_host->showStatus(tr("Model ready: %1").arg(m_client->sessionName()), 4000);
+    m_host->showStatus(m_client->sessionIsDemo() ? tr("Model ready: %1 (demo weights: tiny and random, see the Tasks panel)")
+                                                       .arg(m_client->sessionName())
+                                                 : tr("Model ready: %1").arg(m_client->sessionName()),
+                       m_client->sessionIsDemo() ? 0 : 4000);
   });
   connect(m_client, &LoupeClient::sessionOpening, this, [](const QString& path) {
     QSettings st;

@@ -6,6 +6,7 @@
 #include <QClipboard>
 #include <QComboBox>
 #include <QDoubleSpinBox>
+#include <QFileInfo>
 #include <QFormLayout>
 #include <QHBoxLayout>
 #include <QLabel>
@@ -57,6 +58,22 @@ TasksPanel::TasksPanel(LoupeClient* client, loupe::HostContext* host, QWidget* p
     : QWidget(parent), m_client(client), m_host(host) {
   setObjectName("LoupeTasksPanel");
   auto* lay = new QVBoxLayout(this);
+  m_demo = new QLabel(this);
+  m_demo->setObjectName("demoNotice");
+  m_demo->setWordWrap(true);
+  m_demo->setStyleSheet("QLabel { background: #fff3c4; color: #5a4500; border: 1px solid #e0c060; padding: 4px; }");
+  m_demo->setVisible(false);
+  lay->addWidget(m_demo);
+  auto updateDemo = [this] {
+    m_demo->setVisible(m_client->sessionIsDemo());
+    if (m_client->sessionIsDemo())
+      m_demo->setText(tr("<b>Demo weights</b> (%1): a tiny random model that shows the workflow; its answers "
+                         "and pictures are meaningless. For real results install a model: see the Models tab "
+                         "and the README's \"Models\" section.")
+                          .arg(QFileInfo(m_client->sessionPath()).fileName()));
+  };
+  connect(m_client, &LoupeClient::sessionOpened, this, updateDemo);
+  connect(m_client, &LoupeClient::sessionOpening, this, updateDemo);
   auto* form = m_form = new QFormLayout;
   m_task = new QComboBox(this);
   m_task->setObjectName("task");

@@ -36,6 +36,7 @@ class TasksPanel : public QWidget {
   QPushButton* cancelButton() const { return m_cancel; }
   QPlainTextEdit* output() const { return m_output; }
   QLabel* status() const { return m_status; }
+  QLabel* demoNotice() const { return m_demo; }
 
  private:
   void updateFields();
@@ -58,6 +59,7 @@ class TasksPanel : public QWidget {
   QProgressBar* m_progress;
   QLabel* m_preview;
   QLabel* m_status;
+  QLabel* m_demo;  // shown while demo weights are open
   QPlainTextEdit* m_output;
   QList<QWidget*> m_textRows, m_genRows, m_sizeRows, m_strengthRows, m_inpaintRows;
   QCheckBox* m_onlyMasked = nullptr;
