@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
     // One case: `bs` random images with an 8-token prompt, decoded with `beams` beams (1: greedy,
     // the whole batch at once as the SDK runs a multi-image job; otherwise image 0 alone), timed for
     // `tokens` and for 1 new token, with the peak device memory over both.
-    auto measure = [&](const std::string& name, int bs, int beams, int ngram) {
+    auto measure = [&](const std::string& name, int bs, int beams, int ngram, bool graphs) {
       torch::manual_seed(0);
       const auto pixels = torch::randn({bs, 3, cfg.image_size, cfg.image_size}).to(dev, dt);
       std::vector<int64_t> ids(cfg.image_tokens(), cfg.image_token_id);
@@ -113,6 +113,7 @@ int main(int argc, char** argv) {
         o.no_repeat_ngram_size = ngram;
         o.max_new_tokens = n;
         o.min_new_tokens = n;
+        o.cuda_graphs = graphs;
         if (beams == 1) generate_greedy_batch(*net, enc, o);
         else generate(*net, enc, o);
       };
@@ -125,9 +126,15 @@ int main(int argc, char** argv) {
           {"per_token_per_image_ms", per_token / bs}, {"peak_device_bytes", peak}};
       std::cerr << name << ": " << t64 << " s for " << tokens << " tokens\n";
     };
-    measure("bs1", 1, 1, 0);  // the reference run's cases: greedy, no n-gram rule
-    measure("bs8", 8, 1, 0);
-    measure("beam3_bs1", 1, 3, 3);  // the SDK's default for one image
+    // The reference run's cases (greedy, no n-gram rule) and the SDK's default for one image (beam
+    // search); on CUDA each also with decoding steps replayed from CUDA graphs ("_graphs").
+    for (bool graphs : {false, true}) {
+      if (graphs && !dev.is_cuda()) break;
+      const std::string g = graphs ? "_graphs" : "";
+      measure("bs1" + g, 1, 1, 0, graphs);
+      measure("bs8" + g, 8, 1, 0, graphs);
+      measure("beam3_bs1" + g, 1, 3, 3, graphs);
+    }
     std::cout << out.dump(1) << std::endl;
     return 0;
   } catch (const std::exception& e) {

@@ -80,12 +80,17 @@ def combine(out_path, *pairs):
         ref0 = ref0 or ref
         raw.append({"reference": ref, "loupe": lo})
         for name, r in ref["cases"].items():
-            l = lo.get("cases", {}).get(name, {})
-            for key, unit in (("gen64_s", "s"), ("per_token_ms", "ms")):
-                a, b = r.get(key), l.get(key)
-                cases[f"{name}.{key}"] = {"unit": unit, "reference": a, "loupe": b,
-                                          "speedup": round(a / b, 3) if a and b else None}
-            mem[name] = {"reference": r.get("peak_device_bytes"), "loupe": l.get("peak_device_bytes")}
+            # Loupe's eager decoding, and its CUDA-graph decoding where it ran ("<case>_graphs")
+            for lname in (name, name + "_graphs"):
+                l = lo.get("cases", {}).get(lname)
+                if l is None and lname != name:
+                    continue
+                l = l or {}
+                for key, unit in (("gen64_s", "s"), ("per_token_ms", "ms")):
+                    a, b = r.get(key), l.get(key)
+                    cases[f"{lname}.{key}"] = {"unit": unit, "reference": a, "loupe": b,
+                                               "speedup": round(a / b, 3) if a and b else None}
+                mem[lname] = {"reference": r.get("peak_device_bytes"), "loupe": l.get("peak_device_bytes")}
     json.dump({"benchmark": "florence2-generate-64-tokens", "machine": ref0.get("machine") if ref0 else None,
                "versions": ref0.get("versions") if ref0 else None,
                "loupe_build": raw[0]["loupe"].get("build") if raw else None, "cases": cases,

@@ -15,7 +15,14 @@ OUT=${OUT:-/tmp/loupe-out}
 mkdir -p "$OUT"
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DLOUPE_BUILD_EDITOR=OFF > "$OUT/configure.log" 2>&1 \
   || { tail -50 "$OUT/configure.log"; exit 1; }
-cmake --build build-gpu -j"$(nproc)" > "$OUT/build.log" 2>&1 || { grep -E "error" "$OUT/build.log" | head -40; exit 1; }
+if ! cmake --build build-gpu -j"$(nproc)" > "$OUT/build.log" 2>&1; then
+  # CUDA graph capture (StaticDecoder) is the one piece never compiled before a GPU run: without it
+  # the rest still builds and runs (decoding eagerly).
+  grep -E "error" "$OUT/build.log" | head -40
+  echo "retrying with -DLOUPE_CUDA_GRAPHS=OFF"
+  cmake -S . -B build-gpu -DLOUPE_CUDA_GRAPHS=OFF >> "$OUT/configure.log" 2>&1
+  cmake --build build-gpu -j"$(nproc)" > "$OUT/build2.log" 2>&1 || { grep -E "error" "$OUT/build2.log" | head -40; exit 1; }
+fi
 ctest --test-dir build-gpu --output-on-failure -j4 --timeout 600 > "$OUT/ctest.log" 2>&1
 grep -E "tests passed|tests failed|\*\*\*Failed" "$OUT/ctest.log"
 build-gpu/bin/loupe-cli selftest > "$OUT/selftest.json" 2>/dev/null; cat "$OUT/selftest.json"

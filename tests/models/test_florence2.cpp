@@ -12,6 +12,7 @@
 #include "models/florence2/generate.h"
 #include "models/florence2/modeling.h"
 #include "models/florence2/processor.h"
+#include "models/florence2/static_decoder.h"
 
 namespace fs = std::filesystem;
 using namespace loupe;
@@ -76,6 +77,69 @@ TEST(Florence2, KvCacheMatchesFullRecomputation) {
     auto step = net->decode(seq.index({torch::indexing::Slice(), torch::indexing::Slice(t, t + 1)}), enc, self_c, cross_c, t);
     EXPECT_TRUE(torch::allclose(step.select(1, 0), full.select(1, t), 1e-4, 1e-5)) << "step " << t;  // fp32 tolerance
   }
+}
+
+// The fixed-shape decoder (preallocated caches, masked slots; CUDA graphs' path) against the KV-cache
+// decoder, step by step, a batch of 2 with beam-style cache reordering in the middle.
+TEST(Florence2, StaticDecoderMatchesTheKvCacheDecoder) {
+  auto cfg = Config::load(kTiny);
+  Florence2 net(cfg);
+  net->eval();
+  torch::NoGradGuard ng;
+  torch::manual_seed(3);
+  auto enc = torch::randn({2, 10, 32});
+  auto seq = torch::tensor(std::vector<int64_t>{2, 0, 57, 300, 12, 9, 2, 5, 5, 1000, 31, 7}, torch::kLong).view({2, 6});
+  StaticDecoder fixed(*net, enc, 8, /*use_graph=*/true);  // no graph on the CPU: eager
+  EXPECT_FALSE(fixed.graphed());
+  std::vector<KV> self_c, cross_c;
+  auto swap = torch::tensor(std::vector<int64_t>{1, 0}, torch::kLong);
+  for (int64_t t = 0; t < seq.size(1); ++t) {
+    auto want = net->decode(seq.slice(1, t, t + 1), enc, self_c, cross_c, t).select(1, 0);
+    auto got = fixed.step(seq.select(1, t));
+    EXPECT_TRUE(torch::allclose(got, want, 1e-4, 1e-5)) << "step " << t;  // fp32 tolerance
+    if (t == 2) {  // beams swap places: both decoders move their caches
+      fixed.reorder(swap);
+      for (auto& c : self_c) c = {c.k.index_select(0, swap), c.v.index_select(0, swap)};
+    }
+  }
+  EXPECT_EQ(fixed.position(), 6);
+  try {  // past the prepared length: an error, not a write out of bounds
+    fixed.step(seq.select(1, 0));
+    fixed.step(seq.select(1, 0));
+    fixed.step(seq.select(1, 0));
+    ADD_FAILURE() << "stepped past the prepared length";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("prepared length 8"), std::string::npos) << e.what();
+  }
+}
+
+// On CUDA, decoding steps replayed from a captured graph give the same ids as eager decoding
+// (greedy on a batch, and beam search with its cache reordering). Runs where a GPU is.
+TEST(Florence2, CudaGraphDecodingGivesTheSameIds) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  auto cfg = Config::load(kTiny);
+  Florence2 net(cfg);
+  net->eval();
+  net->to(torch::kCUDA);
+  torch::NoGradGuard ng;
+  torch::manual_seed(5);
+  auto enc = torch::randn({2, 10, 32}).to(torch::kCUDA);
+  StaticDecoder probe(*net, enc, 4, true);
+#if LOUPE_CUDA_GRAPHS
+  EXPECT_TRUE(probe.graphed());
+#endif
+  GenerateOptions o;
+  o.max_new_tokens = 12;
+  o.num_beams = 1;
+  o.no_repeat_ngram_size = 3;
+  const auto eager = generate_greedy_batch(*net, enc, o);
+  o.cuda_graphs = true;
+  EXPECT_EQ(generate_greedy_batch(*net, enc, o), eager);
+  o.num_beams = 3;
+  o.cuda_graphs = false;
+  const auto beam = generate(*net, enc.slice(0, 0, 1), o);
+  o.cuda_graphs = true;
+  EXPECT_EQ(generate(*net, enc.slice(0, 0, 1), o), beam);
 }
 
 TEST(Florence2, EveryTaskRunsEndToEnd) {

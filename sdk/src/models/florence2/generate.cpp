@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
+
+#include "models/florence2/static_decoder.h"
 
 namespace loupe::florence2 {
 
@@ -38,6 +41,29 @@ void process_scores(torch::Tensor& scores, const torch::Tensor& seqs, int64_t cu
   if (cur == max_len - 1 && tc.forced_eos_token_id >= 0) force(scores, tc.forced_eos_token_id);
 }
 
+// One decoder step for ids [N] (the last of each row), through the KV-cache decoder or, when asked,
+// the fixed-shape one; reorder() moves the self-attention caches with the beams.
+class Stepper {
+ public:
+  Stepper(Florence2Impl& m, const torch::Tensor& enc, int64_t max_len, const GenerateOptions& o) : m_(m), enc_(enc) {
+    if (o.static_cache || o.cuda_graphs) fixed_ = std::make_unique<StaticDecoder>(m, enc, max_len, o.cuda_graphs);
+  }
+  torch::Tensor step(const torch::Tensor& ids, int64_t past_len) {  // -> float32 logits [N, V]
+    if (fixed_) return fixed_->step(ids).to(torch::kFloat32);
+    return m_.decode(ids.unsqueeze(1), enc_, self_, cross_, past_len).select(1, 0).to(torch::kFloat32);
+  }
+  void reorder(const torch::Tensor& index) {
+    if (fixed_) return fixed_->reorder(index);
+    for (auto& c : self_) c = {c.k.index_select(0, index), c.v.index_select(0, index)};
+  }
+
+ private:
+  Florence2Impl& m_;
+  torch::Tensor enc_;
+  std::vector<KV> self_, cross_;
+  std::unique_ptr<StaticDecoder> fixed_;
+};
+
 struct Beam {
   std::vector<int64_t> seq;
   float score;  // sum of log-probs (running) or normalised score (finished)
@@ -53,8 +79,7 @@ std::vector<int64_t> generate(Florence2Impl& model, const torch::Tensor& enc, co
   const int64_t max_len = o.max_new_tokens + 1;  // decoder start + new tokens
   const auto dev = enc.device();
   const auto ids_on_dev = torch::dtype(torch::kLong).device(dev);
-  auto enc_b = enc.expand({beams, enc.size(1), enc.size(2)}).contiguous();
-  std::vector<KV> self_cache, cross_cache;
+  Stepper stepper(model, enc.expand({beams, enc.size(1), enc.size(2)}).contiguous(), max_len, o);
   // Running beams; only the first one is live at the start (the others score -1e9).
   std::vector<Beam> running(beams, Beam{{tc.decoder_start_token_id}, -1e9f});
   running[0].score = 0.0f;
@@ -63,8 +88,7 @@ std::vector<int64_t> generate(Florence2Impl& model, const torch::Tensor& enc, co
   bool improvable = true;      // transformers' is_early_stop_heuristic_unsatisfied
   auto norm = [&](int64_t new_tokens) { return static_cast<float>(std::pow(static_cast<double>(new_tokens), o.length_penalty)); };
   for (int64_t cur = 1;; ++cur) {  // cur: current length, decoder start included
-    auto logits = model.decode(seqs.slice(1, cur - 1, cur), enc_b, self_cache, cross_cache, cur - 1).select(1, 0);
-    auto logp = torch::log_softmax(logits.to(torch::kFloat32), -1);
+    auto logp = torch::log_softmax(stepper.step(seqs.select(1, cur - 1), cur - 1), -1);
     process_scores(logp, seqs, cur, max_len, tc, o);
     std::vector<float> run_scores(beams);
     for (int b = 0; b < beams; ++b) run_scores[b] = running[b].score;
@@ -124,7 +148,7 @@ std::vector<int64_t> generate(Florence2Impl& model, const torch::Tensor& enc, co
     const bool all_finished = static_cast<int>(finished.size()) >= beams && o.early_stopping == EarlyStopping::AllFinished;
     if (!improvable || all_finished || all_done) break;
     auto idx = torch::tensor(origin, torch::dtype(torch::kLong)).to(dev);
-    for (auto& c : self_cache) c = {c.k.index_select(0, idx), c.v.index_select(0, idx)};
+    stepper.reorder(idx);
     seqs = torch::cat({seqs.index_select(0, idx), torch::tensor(tokens, torch::dtype(torch::kLong)).to(dev).unsqueeze(1)}, 1);
     running = std::move(next_running);
   }
@@ -137,7 +161,7 @@ std::vector<std::vector<int64_t>> generate_greedy_batch(Florence2Impl& model, co
   const int64_t B = enc.size(0);
   const int64_t max_len = o.max_new_tokens + 1;
   const auto dev = enc.device();
-  std::vector<KV> self_cache, cross_cache;
+  Stepper stepper(model, enc, max_len, o);
   const int64_t filler = tc.pad_token_id >= 0 ? tc.pad_token_id : tc.eos_token_id;
   // Everything stays on the device: the next ids feed the next step directly, and the host only
   // looks every few steps whether all rows have finished, so it can queue work ahead of the GPU.
@@ -145,7 +169,7 @@ std::vector<std::vector<int64_t>> generate_greedy_batch(Florence2Impl& model, co
   auto finished = torch::zeros({B}, torch::dtype(torch::kBool).device(dev));
   constexpr int64_t kCheckEvery = 8;
   for (int64_t cur = 1; cur < max_len; ++cur) {
-    auto scores = model.decode(seqs.slice(1, cur - 1, cur), enc, self_cache, cross_cache, cur - 1).select(1, 0).to(torch::kFloat32);
+    auto scores = stepper.step(seqs.select(1, cur - 1), cur - 1);
     process_scores(scores, seqs, cur, max_len, tc, o);  // argmax of processed logits, as greedy search does
     const auto next = torch::where(finished, torch::full_like(finished, filler, torch::kLong), scores.argmax(-1));
     seqs = torch::cat({seqs, next.unsqueeze(1)}, 1);

@@ -20,6 +20,10 @@ struct GenerateOptions {
   int min_new_tokens = 0;  // EOS is banned before this many new tokens (benchmarks)
   double length_penalty = 1.0;
   EarlyStopping early_stopping = EarlyStopping::Heuristic;
+  // Fixed-shape decoding (StaticDecoder): the same ids; with cuda_graphs, each step is one CUDA
+  // graph replay on CUDA devices of LOUPE_CUDA_GRAPHS builds (eager elsewhere).
+  bool static_cache = false;
+  bool cuda_graphs = false;
   // Called after each new token with (step, max); throws to stop (cancellation).
   std::function<void(int, int)> on_step;
 };

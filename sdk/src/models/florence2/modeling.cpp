@@ -248,7 +248,7 @@ torch::Tensor Florence2Impl::embed(const torch::Tensor& ids) {
   return e;
 }
 
-static torch::Tensor ffn_block(BartLayerImpl& l, torch::Tensor h) {
+torch::Tensor ffn_block(BartLayerImpl& l, torch::Tensor h) {
   auto r = h;
   h = l.fc2(torch::gelu(l.fc1(h)));
   return l.final_layer_norm(r + h);

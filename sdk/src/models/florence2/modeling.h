@@ -103,6 +103,9 @@ struct BartLayerImpl : torch::nn::Module {
 };
 TORCH_MODULE(BartLayer);
 
+// A layer's feed-forward block with its residual and final layer norm.
+torch::Tensor ffn_block(BartLayerImpl& l, torch::Tensor h);
+
 struct BartStackImpl : torch::nn::Module {
   BartStackImpl(const TextConfig& c, bool decoder);
   torch::nn::Embedding embed_positions{nullptr};  // learned, offset by 2 (BART)
