@@ -37,6 +37,12 @@ for size in base large; do
     > "$OUT/bench_florence2_${size}_transformers.log" 2>&1; tail -2 "$OUT/bench_florence2_${size}_transformers.log"
   build-gpu/bin/loupe-bench-florence2 --size "$size" --device cuda --dtype fp16 --weights "$OUT/fl2-$size-weights" \
     > "$OUT/bench_florence2_${size}_loupe.json" 2> "$OUT/bench_florence2_${size}_loupe.log"; tail -2 "$OUT/bench_florence2_${size}_loupe.log"
+  # the same weights with CUDA-graph decoding, merged into Loupe's JSON as "<case>_graphs"
+  build-gpu/bin/loupe-bench-florence2 --size "$size" --device cuda --dtype fp16 --weights "$OUT/fl2-$size-weights" \
+    --cuda-graphs > "$OUT/bench_florence2_${size}_loupe_graphs.json" 2> "$OUT/bench_florence2_${size}_loupe_graphs.log" \
+    && python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); a["cases"].update(json.load(open(sys.argv[2]))["cases"]); json.dump(a, open(sys.argv[1], "w"), indent=1)' \
+       "$OUT/bench_florence2_${size}_loupe.json" "$OUT/bench_florence2_${size}_loupe_graphs.json"
+  tail -2 "$OUT/bench_florence2_${size}_loupe_graphs.log"
   pairs+=("$OUT/bench_florence2_${size}_transformers.json" "$OUT/bench_florence2_${size}_loupe.json")
   rm -rf "$OUT/fl2-$size-weights"
 done
