@@ -9,7 +9,10 @@ build=${LOUPE_BUILD_DIR:-build}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build "$build" -j"$(nproc)" --target loupe-editor loupe-cli
 [ -x "$build/lib/loupe-plugins/libloupe_qt_editor.so" ] || cmake --build "$build" -j"$(nproc)"
-export LOUPE_MODELS_DIR=${LOUPE_MODELS_DIR:-$PWD/resources/demo-models}
-# The demo Florence-2 (tiny, random weights: it shows the workflow, not real answers).
-export LOUPE_OPEN_MODEL=${LOUPE_OPEN_MODEL:-$PWD/resources/demo-models/demo-florence2}
+if [ -z "${LOUPE_MODELS_DIR:-}" ]; then
+  # The demo models, and the demo Florence-2 opened (tiny, random weights: the workflow, not real
+  # answers). With LOUPE_MODELS_DIR set, the editor uses that folder and reopens the last model.
+  export LOUPE_MODELS_DIR=$PWD/resources/demo-models
+  export LOUPE_OPEN_MODEL=${LOUPE_OPEN_MODEL:-$PWD/resources/demo-models/demo-florence2}
+fi
 exec "$build/bin/loupe-editor" resources/images/sample.jpg "$@"
