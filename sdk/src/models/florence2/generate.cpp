@@ -28,7 +28,7 @@ void process_scores(torch::Tensor& scores, const torch::Tensor& seqs, int64_t cu
   const int64_t n = o.no_repeat_ngram_size, V = scores.size(1);
   // NoRepeatNGramLogitsProcessor: for each complete n-gram seqs[i .. i+n-1] whose first n-1 ids
   // equal the last n-1 ids, ban its last id.
-  if (n > 0 && cur + 1 >= n && cur - n + 1 > 0) {
+  if (n > 0 && cur >= n) {
     const int64_t m = cur - n + 1;  // complete n-grams so far
     auto match = torch::ones({seqs.size(0), m}, seqs.options().dtype(torch::kBool));
     for (int64_t k = 0; k + 1 < n; ++k)
@@ -64,10 +64,15 @@ class Stepper {
   std::unique_ptr<StaticDecoder> fixed_;
 };
 
-struct Beam {
+struct Hypothesis {
   std::vector<int64_t> seq;
-  float score;  // sum of log-probs (running) or normalised score (finished)
+  float score;  // sum of log-probs / new tokens ^ length_penalty
 };
+
+std::vector<int64_t> row_ids(const torch::Tensor& seqs, int64_t row) {
+  const auto r = seqs.select(0, row).cpu().contiguous();
+  return std::vector<int64_t>(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + r.numel());
+}
 
 }  // namespace
 
@@ -78,22 +83,20 @@ std::vector<int64_t> generate(Florence2Impl& model, const torch::Tensor& enc, co
   const int keep = 2 * beams;  // candidates per step: max(2, 1 + number of EOS tokens) * beams
   const int64_t max_len = o.max_new_tokens + 1;  // decoder start + new tokens
   const auto dev = enc.device();
-  const auto ids_on_dev = torch::dtype(torch::kLong).device(dev);
   Stepper stepper(model, enc.expand({beams, enc.size(1), enc.size(2)}).contiguous(), max_len, o);
-  // Running beams; only the first one is live at the start (the others score -1e9).
-  std::vector<Beam> running(beams, Beam{{tc.decoder_start_token_id}, -1e9f});
-  running[0].score = 0.0f;
-  auto seqs = torch::full({beams, 1}, tc.decoder_start_token_id, ids_on_dev);  // the running ids, on the device
-  std::vector<Beam> finished;  // at most `beams`, best first
-  bool improvable = true;      // transformers' is_early_stop_heuristic_unsatisfied
+  // The running beams: their ids on the device, their log-prob sums here. Only the first is live at
+  // the start (the others score -1e9).
+  auto seqs = torch::full({beams, 1}, tc.decoder_start_token_id, torch::dtype(torch::kLong).device(dev));
+  std::vector<float> scores(beams, -1e9f);
+  scores[0] = 0.0f;
+  std::vector<Hypothesis> finished;  // at most `beams`, best first
+  bool improvable = true;            // transformers' is_early_stop_heuristic_unsatisfied
   auto norm = [&](int64_t new_tokens) { return static_cast<float>(std::pow(static_cast<double>(new_tokens), o.length_penalty)); };
   for (int64_t cur = 1;; ++cur) {  // cur: current length, decoder start included
     auto logp = torch::log_softmax(stepper.step(seqs.select(1, cur - 1), cur - 1), -1);
     process_scores(logp, seqs, cur, max_len, tc, o);
-    std::vector<float> run_scores(beams);
-    for (int b = 0; b < beams; ++b) run_scores[b] = running[b].score;
     // float32 sums, as torch adds them; the best `keep` continuations over all beams (torch.topk)
-    const auto acc = (logp + torch::tensor(run_scores).to(dev).unsqueeze(1)).reshape({-1});
+    const auto acc = (logp + torch::tensor(scores).to(dev).unsqueeze(1)).reshape({-1});
     const auto top = acc.topk(keep);
     const auto top_v = std::get<0>(top).cpu().contiguous(), top_i = std::get<1>(top).cpu().contiguous();
     const int64_t V = logp.size(1);
@@ -117,42 +120,37 @@ std::vector<int64_t> generate(Florence2Impl& model, const torch::Tensor& enc, co
     const bool accept = improvable && !(full && o.early_stopping == EarlyStopping::AllFinished);
     for (int r = 0; r < beams && accept; ++r) {
       if (!cand[r].done) continue;
-      auto seq = running[cand[r].beam].seq;
+      auto seq = row_ids(seqs, cand[r].beam);
       seq.push_back(cand[r].token);
       finished.push_back({std::move(seq), cand[r].score / norm(cur)});
     }
-    std::stable_sort(finished.begin(), finished.end(), [](const Beam& a, const Beam& b) { return a.score > b.score; });
+    std::stable_sort(finished.begin(), finished.end(),
+                     [](const Hypothesis& a, const Hypothesis& b) { return a.score > b.score; });
     if (static_cast<int>(finished.size()) > beams) finished.resize(beams);
     // The next running beams: the best `beams` candidates, finished ones pushed down by -1e9.
     std::vector<int> next(keep);
     for (int r = 0; r < keep; ++r) next[r] = r;
     auto run_score = [&](int r) { return cand[r].score + (cand[r].done ? -1.0e9f : 0.0f); };
     std::stable_sort(next.begin(), next.end(), [&](int a, int b) { return run_score(a) > run_score(b); });
-    std::vector<Beam> next_running;
     std::vector<int64_t> origin, tokens;
     for (int k = 0; k < beams; ++k) {
-      const Cand& c = cand[next[k]];
-      auto seq = running[c.beam].seq;
-      seq.push_back(c.token);
-      next_running.push_back({std::move(seq), run_score(next[k])});
-      origin.push_back(c.beam);
-      tokens.push_back(c.token);
+      origin.push_back(cand[next[k]].beam);
+      tokens.push_back(cand[next[k]].token);
+      scores[k] = run_score(next[k]);
     }
     if (o.on_step) o.on_step(static_cast<int>(cur), static_cast<int>(max_len - 1));
     // Stopping rules of transformers' beam search.
     if (static_cast<int>(finished.size()) >= beams) {
       const int64_t best_len = (o.early_stopping == EarlyStopping::Never && o.length_penalty > 0.0) ? max_len - 1 : cur;
-      const float best_running = next_running.front().score / norm(best_len);
-      improvable = improvable && best_running > finished.back().score;
+      improvable = improvable && scores.front() / norm(best_len) > finished.back().score;
     }
     const bool all_finished = static_cast<int>(finished.size()) >= beams && o.early_stopping == EarlyStopping::AllFinished;
     if (!improvable || all_finished || all_done) break;
     auto idx = torch::tensor(origin, torch::dtype(torch::kLong)).to(dev);
     stepper.reorder(idx);
     seqs = torch::cat({seqs.index_select(0, idx), torch::tensor(tokens, torch::dtype(torch::kLong)).to(dev).unsqueeze(1)}, 1);
-    running = std::move(next_running);
   }
-  return finished.empty() ? running.front().seq : finished.front().seq;
+  return finished.empty() ? row_ids(seqs, 0) : finished.front().seq;
 }
 
 std::vector<std::vector<int64_t>> generate_greedy_batch(Florence2Impl& model, const torch::Tensor& enc,

@@ -184,7 +184,12 @@ torch::Tensor BartAttentionImpl::forward(torch::Tensor x, const torch::Tensor& k
   } else {
     k = split(k_proj(x));
     v = split(v_proj(x));
-    if (cache) {
+    if (cache && cache->slot.defined()) {  // fixed-size cache: write this step's slot, attend over all
+      cache->k.index_copy_(2, cache->slot, k);
+      cache->v.index_copy_(2, cache->slot, v);
+      k = cache->k;
+      v = cache->v;
+    } else if (cache) {
       if (cache->k.defined()) {
         k = torch::cat({cache->k, k}, 2);
         v = torch::cat({cache->v, v}, 2);
@@ -288,12 +293,18 @@ torch::Tensor Florence2Impl::decode(const torch::Tensor& ids, const torch::Tenso
     LOUPE_THROW(InvalidArgument, "Florence-2: generation reached the model's maximum length "
                                      << dec.embed_positions->weight.size(0) - 2);
   auto h = embed(ids) + dec.embed_positions(torch::arange(past_len, past_len + n, ids.device()) + 2).unsqueeze(0);
+  return decode_embedded(h, enc_states, self_cache, cross_cache);
+}
+
+torch::Tensor Florence2Impl::decode_embedded(torch::Tensor h, const torch::Tensor& enc_states, std::vector<KV>& self_cache,
+                                             std::vector<KV>& cross_cache, const torch::Tensor& self_mask) {
+  auto& dec = *model->language_model->decoder;
   h = dec.layernorm_embedding(h);
   self_cache.resize(dec.layers->size());
   cross_cache.resize(dec.layers->size());
   for (size_t i = 0; i < dec.layers->size(); ++i) {
     auto& l = *dec.layers[i]->as<BartLayer>();
-    h = l.self_attn_layer_norm(h + l.self_attn->forward(h, torch::Tensor(), torch::Tensor(), &self_cache[i], true));
+    h = l.self_attn_layer_norm(h + l.self_attn->forward(h, torch::Tensor(), self_mask, &self_cache[i], true));
     h = l.encoder_attn_layer_norm(h + l.encoder_attn->forward(h, enc_states, torch::Tensor(), &cross_cache[i], false));
     h = ffn_block(l, h);
   }

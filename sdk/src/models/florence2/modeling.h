@@ -83,6 +83,10 @@ TORCH_MODULE(Projector);
 // Keys and values of one attention layer, kept across decoding steps.
 struct KV {
   torch::Tensor k, v;  // [B, heads, L, head_dim]
+  // Fixed-size self-attention cache (StaticDecoder): k/v hold every slot of the output, `slot` is
+  // the position to write this step (long [1], on the device); attention covers all slots and the
+  // caller's mask hides the unwritten ones. Undefined: the cache grows by concatenation.
+  torch::Tensor slot;
 };
 
 struct BartAttentionImpl : torch::nn::Module {
@@ -141,6 +145,10 @@ struct Florence2Impl : torch::nn::Module {
   // input ids [B, L] with image placeholders -> encoder states [B, L, d]
   torch::Tensor encode(const torch::Tensor& input_ids, const torch::Tensor& image_features);
   // One decoder step for ids [B, n] (n = 1 with a cache); caches grow; returns logits [B, n, V].
+  // The decoder after the embeddings: embedding norm, layers (self-attention under `self_mask`,
+  // cross-attention, FFN), LM head. h [B, n, d] = token + position embeddings.
+  torch::Tensor decode_embedded(torch::Tensor h, const torch::Tensor& encoder_states, std::vector<KV>& self_cache,
+                                std::vector<KV>& cross_cache, const torch::Tensor& self_mask = {});
   torch::Tensor decode(const torch::Tensor& ids, const torch::Tensor& encoder_states, std::vector<KV>& self_cache,
                        std::vector<KV>& cross_cache, int64_t past_len);
   torch::Tensor embed(const torch::Tensor& ids);

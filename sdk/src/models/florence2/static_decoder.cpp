@@ -1,10 +1,8 @@
 #include "models/florence2/static_decoder.h"
 
-#include <cmath>
 #include <limits>
 
 #include "core/error.h"
-#include "core/torch_compat.h"
 
 #if LOUPE_WITH_CUDA && LOUPE_CUDA_GRAPHS
 #include <ATen/cuda/CUDAGraph.h>
@@ -35,13 +33,10 @@ StaticDecoder::StaticDecoder(Florence2Impl& model, const torch::Tensor& enc, int
   mask_ = torch::full({1, 1, 1, max_len_}, -std::numeric_limits<float>::infinity(), torch::dtype(dt).device(dev));
   logits_ = torch::zeros({B_, m_.cfg.text.vocab_size}, torch::dtype(dt).device(dev));
   const int heads = m_.cfg.text.decoder_attention_heads, hd = m_.cfg.text.d_model / heads;
-  for (size_t i = 0; i < dec.layers->size(); ++i) {
-    auto& l = *dec.layers[i]->as<BartLayer>();
+  for (size_t i = 0; i < dec.layers->size(); ++i)
     self_.push_back({torch::zeros({B_, heads, max_len_, hd}, torch::dtype(dt).device(dev)),
-                     torch::zeros({B_, heads, max_len_, hd}, torch::dtype(dt).device(dev))});
-    auto split = [&](const torch::Tensor& t) { return t.view({B_, -1, heads, hd}).transpose(1, 2).contiguous(); };
-    cross_.push_back({split(l.encoder_attn->k_proj(enc)), split(l.encoder_attn->v_proj(enc))});
-  }
+                     torch::zeros({B_, heads, max_len_, hd}, torch::dtype(dt).device(dev)), pos_});
+  enc_ = enc;  // cross-attention K/V: computed by the first step, kept in cross_
 #if LOUPE_WITH_CUDA && LOUPE_CUDA_GRAPHS
   if (use_graph && dev.is_cuda()) {
     // Warm up on a side stream (lazy library handles and workspaces must exist before capture),
@@ -75,25 +70,9 @@ bool StaticDecoder::graphed() const { return graph_ != nullptr; }
 
 void StaticDecoder::run() {
   auto& dec = *m_.model->language_model->decoder;
-  const int heads = m_.cfg.text.decoder_attention_heads, hd = m_.cfg.text.d_model / heads;
-  const double scale = 1.0 / std::sqrt(double(hd));
-  auto split = [&](const torch::Tensor& t) { return t.view({B_, 1, heads, hd}).transpose(1, 2); };
   mask_.index_fill_(3, pos_, 0.0);  // open this step's slot
   auto h = m_.embed(ids_) + dec.embed_positions->weight.index_select(0, pos_ + 2).unsqueeze(0);
-  h = dec.layernorm_embedding(h);
-  for (size_t i = 0; i < dec.layers->size(); ++i) {
-    auto& l = *dec.layers[i]->as<BartLayer>();
-    auto& sa = *l.self_attn;
-    self_[i].k.index_copy_(2, pos_, split(sa.k_proj(h)));
-    self_[i].v.index_copy_(2, pos_, split(sa.v_proj(h)));
-    auto a = compat::sdpa(split(sa.q_proj(h)), self_[i].k, self_[i].v, mask_, false, scale);
-    h = l.self_attn_layer_norm(h + sa.out_proj(a.transpose(1, 2).reshape({B_, 1, heads * hd})));
-    auto& ca = *l.encoder_attn;
-    auto c = compat::sdpa(split(ca.q_proj(h)), cross_[i].k, cross_[i].v, torch::Tensor(), false, scale);
-    h = l.encoder_attn_layer_norm(h + ca.out_proj(c.transpose(1, 2).reshape({B_, 1, heads * hd})));
-    h = ffn_block(l, h);
-  }
-  logits_.copy_(torch::matmul(h, m_.model->language_model->shared->weight.t()).select(1, 0));
+  logits_.copy_(m_.decode_embedded(h, enc_, self_, cross_, mask_).select(1, 0));
   pos_.add_(1);
 }
 

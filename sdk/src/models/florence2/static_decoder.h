@@ -31,7 +31,7 @@ class StaticDecoder {
   void run();  // the step itself, on the static buffers
   Florence2Impl& m_;
   int64_t B_, max_len_, pos_host_ = 0;
-  torch::Tensor ids_, pos_, mask_, logits_;
+  torch::Tensor ids_, pos_, mask_, logits_, enc_;
   std::vector<KV> self_, cross_;
   struct Graph;
   std::unique_ptr<Graph> graph_;
