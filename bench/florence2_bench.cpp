@@ -71,18 +71,14 @@ int main(int argc, char** argv) {
   std::string size = "tiny", device = torch::cuda::is_available() ? "cuda" : "cpu", dtype = "auto", weights;
   int tokens = 64;
   bool graphs = false;
-  for (int i = 1; i < argc; ++i)
+  for (int i = 1; i < argc; ++i) {
+    const char* value = i + 1 < argc ? argv[i + 1] : "";
     if (!std::strcmp(argv[i], "--cuda-graphs")) graphs = true;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--cuda-graphs")) {
-      --i;
-      continue;
-    }
-    if (!std::strcmp(argv[i], "--size")) size = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--device")) device = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--dtype")) dtype = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--tokens")) tokens = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--weights")) weights = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--size")) size = value, ++i;
+    else if (!std::strcmp(argv[i], "--device")) device = value, ++i;
+    else if (!std::strcmp(argv[i], "--dtype")) dtype = value, ++i;
+    else if (!std::strcmp(argv[i], "--tokens")) tokens = std::atoi(value), ++i;
+    else if (!std::strcmp(argv[i], "--weights")) weights = value, ++i;
   }
   try {
     using namespace loupe::bench;

@@ -20,6 +20,10 @@ QString formatBytes(qint64 bytes) {
   return QString::number(double(bytes) / double(1 << 20), 'f', 0) + " MiB";
 }
 
+bool isDemoModelFolder(const QString& path) {
+  return QFileInfo(QDir::cleanPath(path)).fileName().startsWith(QLatin1String("demo-"));
+}
+
 static QStringList strings(const QJsonValue& v) {
   QStringList out;
   for (const auto& x : v.toArray()) out << x.toString();

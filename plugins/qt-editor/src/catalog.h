@@ -42,4 +42,7 @@ class Catalog {
 
 QString formatBytes(qint64 bytes);
 
+// Demo weights shipped with Loupe: folders named demo-* (resources/demo-models; tiny, random).
+bool isDemoModelFolder(const QString& path);
+
 }  // namespace loupe::qt

@@ -2,8 +2,6 @@
 
 #include "catalog.h"
 
-#include <QDir>
-#include <QFileInfo>
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
@@ -54,7 +52,7 @@ void LoupeClient::closeSession() {
 }
 
 bool LoupeClient::sessionIsDemo() const {
-  return m_session && QFileInfo(m_sessionPath).fileName().startsWith(QLatin1String("demo-"));
+  return m_session && isDemoModelFolder(m_sessionPath);
 }
 
 void LoupeClient::onLog(void* user, loupe_log_level level, const char* message) {
@@ -142,7 +140,7 @@ void LoupeClient::openSession(const QString& path) {
         return;
       }
       m_session = s;
-      m_sessionPath = QDir::cleanPath(QString::fromUtf8(p));
+      m_sessionPath = QString::fromUtf8(p);
       m_sessionName = desc;
       m_sessionTasks = tasks;
       emit sessionOpened(desc);

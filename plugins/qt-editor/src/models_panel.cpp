@@ -169,7 +169,7 @@ void ModelsPanel::rescan() {
   // Demo models shipped with Loupe (tiny random weights) are listed too, clearly marked.
   const QDir demo(m_dir->text());
   for (const auto& entry : demo.entryInfoList(QDir::Dirs | QDir::NoDotAndDotDot)) {
-    if (!entry.fileName().startsWith("demo-")) continue;
+    if (!isDemoModelFolder(entry.filePath())) continue;
     auto* item = new QTreeWidgetItem(m_tree);
     item->setText(0, tr("%1 (demo weights: random, for trying the workflow)").arg(entry.fileName()));
     item->setData(0, Qt::UserRole, entry.absoluteFilePath());
