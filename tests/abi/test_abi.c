@@ -103,6 +103,9 @@ static void test_bad_arguments(loupe_runtime *rt) {
   bad = (loupe_runtime_options)LOUPE_RUNTIME_OPTIONS_INIT;
   bad.precision = (loupe_precision)42;
   CHECK_ERR(loupe_runtime_create(&out, &bad), LOUPE_ERROR_INVALID_ARGUMENT, "precision");
+  bad = (loupe_runtime_options)LOUPE_RUNTIME_OPTIONS_INIT;
+  bad.num_threads = -2;
+  CHECK_ERR(loupe_runtime_create(&out, &bad), LOUPE_ERROR_INVALID_ARGUMENT, "num_threads");
 
   CHECK_ERR(loupe_request_create(&rq, "paint_a_masterpiece"), LOUPE_ERROR_INVALID_ARGUMENT, "paint_a_masterpiece");
   CHECK_ERR(loupe_request_create(&rq, NULL), LOUPE_ERROR_INVALID_ARGUMENT, "task");
@@ -209,6 +212,34 @@ static void test_diagnostics(loupe_runtime *rt) {
   CHECK(log_records > 0);
 }
 
+/* Stable Diffusion through the ABI: an external VAE (a diffusers vae/ folder) swapped in and out,
+ * a missing VAE file, and an empty prompt (unconditional generation). */
+static void test_sd_session(loupe_runtime *rt, const char *fixtures) {
+  char path[1024], vae[1100];
+  loupe_session *s = NULL;
+  loupe_request *rq = NULL;
+  loupe_job *job = NULL;
+  loupe_result *res = NULL;
+  snprintf(path, sizeof path, "%s/sd/tiny-sd15", fixtures);
+  snprintf(vae, sizeof vae, "%s/vae", path);
+  CHECK(loupe_session_open(&s, rt, path, NULL) == LOUPE_OK);
+  if (!s) return;
+  CHECK(loupe_session_set_vae(s, vae) == LOUPE_OK);
+  CHECK_ERR(loupe_session_set_vae(s, "/no/such/vae.safetensors"), LOUPE_ERROR_NOT_FOUND, "/no/such/vae.safetensors");
+  CHECK(loupe_session_set_vae(s, NULL) == LOUPE_OK);
+  CHECK(loupe_request_create(&rq, "txt2img") == LOUPE_OK);
+  CHECK(loupe_request_set_string(rq, "prompt", "") == LOUPE_OK);
+  CHECK(loupe_request_set_int(rq, "steps", 2) == LOUPE_OK);
+  CHECK(loupe_session_submit(&job, s, rq, NULL, NULL) == LOUPE_OK);
+  CHECK(loupe_job_wait(job, -1) == LOUPE_OK);
+  CHECK(loupe_job_take_result(&res, job) == LOUPE_OK);
+  CHECK(res && loupe_result_image_count(res) == 1);
+  loupe_result_free(res);
+  loupe_job_free(job);
+  loupe_request_free(rq);
+  loupe_session_close(s);
+}
+
 /* A real session through the ABI: the tiny Florence-2 fixture (random weights, real layout). */
 static void test_session(loupe_runtime *rt) {
   char path[1024];
@@ -256,7 +287,10 @@ static void test_session(loupe_runtime *rt) {
   CHECK_ERR(loupe_job_take_result(&res, job), LOUPE_ERROR_INVALID_ARGUMENT, "needs a text");
   loupe_job_free(job);
   loupe_request_free(rq);
+  CHECK_ERR(loupe_session_set_vae(s, path), LOUPE_ERROR_UNSUPPORTED, "does not take an external VAE");
+  CHECK_ERR(loupe_session_set_vae(NULL, path), LOUPE_ERROR_INVALID_ARGUMENT, "session is NULL");
   loupe_session_close(s);
+  test_sd_session(rt, fixtures);
   /* convert the original layout's pytorch_model.bin to safetensors, and refuse to overwrite */
   {
     char in[1100], out[256];

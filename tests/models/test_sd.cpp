@@ -14,6 +14,7 @@
 #include "io/state_dict.h"
 
 #include <filesystem>
+#include <fstream>
 #include "pipelines/compose.h"
 #include "text/bpe_tokenizer.h"
 
@@ -294,8 +295,6 @@ TEST(SdSession, BadInputGetsSpecificErrors) {
   EXPECT_NE(error_of([&] { run("tiny-sd15", r); }).find("the mask is empty"), std::string::npos);
   r.mask.reset();
   EXPECT_NE(error_of([&] { run("tiny-sd15", r); }).find("needs a mask"), std::string::npos);
-  r = request("txt2img", "");
-  EXPECT_NE(error_of([&] { run("tiny-sd15", r); }).find("needs a prompt"), std::string::npos);
   r = request("detect", "x");
   EXPECT_NE(error_of([&] { run("tiny-sd15", r); }).find("does not do task 'detect'"), std::string::npos);
 }
@@ -342,6 +341,10 @@ TEST(SdSingleFile, WrongShapesAndOtherFilesAreExplained) {
   std::filesystem::create_directories(dir);
   std::filesystem::copy_file(kSd + "/single/tiny-sd15.safetensors", dir / "lonely.safetensors",
                              std::filesystem::copy_options::overwrite_existing);
+  // its tokenizer from a diffusers folder beside it (the vocabulary is checked before the weights)
+  std::filesystem::create_directories(dir / "some-sd");
+  std::filesystem::copy(kSd + "/tiny-sd15/tokenizer", dir / "some-sd" / "tokenizer");
+  std::ofstream(dir / "some-sd" / "model_index.json") << "{}";
   const std::string e = error_of([&] { sd::family().load((dir / "lonely.safetensors").string(), ModelOptions{}); });
   EXPECT_NE(e.find("model.diffusion_model.input_blocks.0.0.weight' model [320, 4, 3, 3] vs file [8, 4, 3, 3]"), std::string::npos) << e;
   // a file that is no SD checkpoint

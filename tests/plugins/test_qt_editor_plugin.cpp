@@ -6,6 +6,7 @@
 #include <QListWidget>
 #include <QPushButton>
 #include <QStandardPaths>
+#include <QProcess>
 #include <QTemporaryDir>
 #include <QTreeWidget>
 #include <QtTest>
@@ -54,6 +55,13 @@ class QtEditorPluginTest : public QObject {
     QVERIFY(QFile::link(QStringLiteral(LOUPE_FIXTURES_DIR "/florence2/tiny"), d.filePath("demo-florence2")));
     QVERIFY(QFile::link(QStringLiteral(LOUPE_FIXTURES_DIR "/sd/tiny-sd15-inpaint"), d.filePath("demo-sd15-inpainting")));
     qputenv("LOUPE_MODELS_DIR", m_models.path().toUtf8());
+    // A Hugging Face cache holding a catalog model (the tiny Florence-2 weights under a catalog repo).
+    QVERIFY(m_hf.isValid());
+    const QDir snap(m_hf.filePath("hub/models--microsoft--Florence-2-large-ft/snapshots/r1"));
+    QVERIFY(QDir().mkpath(snap.path()));
+    for (const auto& f : QDir(QStringLiteral(LOUPE_FIXTURES_DIR "/florence2/tiny")).entryInfoList(QDir::Files))
+      QVERIFY(QFile::copy(f.filePath(), snap.filePath(f.fileName())));
+    qputenv("HF_HUB_CACHE", m_hf.filePath("hub").toUtf8());
     m_window = new MainWindow;
     m_window->resize(1400, 900);
     m_window->loadPlugins({QStringLiteral(LOUPE_PLUGIN_DIR)});
@@ -76,6 +84,8 @@ class QtEditorPluginTest : public QObject {
     QVERIFY(summary);
     QVERIFY2(summary->text().contains("libtorch"), qPrintable(summary->text()));
     QVERIFY(summary->text().contains("cpu"));
+    // the CPU facts: threads, instruction sets, the BLAS libtorch calls
+    QVERIFY2(summary->text().contains("threads") && summary->text().contains("BLAS: "), qPrintable(summary->text()));
     QVERIFY(panel->findChild<QListWidget*>()->count() > 0);  // problems (e.g. no CUDA device)
     auto* run = child<QPushButton>(panel, "runSelftest");
     auto* result = child<QLabel>(panel, "selftestResult");
@@ -227,6 +237,87 @@ class QtEditorPluginTest : public QObject {
     QVERIFY(child<QPushButton>(tasks, "run")->isEnabled());
   }
 
+  // The VAE chooser lists the models folder's VAE/ (files and diffusers vae folders); the choice is
+  // applied to the session when a job starts, and a file that is no VAE fails with the SDK's message.
+  void vaeChooserAppliesToTheSession() {
+    QDir d(m_models.path());
+    QVERIFY(d.mkpath("VAE"));
+    QVERIFY(QFile::link(QStringLiteral(LOUPE_FIXTURES_DIR "/sd/tiny-sd15/vae"), d.filePath("VAE/tiny-vae")));
+    QVERIFY(QFile::link(QStringLiteral(LOUPE_FIXTURES_DIR "/sd/lora/tiny-sd15-lora.safetensors"),
+                        d.filePath("VAE/not-a-vae.safetensors")));
+    auto* tasks = child<QWidget>(m_window, "LoupeTasksPanel");
+    auto* task = child<QComboBox>(tasks, "task");
+    auto* status = child<QLabel>(tasks, "taskStatus");
+    task->setCurrentIndex(task->findData("txt2img"));  // a generative task lists what is there now
+    auto* vae = child<QComboBox>(tasks, "vae");
+    QCOMPARE(vae->count(), 3);  // the model's own, and the two entries (by name)
+    QCOMPARE(vae->itemText(1), QString("not-a-vae.safetensors"));
+    QCOMPARE(vae->itemText(2), QString("tiny-vae"));
+    task->setCurrentIndex(task->findData("inpaint"));
+    child<QLineEdit>(tasks, "text")->setText("");  // an empty prompt is valid: unconditional
+    child<QSpinBox>(tasks, "steps")->setValue(2);
+    vae->setCurrentIndex(2);
+    QTest::mouseClick(child<QPushButton>(tasks, "run"), Qt::LeftButton);
+    QTRY_VERIFY2_WITH_TIMEOUT(status->text().startsWith("Done"), qPrintable(status->text()), 60000);
+    vae->setCurrentIndex(1);
+    QTest::mouseClick(child<QPushButton>(tasks, "run"), Qt::LeftButton);
+    QTRY_VERIFY2_WITH_TIMEOUT(status->text().startsWith("Failed") && status->text().contains("not a VAE"),
+                              qPrintable(status->text()), 60000);
+    vae->setCurrentIndex(0);
+    QTest::mouseClick(child<QPushButton>(tasks, "run"), Qt::LeftButton);
+    QTRY_VERIFY2_WITH_TIMEOUT(status->text().startsWith("Done"), qPrintable(status->text()), 60000);
+  }
+
+  void modelsOnThisComputerAndDownloads() {
+    auto* panel = child<QWidget>(m_window, "LoupeModelsPanel");
+    auto* found = child<QTreeWidget>(panel, "foundModels");
+    QVERIFY(found);
+    // The scan runs off the UI thread: the list fills when it ends.
+    auto listed = [found] {
+      for (int i = 0; i < found->topLevelItemCount(); ++i)
+        if (found->topLevelItem(i)->text(0) == "microsoft/Florence-2-large-ft  (catalog: florence2-large-ft)") return true;
+      return false;
+    };
+    QTRY_VERIFY2_WITH_TIMEOUT(listed(), "the model in the Hugging Face cache is not listed", 30000);
+    auto* tree = panel->findChild<QTreeWidget*>();  // the catalog's variants (the first tree)
+    auto item = [tree](const QString& id) -> QTreeWidgetItem* {
+      for (int i = 0; i < tree->topLevelItemCount(); ++i)
+        if (tree->topLevelItem(i)->data(0, Qt::UserRole).toString() == id) return tree->topLevelItem(i);
+      return nullptr;
+    };
+    QCOMPARE(item("florence2-large-ft")->text(1), QString("installed"));  // found in the cache
+    QCOMPARE(item("florence2-base-ft")->text(1), QString("missing"));
+
+    // Download a missing variant from a local Hugging Face-style hub (tests/abi/hub_server.py).
+    QTemporaryDir hub;
+    const QDir repo(hub.filePath("root/microsoft/Florence-2-base-ft"));
+    QVERIFY(QDir().mkpath(repo.path()));
+    for (const auto& f : QDir(QStringLiteral(LOUPE_FIXTURES_DIR "/florence2/tiny")).entryInfoList(QDir::Files))
+      QVERIFY(QFile::copy(f.filePath(), repo.filePath(f.fileName())));
+    QProcess server;
+    server.start("python3", {QStringLiteral(LOUPE_HUB_SERVER), "--root", hub.filePath("root"), "--port-file",
+                             hub.filePath("port"), "--log", hub.filePath("log")});
+    QVERIFY(server.waitForStarted());
+    QTRY_VERIFY_WITH_TIMEOUT(QFile::exists(hub.filePath("port")), 30000);
+    QFile port(hub.filePath("port"));
+    QVERIFY(port.open(QIODevice::ReadOnly));
+    qputenv("HF_ENDPOINT", "http://127.0.0.1:" + port.readAll());
+    auto* download = child<QPushButton>(panel, "downloadModel");
+    tree->setCurrentItem(item("florence2-large-ft"));
+    QVERIFY(!download->isEnabled());  // installed: nothing to download
+    tree->setCurrentItem(item("florence2-base-ft"));
+    QVERIFY(download->isEnabled());
+    QTest::mouseClick(download, Qt::LeftButton);
+    auto* state = child<QLabel>(panel, "downloadState");
+    QTRY_VERIFY_WITH_TIMEOUT(state->text().contains("Downloaded into"), 60000);
+    QVERIFY(QFile::exists(QDir(m_models.path()).filePath("Florence-2-base-ft/model.safetensors")));
+    QVERIFY(!QFile::exists(QDir(m_models.path()).filePath("Florence-2-base-ft/model.safetensors.part")));
+    QCOMPARE(item("florence2-base-ft")->text(1), QString("installed"));
+    qunsetenv("HF_ENDPOINT");
+    server.kill();
+    server.waitForFinished();
+  }
+
   void cleanupTestCase() {
     m_window->close();
     delete m_window;
@@ -234,6 +325,7 @@ class QtEditorPluginTest : public QObject {
 
  private:
   QTemporaryDir m_models;
+  QTemporaryDir m_hf;
   MainWindow* m_window = nullptr;
 };
 

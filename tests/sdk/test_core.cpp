@@ -3,6 +3,7 @@
 
 #include <thread>
 
+#include "core/cpu.h"
 #include "core/runtime.h"
 
 using namespace loupe;
@@ -181,4 +182,59 @@ TEST(Runtime, OutOfMemoryIsACleanStatusAndTheRuntimeStaysUsable) {
   auto again = rt->submit_request(r, {}, false);
   ASSERT_TRUE(again->wait(60000));
   EXPECT_EQ(again->status(), Status::Ok) << again->message();
+}
+
+// ------------------------------------------------------------------ the CPU: threads, BLAS, ISA
+
+TEST(Cpu, ThreadsDefaultToPhysicalCoresAndHonourTheEnvironment) {
+  const char* saved = std::getenv("LOUPE_NUM_THREADS");
+  const std::string keep = saved ? saved : "";
+  unsetenv("LOUPE_NUM_THREADS");
+  EXPECT_EQ(cpu::resolve_threads(0), cpu::info().physical);
+  EXPECT_GE(cpu::info().physical, 1);
+  EXPECT_LE(cpu::info().physical, cpu::info().logical);
+  EXPECT_EQ(cpu::resolve_threads(3), 3);  // the option wins over the environment
+  setenv("LOUPE_NUM_THREADS", "5", 1);
+  EXPECT_EQ(cpu::resolve_threads(0), 5);
+  setenv("LOUPE_NUM_THREADS", "lots", 1);  // not a number: ignored
+  EXPECT_EQ(cpu::resolve_threads(0), cpu::info().physical);
+  if (saved) setenv("LOUPE_NUM_THREADS", keep.c_str(), 1);
+  else unsetenv("LOUPE_NUM_THREADS");
+}
+
+// The count reaches the thread that runs jobs (OpenMP's count is per thread) and diagnostics.
+TEST(Cpu, RuntimeRunsJobsWithItsThreadCount) {
+  for (int n : {1, 2}) {
+    RuntimeOptions o;
+    o.device = "cpu";
+    o.num_threads = n;
+    auto rt = Runtime::create(o, {}, LogLevel::Info);
+    int seen = 0;
+    auto job = rt->submit([&](JobContext&) {
+      seen = at::get_num_threads();
+      return std::make_unique<Result>();
+    }, {}, false);
+    job->wait(-1);
+    EXPECT_EQ(seen, n);
+    const auto d = rt->diagnostics();
+    EXPECT_EQ(d["cpu"]["threads"], n);
+    EXPECT_GE(d["cpu"]["physical_cores"].get<int>(), 1);
+    EXPECT_TRUE(d["cpu"]["isa"].is_array());
+    EXPECT_FALSE(d["cpu"]["blas"]["kind"].get<std::string>().empty());
+    bool single = false;
+    for (auto& p : d["problems"]) single = single || p["id"] == "single_thread";
+    EXPECT_EQ(single, n == 1 && cpu::info().logical > 1);
+  }
+}
+
+// scripts/setup-deps.sh makes OpenBLAS the libblas.so.3 alternative; the runtime names the BLAS
+// that libtorch really calls, and a reference BLAS would be a problem with a remedy.
+TEST(Cpu, OptimisedBlasIsInUseAndReported) {
+  const auto b = cpu::blas();
+  EXPECT_FALSE(b.library.empty());
+  EXPECT_NE(b.kind, "reference") << "libtorch calls the reference BLAS " << b.library
+                                 << ": run scripts/setup-deps.sh (installs libopenblas0-pthread)";
+  bool flagged = false;
+  for (auto& p : cpu::problems(2)) flagged = flagged || p["id"] == "reference_blas";
+  EXPECT_EQ(flagged, b.kind == "reference");
 }

@@ -2,10 +2,13 @@
 //   loupe-cli info                      diagnostics JSON
 //   loupe-cli selftest [--device D]     device self-test
 //   loupe-cli inspect DIR               check a model folder without loading it
+//   loupe-cli scan [DIR ...]            models on this computer (HF cache, web-UI folders, DIRs)
+//   loupe-cli download ID [--dest D]    a catalog model (or --repo ORG/NAME --files a,b [--revision R])
 //   loupe-cli convert IN OUT.safetensors  pytorch_model.bin / shards -> one safetensors file
 //   loupe-cli run --model DIR --task T [--image F] [--mask F] [--text S] [--region x0,y0,x1,y1]
 //                 [--set key=value ...] [--out F] [--json]
 //   loupe-cli txt2img|img2img|inpaint --model DIR --prompt S [...] --out F   (shorthands for run)
+//                 [--vae FILE|DIR] [--lora FILE[:WEIGHT]]   external VAE / LoRA for SD sessions
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -30,10 +33,12 @@ struct Args {
 
 int usage() {
   std::fprintf(stderr,
-               "usage: loupe-cli info | selftest | inspect DIR | convert IN OUT.safetensors | run --model DIR --task TASK [--image F] [--mask F]\n"
+               "usage: loupe-cli info | selftest | inspect DIR | scan [DIR...] | download CATALOG_ID|--repo R --files F [--dest D]\n"
+               "       loupe-cli convert IN OUT.safetensors | run --model DIR --task TASK [--image F] [--mask F]\n"
                "       [--text S] [--prompt S] [--region x0,y0,x1,y1] [--set key=value]... [--out F] [--json]\n"
-               "       [--device auto|cpu|cuda:N] [--precision auto|fp32|fp16|bf16] [--models-dir DIR]\n"
-               "       loupe-cli txt2img|img2img|inpaint --model DIR --prompt S [--image F] [--mask F] --out F\n");
+               "       [--device auto|cpu|cuda:N] [--precision auto|fp32|fp16|bf16] [--models-dir DIR] [--threads N]\n"
+               "       loupe-cli txt2img|img2img|inpaint --model DIR --prompt S [--image F] [--mask F] --out F\n"
+               "       [--vae FILE|DIR] [--lora FILE[:WEIGHT]]   (Stable Diffusion: external VAE, LoRA)\n");
   return 2;
 }
 
@@ -173,6 +178,7 @@ int main(int argc, char** argv) {
   ro.precision = parse_precision(a.opts.count("precision") ? a.opts["precision"] : "auto");
   ro.log_fn = a.opts.count("verbose") ? log_to_stderr : nullptr;
   ro.log_level = LOUPE_LOG_INFO;
+  ro.num_threads = a.opts.count("threads") ? std::atoi(a.opts["threads"].c_str()) : 0;
   loupe_runtime* rt = nullptr;
   if (loupe_runtime_create(&rt, &ro) != LOUPE_OK) return fail("cannot create the runtime");
 
@@ -188,6 +194,26 @@ int main(int argc, char** argv) {
     if (loupe_model_inspect(rt, a.positional[0].c_str(), &json) != LOUPE_OK) rc = fail("inspect");
     else std::printf("%s\n", json);
     loupe_string_free(json);
+  } else if (a.command == "scan") {
+    std::vector<const char*> dirs;
+    for (const auto& p : a.positional) dirs.push_back(p.c_str());
+    loupe_scan_options so = LOUPE_SCAN_OPTIONS_INIT;
+    so.dirs = dirs.empty() ? nullptr : dirs.data();
+    so.dir_count = dirs.size();
+    char* json = nullptr;
+    if (loupe_models_scan(rt, &so, &json) != LOUPE_OK) rc = fail("scan");
+    else std::printf("%s\n", json);
+    loupe_string_free(json);
+  } else if (a.command == "download") {
+    loupe_request* rq = nullptr;
+    loupe_job* job = nullptr;
+    loupe_request_create(&rq, "download");
+    if (!a.positional.empty()) loupe_request_set_string(rq, "catalog_id", a.positional[0].c_str());
+    for (const char* k : {"repo", "files", "revision", "dest", "endpoint", "catalog"})
+      if (a.opts.count(k)) loupe_request_set_string(rq, k, a.opts[k].c_str());
+    if (loupe_runtime_submit(&job, rt, rq, progress_to_stderr, nullptr) != LOUPE_OK) rc = fail("download");
+    else rc = run_job_and_print(job, a);
+    loupe_request_free(rq);
   } else if (a.command == "convert") {
     if (a.positional.size() != 2) return usage();
     if (loupe_checkpoint_convert(a.positional[0].c_str(), a.positional[1].c_str()) != LOUPE_OK) rc = fail("convert");
@@ -209,8 +235,23 @@ int main(int argc, char** argv) {
     if (loupe_session_open(&s, rt, a.opts["model"].c_str(), nullptr) != LOUPE_OK) {
       rc = fail("cannot open the model");
     } else {
+      if (a.opts.count("vae") && loupe_session_set_vae(s, a.opts["vae"].c_str()) != LOUPE_OK) rc = fail("--vae");
+      if (rc == 0 && a.opts.count("lora")) {
+        std::string file = a.opts["lora"];
+        float weight = 1.0f;
+        const size_t colon = file.rfind(':');
+        if (colon != std::string::npos && colon + 1 < file.size()) {
+          char* end = nullptr;
+          const float w = std::strtof(file.c_str() + colon + 1, &end);
+          if (end && *end == '\0') {
+            weight = w;
+            file.resize(colon);
+          }
+        }
+        if (loupe_session_set_lora(s, file.c_str(), weight) != LOUPE_OK) rc = fail("--lora");
+      }
       loupe_request* rq = nullptr;
-      if (loupe_request_create(&rq, task.c_str()) != LOUPE_OK) rc = fail("request");
+      if (rc == 0 && loupe_request_create(&rq, task.c_str()) != LOUPE_OK) rc = fail("request");
 #if LOUPE_HAVE_IMGCODECS
       LoadedImage img, mask;
       if (rc == 0 && a.opts.count("image")) {

@@ -6,6 +6,7 @@
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QMetaObject>
+#include <vector>
 
 namespace loupe::qt {
 
@@ -33,6 +34,9 @@ LoupeClient::LoupeClient(QObject* parent) : QObject(parent) {
 }
 
 LoupeClient::~LoupeClient() {
+  joinScan();
+  cancelDownload();
+  joinDownload();
   cancel();
   joinWorker();
   closeSession();
@@ -49,6 +53,9 @@ void LoupeClient::closeSession() {
   m_sessionName.clear();
   m_sessionPath.clear();
   m_sessionTasks.clear();
+  m_appliedVae.clear();
+  m_appliedLora.clear();
+  m_appliedLoraWeight = 0.0;
 }
 
 bool LoupeClient::sessionIsDemo() const {
@@ -62,6 +69,9 @@ void LoupeClient::onLog(void* user, loupe_log_level level, const char* message) 
 }
 
 bool LoupeClient::start(const QString& device, const QString& precision, const QString& modelsDir, QString* error) {
+  joinScan();  // it reads the runtime's models folder
+  cancelDownload();  // it keeps its .part: downloading the entry again continues from there
+  joinDownload();
   cancel();
   joinWorker();
   closeSession();
@@ -197,20 +207,63 @@ bool LoupeClient::run(const TaskInput& in, QString* error) {
       check(loupe_request_set_region(rq, float(in.region.left()), float(in.region.top()), float(in.region.right()),
                                      float(in.region.bottom())));
   }
-  loupe_job* job = nullptr;
-  if (err.isEmpty())
-    check(runtimeTask ? loupe_runtime_submit(&job, m_runtime, rq, &LoupeClient::onProgress, this)
-                      : loupe_session_submit(&job, m_session, rq, &LoupeClient::onProgress, this));
-  loupe_request_free(rq);
   if (!err.isEmpty()) {
+    loupe_request_free(rq);
     m_busy = false;
     return fail(err);
   }
+  // The worker applies the session's VAE / LoRA when they change (loading a VAE or merging a LoRA
+  // takes a while), then submits the job and waits for it.
+  loupe_session* session = m_session;
+  const bool vaeChange = !runtimeTask && in.applyAdapters && in.vae != m_appliedVae;
+  const bool loraChange =
+      !runtimeTask && in.applyAdapters && (in.lora != m_appliedLora || (!in.lora.isEmpty() && in.loraWeight != m_appliedLoraWeight));
+  const QByteArray vae = in.vae.toUtf8(), lora = in.lora.toUtf8(), oldLora = m_appliedLora.toUtf8();
+  const double loraWeight = in.loraWeight;
   {
     std::lock_guard<std::mutex> lock(m_jobMutex);
-    m_job = job;
+    m_cancelRequested = false;
   }
-  m_worker = std::thread([this, job] {
+  m_worker = std::thread([this, rq, runtimeTask, session, vaeChange, loraChange, vae, lora, oldLora, loraWeight] {
+    QString adapterErr;
+    bool vaeOk = !vaeChange, loraOk = !loraChange, loraRemoved = false;
+    if (vaeChange) {
+      vaeOk = loupe_session_set_vae(session, vae.isEmpty() ? nullptr : vae.constData()) == LOUPE_OK;
+      if (!vaeOk) adapterErr = QString::fromUtf8(loupe_last_error());
+    }
+    if (adapterErr.isEmpty() && loraChange) {
+      if (!oldLora.isEmpty() && oldLora != lora) loraRemoved = loupe_session_set_lora(session, oldLora.constData(), 0.0f) == LOUPE_OK;
+      loraOk = lora.isEmpty() || loupe_session_set_lora(session, lora.constData(), float(loraWeight)) == LOUPE_OK;
+      if (!loraOk) adapterErr = QString::fromUtf8(loupe_last_error());
+    }
+    QMetaObject::invokeMethod(this, [this, vaeChange, vaeOk, loraChange, loraOk, loraRemoved, vae, lora, loraWeight] {
+      if (vaeChange && vaeOk) m_appliedVae = QString::fromUtf8(vae);
+      if (loraChange && loraOk) {
+        m_appliedLora = QString::fromUtf8(lora);
+        m_appliedLoraWeight = loraWeight;
+      } else if (loraRemoved) {
+        m_appliedLora.clear();
+      }
+    }, Qt::QueuedConnection);
+    loupe_job* job = nullptr;
+    QString submitErr = adapterErr;
+    if (submitErr.isEmpty() &&
+        (runtimeTask ? loupe_runtime_submit(&job, m_runtime, rq, &LoupeClient::onProgress, this)
+                     : loupe_session_submit(&job, session, rq, &LoupeClient::onProgress, this)) != LOUPE_OK)
+      submitErr = QString::fromUtf8(loupe_last_error());
+    loupe_request_free(rq);
+    if (!submitErr.isEmpty()) {
+      QMetaObject::invokeMethod(this, [this, submitErr] {
+        m_busy = false;
+        emit failed(submitErr, false);
+      }, Qt::QueuedConnection);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(m_jobMutex);
+      m_job = job;
+      if (m_cancelRequested) loupe_job_cancel(job);
+    }
     loupe_job_wait(job, -1);
     loupe_result* res = nullptr;
     const loupe_status st = loupe_job_take_result(&res, job);
@@ -260,6 +313,123 @@ bool LoupeClient::run(const TaskInput& in, QString* error) {
 void LoupeClient::cancel() {
   std::lock_guard<std::mutex> lock(m_jobMutex);
   if (m_job) loupe_job_cancel(m_job);
+  else if (m_busy) m_cancelRequested = true;
+}
+
+// ------------------------------------------------------------------ discovery and downloads
+
+QString LoupeClient::scanModels(const QStringList& extraDirs, const QString& catalogPath, QString* error) const {
+  QList<QByteArray> dirs;
+  for (const auto& d : extraDirs)
+    if (!d.isEmpty()) dirs << d.toUtf8();
+  std::vector<const char*> ptrs;
+  for (const auto& d : dirs) ptrs.push_back(d.constData());
+  const QByteArray catalog = catalogPath.toUtf8();
+  loupe_scan_options o = LOUPE_SCAN_OPTIONS_INIT;
+  o.dirs = ptrs.empty() ? nullptr : ptrs.data();
+  o.dir_count = ptrs.size();
+  o.catalog_path = catalog.isEmpty() ? nullptr : catalog.constData();
+  char* json = nullptr;
+  if (loupe_models_scan(m_runtime, &o, &json) != LOUPE_OK) {
+    if (error) *error = QString::fromUtf8(loupe_last_error());
+    return {};
+  }
+  QString out = QString::fromUtf8(json);
+  loupe_string_free(json);
+  return out;
+}
+
+void LoupeClient::scanModelsAsync(const QStringList& extraDirs, const QString& catalogPath) {
+  m_scanDirs = extraDirs;
+  m_scanCatalog = catalogPath;
+  if (m_scanning) {
+    m_scanPending = true;
+    return;
+  }
+  joinScan();  // the previous one has ended
+  m_scanning = true;
+  m_scanPending = false;
+  m_scanWorker = std::thread([this, dirs = m_scanDirs, catalog = m_scanCatalog] {
+    QString err;
+    const QString json = scanModels(dirs, catalog, &err);
+    QMetaObject::invokeMethod(this, [this, json, err] {
+      m_scanning = false;
+      if (m_scanPending) {
+        scanModelsAsync(m_scanDirs, m_scanCatalog);
+        return;
+      }
+      joinScan();
+      emit modelsScanned(json, err);
+    }, Qt::QueuedConnection);
+  });
+}
+
+void LoupeClient::joinScan() {
+  if (m_scanWorker.joinable()) m_scanWorker.join();
+}
+
+void LoupeClient::joinDownload() {
+  if (m_downloadWorker.joinable()) m_downloadWorker.join();
+}
+
+void LoupeClient::cancelDownload() {
+  std::lock_guard<std::mutex> lock(m_downloadMutex);
+  if (m_downloadJob) loupe_job_cancel(m_downloadJob);
+}
+
+int LoupeClient::onDownloadProgress(void* user, const loupe_progress* p) {
+  auto* self = static_cast<LoupeClient*>(user);
+  const qint64 step = p->step, total = p->total;
+  const QString stage = QString::fromUtf8(p->stage ? p->stage : "");
+  QMetaObject::invokeMethod(self, [self, step, total, stage] { emit self->downloadProgress(step, total, stage); },
+                            Qt::QueuedConnection);
+  return 1;  // cancel goes through loupe_job_cancel
+}
+
+bool LoupeClient::download(const QString& catalogId, const QString& catalogPath, QString* error) {
+  auto fail = [&](const QString& m) {
+    if (error) *error = m;
+    return false;
+  };
+  if (!m_runtime) return fail(tr("The runtime is not started."));
+  if (m_downloading.exchange(true)) return fail(tr("A download is running: wait for it or cancel it."));
+  joinDownload();
+  loupe_request* rq = nullptr;
+  loupe_job* job = nullptr;
+  const QByteArray id = catalogId.toUtf8(), catalog = catalogPath.toUtf8();
+  loupe_status st = loupe_request_create(&rq, "download");
+  if (st == LOUPE_OK) st = loupe_request_set_string(rq, "catalog_id", id.constData());
+  if (st == LOUPE_OK && !catalog.isEmpty()) st = loupe_request_set_string(rq, "catalog", catalog.constData());
+  if (st == LOUPE_OK) st = loupe_runtime_submit(&job, m_runtime, rq, &LoupeClient::onDownloadProgress, this);
+  const QString err = st == LOUPE_OK ? QString() : QString::fromUtf8(loupe_last_error());
+  loupe_request_free(rq);
+  if (st != LOUPE_OK) {
+    m_downloading = false;
+    return fail(err);
+  }
+  {
+    std::lock_guard<std::mutex> lock(m_downloadMutex);
+    m_downloadJob = job;
+  }
+  m_downloadWorker = std::thread([this, job] {
+    loupe_job_wait(job, -1);
+    loupe_result* res = nullptr;
+    const loupe_status st = loupe_job_take_result(&res, job);
+    const QString err = st == LOUPE_OK ? QString() : QString::fromUtf8(loupe_last_error());
+    const QString path = res ? QString::fromUtf8(loupe_result_text(res)) : QString();
+    loupe_result_free(res);
+    {
+      std::lock_guard<std::mutex> lock(m_downloadMutex);
+      m_downloadJob = nullptr;
+    }
+    loupe_job_free(job);
+    m_downloading = false;
+    QMetaObject::invokeMethod(this, [this, st, err, path] {
+      if (st == LOUPE_OK) emit downloadFinished(path);
+      else emit downloadFailed(err, st == LOUPE_ERROR_CANCELLED);
+    }, Qt::QueuedConnection);
+  });
+  return true;
 }
 
 }  // namespace loupe::qt

@@ -35,6 +35,12 @@ struct TaskInput {
   QMap<QString, double> floats;
   bool hasRegion = false;
   QRectF region;
+  // Stable Diffusion sessions: applied before the job when they differ from what the session has
+  // (loupe_session_set_vae / loupe_session_set_lora, off the UI thread).
+  bool applyAdapters = false;
+  QString vae;  // "" = the checkpoint's own VAE
+  QString lora; // "" = none
+  double loraWeight = 1.0;
 };
 
 class LoupeClient : public QObject {
@@ -57,12 +63,30 @@ class LoupeClient : public QObject {
   // Demo weights shipped with Loupe (resources/demo-models/demo-*: tiny, random) are open.
   bool sessionIsDemo() const;
   QStringList sessionTasks() const { return m_sessionTasks; }
+  QString modelsDir() const { return QString::fromUtf8(m_modelsDir); }
+  // The external VAE and LoRA the session has now ("" = none).
+  QString appliedVae() const { return m_appliedVae; }
+  QString appliedLora() const { return m_appliedLora; }
 
   // Runs a task on the session (or "selftest" on the runtime) asynchronously:
   // progress..., then finished or failed. One job at a time.
   bool run(const TaskInput& input, QString* error);
   bool busy() const { return m_busy.load(); }
   void cancel();
+
+  // Models on this computer (loupe_models_scan: the Hugging Face cache, web-UI folders, the models
+  // folder and extraDirs), matched to the catalog at catalogPath: the SDK's JSON, or "" + *error.
+  QString scanModels(const QStringList& extraDirs, const QString& catalogPath, QString* error) const;
+  // The same scan on a thread of its own: modelsScanned arrives on the UI thread. Asked for while a
+  // scan runs, it runs once that one ends (with the latest arguments; the older result is dropped).
+  void scanModelsAsync(const QStringList& extraDirs, const QString& catalogPath);
+  bool scanning() const { return m_scanning; }
+  // Downloads a catalog entry into the models folder (task "download") on a thread of its own,
+  // beside the task jobs; one download at a time: downloadProgress..., then downloadFinished or
+  // downloadFailed.
+  bool download(const QString& catalogId, const QString& catalogPath, QString* error);
+  bool downloading() const { return m_downloading.load(); }
+  void cancelDownload();
 
  signals:
   void logRecord(int level, const QString& message);
@@ -72,10 +96,17 @@ class LoupeClient : public QObject {
   void progress(int step, int total, const QString& stage, const QImage& preview);
   void finished(const loupe::qt::JobOutput& output);
   void failed(const QString& error, bool cancelled);
+  void downloadProgress(qint64 doneKiB, qint64 totalKiB, const QString& stage);
+  void downloadFinished(const QString& path);
+  void downloadFailed(const QString& error, bool cancelled);
+  void modelsScanned(const QString& json, const QString& error);
 
  private:
   static void onLog(void* user, loupe_log_level level, const char* message);
   static int onProgress(void* user, const loupe_progress* p);
+  static int onDownloadProgress(void* user, const loupe_progress* p);
+  void joinDownload();
+  void joinScan();
   void joinWorker();
   void closeSession();
 
@@ -84,10 +115,22 @@ class LoupeClient : public QObject {
   QString m_sessionName;
   QString m_sessionPath;
   QStringList m_sessionTasks;
+  QString m_appliedVae, m_appliedLora;
+  double m_appliedLoraWeight = 0.0;
+  bool m_cancelRequested = false;  // guarded by m_jobMutex: Cancel before the job was submitted
   std::mutex m_jobMutex;
   loupe_job* m_job = nullptr;
   std::thread m_worker;
   std::atomic<bool> m_busy{false};
+  std::mutex m_downloadMutex;
+  loupe_job* m_downloadJob = nullptr;  // guarded by m_downloadMutex
+  std::thread m_downloadWorker;
+  std::atomic<bool> m_downloading{false};
+  std::thread m_scanWorker;
+  bool m_scanning = false;  // UI thread only, like the rest below
+  bool m_scanPending = false;
+  QStringList m_scanDirs;
+  QString m_scanCatalog;
   QByteArray m_device, m_modelsDir;
   loupe_precision m_precision = LOUPE_PRECISION_AUTO;
 };

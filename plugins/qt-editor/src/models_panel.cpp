@@ -1,5 +1,7 @@
 #include "models_panel.h"
 
+#include <algorithm>
+
 #include <QComboBox>
 #include <QFileDialog>
 #include <QFileInfo>
@@ -14,6 +16,7 @@
 #include <QListWidget>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QSettings>
 #include <QTreeWidget>
 #include <QVBoxLayout>
 
@@ -25,6 +28,8 @@ ModelsPanel::ModelsPanel(LoupeClient* client, const QString& catalogPath, QWidge
     : QWidget(parent), m_client(client) {
   setObjectName("LoupeModelsPanel");
   if (!m_catalog.load(catalogPath, &m_catalogError)) m_catalogError = tr("Model catalog: %1").arg(m_catalogError);
+  m_catalogPath = catalogPath;
+  m_extraDirs = QSettings().value("loupe/scanDirs").toStringList();
   auto* lay = new QVBoxLayout(this);
   auto* form = new QFormLayout;
   auto* dirRow = new QHBoxLayout;
@@ -55,7 +60,24 @@ ModelsPanel::ModelsPanel(LoupeClient* client, const QString& catalogPath, QWidge
   auto* check = new QPushButton(tr("Check a folder..."), this);
   row->addWidget(m_open);
   row->addWidget(check);
+  m_download = new QPushButton(tr("Download"), this);
+  m_download->setObjectName("downloadModel");
+  m_download->setToolTip(tr("Download the selected model from Hugging Face into the models folder"));
+  m_download->setEnabled(false);
+  row->addWidget(m_download);
+  m_cancelDownload = new QPushButton(tr("Cancel download"), this);
+  m_cancelDownload->setObjectName("cancelDownload");
+  m_cancelDownload->setEnabled(false);
+  row->addWidget(m_cancelDownload);
   lay->addLayout(row);
+  m_downloadProgress = new QProgressBar(this);
+  m_downloadProgress->setObjectName("downloadProgress");
+  m_downloadProgress->hide();
+  lay->addWidget(m_downloadProgress);
+  m_downloadState = new QLabel(this);
+  m_downloadState->setObjectName("downloadState");
+  m_downloadState->setWordWrap(true);
+  lay->addWidget(m_downloadState);
   m_busy = new QProgressBar(this);
   m_busy->setRange(0, 0);
   m_busy->hide();
@@ -68,6 +90,59 @@ ModelsPanel::ModelsPanel(LoupeClient* client, const QString& catalogPath, QWidge
   m_problems->setWordWrap(true);
   m_problems->setMaximumHeight(110);
   lay->addWidget(m_problems);
+  // Models already on this computer.
+  auto* foundRow = new QHBoxLayout;
+  m_foundLabel = new QLabel(this);
+  m_foundLabel->setObjectName("foundState");
+  foundRow->addWidget(m_foundLabel, 1);
+  auto* addDir = new QPushButton(tr("Add folder..."), this);
+  addDir->setObjectName("addScanFolder");
+  foundRow->addWidget(addDir);
+  lay->addLayout(foundRow);
+  m_found = new QTreeWidget(this);
+  m_found->setObjectName("foundModels");
+  m_found->setHeaderLabels({tr("Name"), tr("Kind"), tr("Model"), tr("Precision"), tr("Size"), tr("Where")});
+  m_found->setRootIsDecorated(false);
+  m_found->header()->setSectionResizeMode(0, QHeaderView::Stretch);
+  lay->addWidget(m_found, 1);
+  connect(addDir, &QPushButton::clicked, this, [this] {
+    const QString d = QFileDialog::getExistingDirectory(this, tr("A folder with models (e.g. a web UI's folder)"));
+    if (!d.isEmpty()) addExtraDir(d);
+  });
+  connect(m_found, &QTreeWidget::itemDoubleClicked, this, [this](QTreeWidgetItem* item) {
+    if (item && item->data(0, Qt::UserRole + 1).toBool()) m_client->openSession(item->data(0, Qt::UserRole).toString());
+  });
+  connect(m_tree, &QTreeWidget::currentItemChanged, this, [this] { updateDownloadButton(); });
+  connect(client, &LoupeClient::modelsScanned, this, [this](const QString& json, const QString& err) {
+    m_foundDoc = QJsonDocument::fromJson(json.toUtf8()).object();
+    if (!err.isEmpty()) m_problems->addItem(tr("Looking for models on this computer: %1").arg(err));
+    listFound();
+    listVariants();  // a catalog variant found by the scan counts as installed
+  });
+  connect(m_download, &QPushButton::clicked, this, [this] {
+    if (auto* item = m_tree->currentItem()) downloadVariant(item->data(0, Qt::UserRole).toString());
+  });
+  connect(m_cancelDownload, &QPushButton::clicked, client, &LoupeClient::cancelDownload);
+  connect(client, &LoupeClient::downloadProgress, this, [this](qint64 done, qint64 total, const QString& stage) {
+    m_downloadProgress->show();
+    m_downloadProgress->setRange(0, total > 0 ? int(std::min<qint64>(total, INT32_MAX)) : 0);
+    if (total > 0) m_downloadProgress->setValue(int(std::min(done, total)));
+    if (!stage.isEmpty() && stage != QLatin1String("resolve"))
+      m_downloadState->setText(tr("%1: %2 of %3").arg(stage, formatBytes(done << 10), formatBytes(total << 10)));
+  });
+  connect(client, &LoupeClient::downloadFinished, this, [this](const QString& path) {
+    m_downloadProgress->hide();
+    m_cancelDownload->setEnabled(false);
+    m_downloadState->setText(tr("Downloaded into %1").arg(path));
+    rescan();
+  });
+  connect(client, &LoupeClient::downloadFailed, this, [this](const QString& err, bool cancelled) {
+    m_downloadProgress->hide();
+    m_cancelDownload->setEnabled(false);
+    m_downloadState->setText(cancelled ? tr("Download cancelled. What was downloaded is kept: Download continues from there.")
+                                       : tr("Download failed: %1").arg(err));
+    updateDownloadButton();
+  });
 
   connect(browse, &QPushButton::clicked, this, [this] {
     const QString d = QFileDialog::getExistingDirectory(this, tr("Models folder"), m_dir->text());
@@ -79,7 +154,7 @@ ModelsPanel::ModelsPanel(LoupeClient* client, const QString& catalogPath, QWidge
   });
   connect(m_device, &QComboBox::currentTextChanged, this, [this] { emit settingsChanged(); });
   connect(m_precision, &QComboBox::currentTextChanged, this, [this] {
-    rescan();
+    listVariants();  // the memory each needs
     emit settingsChanged();
   });
   connect(m_open, &QPushButton::clicked, this, [this] {
@@ -117,10 +192,20 @@ QString ModelsPanel::precision() const { return m_precision->currentText(); }
 QString ModelsPanel::device() const { return m_device->currentText(); }
 
 void ModelsPanel::rescan() {
-  m_tree->clear();
   m_problems->clear();
   if (!m_catalogError.isEmpty()) m_problems->addItem(m_catalogError);
+  listVariants();  // with the last scan's findings until the new scan ends
+  m_client->scanModelsAsync(m_extraDirs, m_catalogPath);
+  m_foundLabel->setText(tr("On this computer (Hugging Face cache, web-UI folders, added folders): looking ..."));
+}
+
+bool ModelsPanel::scanning() const { return m_client->scanning(); }
+
+void ModelsPanel::listVariants() {
+  const QString current = m_tree->currentItem() ? m_tree->currentItem()->data(0, Qt::UserRole).toString() : QString();
+  m_tree->clear();
   m_statuses = m_catalog.scan(m_dir->text());
+  applyFound();  // a variant found elsewhere (e.g. the Hugging Face cache) counts as installed
   const QString prec = precision() == "auto" ? QStringLiteral("fp16") : precision();
   // Memory to plan with: the first CUDA device's total, else the host's.
   qint64 memory = 0;
@@ -162,7 +247,7 @@ void ModelsPanel::rescan() {
     QString tip = tr("Folder: %1\nFrom: https://huggingface.co/%2").arg(s.path, s.variant.repo);
     if (s.state == InstallState::Incomplete) tip += tr("\nMissing: %1").arg(s.missingFiles.join(", "));
     if (s.state != InstallState::Installed)
-      tip += tr("\nTo install: download the repository into %1").arg(s.path);
+      tip += tr("\nTo install: press Download, or download the repository into %1").arg(s.path);
     for (int c = 0; c < 5; ++c) item->setToolTip(c, tip);
     if (s.state != InstallState::Installed) item->setForeground(1, QBrush(Qt::darkRed));
   }
@@ -175,6 +260,9 @@ void ModelsPanel::rescan() {
     item->setData(0, Qt::UserRole, entry.absoluteFilePath());
     item->setText(1, tr("installed"));
   }
+  for (int i = 0; i < m_tree->topLevelItemCount() && !current.isEmpty(); ++i)
+    if (m_tree->topLevelItem(i)->data(0, Qt::UserRole).toString() == current) m_tree->setCurrentItem(m_tree->topLevelItem(i));
+  updateDownloadButton();
 }
 
 void ModelsPanel::checkFolder(const QString& path) {
@@ -199,6 +287,103 @@ void ModelsPanel::openVariant(const QString& id) {
   for (const auto& s : m_statuses)
     if (s.variant.id == id) path = s.path;
   m_client->openSession(path);
+}
+
+static QString foundModelText(const QJsonObject& m) {
+  const QString family = m.value("family").toString(), variant = m.value("variant").toString();
+  const QString base = m.value("base").toString();
+  QString text = variant.isEmpty() ? family : variant;
+  if (!base.isEmpty() && base != variant) text += (text.isEmpty() ? QString() : QStringLiteral(", ")) + base;
+  return text;
+}
+
+static bool hasErrors(const QJsonObject& m) {
+  for (const auto& p : m.value("problems").toArray())
+    if (p.toObject().value("severity") == QLatin1String("error")) return true;
+  return false;
+}
+
+void ModelsPanel::applyFound() {
+  for (const auto& v : m_foundDoc.value("models").toArray()) {
+    const auto m = v.toObject();
+    const QString catalogId = m.value("catalog_id").toString();
+    if (catalogId.isEmpty() || hasErrors(m)) continue;
+    // A catalog variant found outside the models folder is installed there.
+    for (auto& s : m_statuses)
+      if (s.variant.id == catalogId && s.state != InstallState::Installed) {
+        s.state = InstallState::Installed;
+        s.path = m.value("path").toString();
+        s.missingFiles.clear();
+      }
+  }
+}
+
+void ModelsPanel::listFound() {
+  m_found->clear();
+  const auto models = m_foundDoc.value("models").toArray();
+  m_foundLabel->setText(tr("On this computer (Hugging Face cache, web-UI folders, added folders): %n found", nullptr,
+                           int(models.size())));
+  static const QMap<QString, QString> where{{"hf-cache", tr("Hugging Face cache")}, {"a1111", tr("A1111/Forge")},
+                                            {"comfyui", tr("ComfyUI")}, {"models_dir", tr("models folder")},
+                                            {"folder", tr("added folder")}};
+  for (const auto& v : models) {
+    const auto m = v.toObject();
+    const QString path = m.value("path").toString();
+    const QString kind = m.value("kind").toString();
+    const QString catalogId = m.value("catalog_id").toString();
+    const bool errors = hasErrors(m);
+    QStringList lines{path};
+    for (const auto& p : m.value("problems").toArray()) {
+      const auto po = p.toObject();
+      lines << QStringLiteral("[%1] %2").arg(po.value("severity").toString(), po.value("message").toString());
+    }
+    const bool openable = kind == QLatin1String("model") && m.value("supported").toBool() && !errors;
+    auto* item = new QTreeWidgetItem(m_found);
+    item->setText(0, m.value("name").toString() + (catalogId.isEmpty() ? QString() : tr("  (catalog: %1)").arg(catalogId)));
+    item->setText(1, kind);
+    item->setText(2, foundModelText(m));
+    item->setText(3, m.value("precision").toString());
+    item->setText(4, formatBytes(qint64(m.value("bytes").toDouble())));
+    item->setText(5, where.value(m.value("source").toString(), m.value("source").toString()));
+    item->setData(0, Qt::UserRole, path);
+    item->setData(0, Qt::UserRole + 1, openable);
+    if (openable) lines << tr("Double-click to open it.");
+    for (int c = 0; c < 6; ++c) item->setToolTip(c, lines.join('\n'));
+    if (errors) item->setForeground(0, QBrush(Qt::darkRed));
+    else if (!m.value("supported").toBool()) item->setForeground(0, QBrush(Qt::gray));
+  }
+}
+
+void ModelsPanel::addExtraDir(const QString& dir) {
+  if (dir.isEmpty() || m_extraDirs.contains(dir)) return;
+  m_extraDirs << dir;
+  QSettings().setValue("loupe/scanDirs", m_extraDirs);
+  rescan();
+}
+
+void ModelsPanel::updateDownloadButton() {
+  bool missing = false;
+  if (auto* item = m_tree->currentItem())
+    for (const auto& s : m_statuses)
+      if (s.variant.id == item->data(0, Qt::UserRole).toString()) missing = s.state != InstallState::Installed;
+  m_download->setEnabled(missing && !m_client->downloading());
+  m_cancelDownload->setEnabled(m_client->downloading());
+}
+
+void ModelsPanel::downloadVariant(const QString& id) {
+  QString err;
+  if (!m_client->download(id, m_catalogPath, &err)) {
+    m_downloadState->setText(tr("Download: %1").arg(err));
+    return;
+  }
+  QString name = id;
+  for (const auto& s : m_statuses)
+    if (s.variant.id == id) name = s.variant.name;
+  m_downloadProgress->setRange(0, 0);
+  m_downloadProgress->show();
+  m_download->setEnabled(false);
+  m_cancelDownload->setEnabled(true);
+  m_downloadState->setText(tr("Downloading %1 into the models folder ...").arg(name));
 }
 
 }  // namespace loupe::qt

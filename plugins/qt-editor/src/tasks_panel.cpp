@@ -5,7 +5,9 @@
 #include <QApplication>
 #include <QClipboard>
 #include <QComboBox>
+#include <QDir>
 #include <QDoubleSpinBox>
+#include <QFileDialog>
 #include <QFileInfo>
 #include <QFormLayout>
 #include <QHBoxLayout>
@@ -15,6 +17,7 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSpinBox>
+#include <QToolButton>
 #include <QVBoxLayout>
 
 #include "loupe_host/plugin.h"
@@ -74,6 +77,7 @@ TasksPanel::TasksPanel(LoupeClient* client, loupe::HostContext* host, QWidget* p
   };
   connect(m_client, &LoupeClient::sessionOpened, this, updateDemo);
   connect(m_client, &LoupeClient::sessionOpening, this, updateDemo);
+  connect(m_client, &LoupeClient::sessionOpened, this, [this] { refreshAdapters(); });
   auto* form = m_form = new QFormLayout;
   m_task = new QComboBox(this);
   m_task->setObjectName("task");
@@ -89,6 +93,39 @@ TasksPanel::TasksPanel(LoupeClient* client, loupe::HostContext* host, QWidget* p
   m_sampler = new QComboBox(this);
   m_sampler->addItems({"euler_a", "euler", "ddim", "dpmpp_2m", "dpmpp_2m_karras"});
   form->addRow(tr("Sampler"), m_sampler);
+  // Stable Diffusion: an external VAE and a LoRA, from the models folder (A1111 / ComfyUI names) or
+  // any file; applied to the session when a job starts.
+  auto chooser = [this](QComboBox** box, const char* name, const QString& none, const QString& title) {
+    auto* row = new QWidget(this);
+    auto* h = new QHBoxLayout(row);
+    h->setContentsMargins(0, 0, 0, 0);
+    *box = new QComboBox(row);
+    (*box)->setObjectName(QString::fromLatin1(name));
+    (*box)->addItem(none, QString());
+    (*box)->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+    (*box)->setMinimumContentsLength(12);
+    h->addWidget(*box, 1);
+    auto* browse = new QToolButton(row);
+    browse->setObjectName(QString::fromLatin1(name) + QStringLiteral("Browse"));
+    browse->setText(QStringLiteral("…"));
+    browse->setToolTip(title);
+    QComboBox* b = *box;
+    connect(browse, &QToolButton::clicked, this, [this, b, title] { browseAdapter(b, title); });
+    h->addWidget(browse);
+    return row;
+  };
+  m_vaeRow = chooser(&m_vae, "vae", tr("the model's own"), tr("Choose a VAE file (.safetensors) or a diffusers vae folder"));
+  m_vae->setToolTip(tr("An external VAE (models/VAE): decodes the latents into the picture."));
+  form->addRow(tr("VAE"), m_vaeRow);
+  m_loraRow = chooser(&m_lora, "lora", tr("none"), tr("Choose a LoRA file"));
+  m_loraWeight = new QDoubleSpinBox(m_loraRow);
+  m_loraWeight->setObjectName("loraWeight");
+  m_loraWeight->setRange(-2.0, 2.0);
+  m_loraWeight->setSingleStep(0.1);
+  m_loraWeight->setValue(1.0);
+  m_loraWeight->setToolTip(tr("LoRA weight"));
+  m_loraRow->layout()->addWidget(m_loraWeight);
+  form->addRow(tr("LoRA"), m_loraRow);
   m_steps = new QSpinBox(this);
   m_steps->setObjectName("steps");
   m_steps->setRange(1, 150);
@@ -141,7 +178,7 @@ TasksPanel::TasksPanel(LoupeClient* client, loupe::HostContext* host, QWidget* p
   form->addRow(QString(), m_colorFix);
   lay->addLayout(form);
   m_textRows = {m_text};
-  m_genRows = {m_negative, m_sampler, m_steps, m_guidance, m_seed};
+  m_genRows = {m_negative, m_sampler, m_vaeRow, m_loraRow, m_steps, m_guidance, m_seed};
   m_sizeRows = {m_width, m_height};
   m_strengthRows = {m_strength};
   m_inpaintRows = {m_onlyMasked, m_maskBlur, m_feather, m_colorFix};
@@ -214,11 +251,44 @@ void TasksPanel::updateFields() {
   };
   show(m_textRows, t->text);
   show(m_genRows, t->generative);
+  if (t->generative) refreshAdapters();
   show(m_sizeRows, QLatin1String(t->id) == QLatin1String("txt2img"));
   show(m_strengthRows, QLatin1String(t->id) == QLatin1String("img2img") || QLatin1String(t->id) == QLatin1String("inpaint"));
   show(m_inpaintRows, QLatin1String(t->id) == QLatin1String("inpaint"));
   // inpainting models are trained to start from pure noise in the mask
   if (QLatin1String(t->id) == QLatin1String("inpaint") && m_strength->value() == 0.75) m_strength->setValue(1.0);
+}
+
+void TasksPanel::refreshAdapters() {
+  const QDir models(m_client->modelsDir());
+  auto fill = [&](QComboBox* box, const QStringList& subdirs, bool folders) {
+    const QString current = box->currentData().toString();
+    QStringList found;
+    for (const QString& sub : subdirs) {
+      const QDir d(models.filePath(sub));
+      if (m_client->modelsDir().isEmpty() || !d.exists()) continue;
+      for (const QFileInfo& f : d.entryInfoList(QDir::Files | QDir::Dirs | QDir::NoDotAndDotDot, QDir::Name)) {
+        const QString ext = f.suffix().toLower();
+        const bool file = f.isFile() && (ext == "safetensors" || ext == "ckpt" || ext == "pt" || ext == "bin");
+        const bool folder = folders && f.isDir() && QFileInfo::exists(f.filePath() + "/config.json");  // diffusers vae/
+        if ((file || folder) && !found.contains(f.absoluteFilePath())) found << f.absoluteFilePath();
+      }
+    }
+    while (box->count() > 1) box->removeItem(1);
+    for (const QString& f : found) box->addItem(QFileInfo(f).fileName(), f);
+    if (!current.isEmpty() && box->findData(current) < 0) box->addItem(QFileInfo(current).fileName(), current);
+    box->setCurrentIndex(qMax(0, box->findData(current)));
+  };
+  fill(m_vae, {"VAE", "vae"}, true);
+  fill(m_lora, {"Lora", "LoRA", "lora", "loras"}, false);
+}
+
+void TasksPanel::browseAdapter(QComboBox* box, const QString& title) {
+  const QString start = m_client->modelsDir().isEmpty() ? QDir::homePath() : m_client->modelsDir();
+  const QString file = QFileDialog::getOpenFileName(this, title, start, tr("Checkpoints (*.safetensors *.ckpt *.pt *.bin)"));
+  if (file.isEmpty()) return;
+  if (box->findData(file) < 0) box->addItem(QFileInfo(file).fileName(), file);
+  box->setCurrentIndex(box->findData(file));
 }
 
 bool TasksPanel::buildInput(TaskInput* in, QString* error) const {
@@ -237,13 +307,18 @@ bool TasksPanel::buildInput(TaskInput* in, QString* error) const {
     in->image = m_host->image();
   }
   if (t->text) {
-    if (m_text->text().trimmed().isEmpty()) {
-      *error = task.contains("2img") || task == "inpaint" ? tr("Write a prompt.") : tr("Write the phrase to look for.");
+    // an empty prompt is valid for generation (unconditional), not for a search
+    if (!t->generative && m_text->text().trimmed().isEmpty()) {
+      *error = tr("Write the phrase to look for.");
       return false;
     }
     in->strings[t->generative ? "prompt" : "text"] = m_text->text();
   }
   if (t->generative) {
+    in->applyAdapters = true;
+    in->vae = m_vae->currentData().toString();
+    in->lora = m_lora->currentData().toString();
+    in->loraWeight = m_loraWeight->value();
     if (!m_negative->text().isEmpty()) in->strings["negative_prompt"] = m_negative->text();
     in->strings["sampler"] = m_sampler->currentText();
     in->ints["steps"] = m_steps->value();

@@ -40,6 +40,10 @@ class TasksPanel : public QWidget {
 
  private:
   void updateFields();
+  // Fills the VAE and LoRA choosers from the models folder (VAE/, vae/; Lora/, loras/), keeping the
+  // current choices.
+  void refreshAdapters();
+  void browseAdapter(QComboBox* box, const QString& title);
   void onFinished(const JobOutput& out);
   LoupeClient* m_client;
   loupe::HostContext* m_host;
@@ -54,6 +58,11 @@ class TasksPanel : public QWidget {
   QSpinBox* m_width;
   QSpinBox* m_height;
   QComboBox* m_sampler;
+  QComboBox* m_vae;   // "" = the model's own
+  QComboBox* m_lora;  // "" = none
+  QDoubleSpinBox* m_loraWeight;
+  QWidget* m_vaeRow;
+  QWidget* m_loraRow;
   QPushButton* m_run;
   QPushButton* m_cancel;
   QProgressBar* m_progress;

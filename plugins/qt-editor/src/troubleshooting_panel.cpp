@@ -115,6 +115,18 @@ void TroubleshootingPanel::refresh() {
       line += QStringLiteral(" (sm %1, driver %2)").arg(o.value("compute_capability").toString(), o.value("driver").toString());
     lines << line;
   }
+  const auto cpu = d.value("cpu").toObject();
+  if (!cpu.isEmpty()) {
+    QStringList isa;
+    for (const auto& f : cpu.value("isa").toArray()) isa << f.toString();
+    const auto blas = cpu.value("blas").toObject();
+    lines << tr("CPU: %1, %2 threads (%3 physical cores); instruction sets: %4")
+                 .arg(cpu.value("model").toString())
+                 .arg(cpu.value("threads").toInt())
+                 .arg(cpu.value("physical_cores").toInt())
+                 .arg(isa.isEmpty() ? tr("none detected") : isa.join(QLatin1Char(' ')));
+    lines << tr("BLAS: %1 (%2)").arg(blas.value("kind").toString(), blas.value("library").toString());
+  }
   const auto sessions = d.value("sessions").toArray();
   if (sessions.isEmpty()) lines << tr("No model loaded.");
   for (const auto& sv : sessions) {

@@ -120,7 +120,8 @@ typedef void (*loupe_log_fn)(void *user, loupe_log_level level, const char *mess
 
 /* ---------------------------------------------------------------- runtime */
 typedef enum loupe_precision {
-  LOUPE_PRECISION_AUTO = 0, /* fp16 on CUDA (bf16 where the model needs it), fp32 on CPU */
+  LOUPE_PRECISION_AUTO = 0, /* CUDA: fp16 (bf16 where the model needs it). CPU: bf16 for diffusion models where the
+                               * processor has AVX512-BF16 or AMX, else fp32 */
   LOUPE_PRECISION_FP32 = 1,
   LOUPE_PRECISION_FP16 = 2,
   LOUPE_PRECISION_BF16 = 3
@@ -135,10 +136,13 @@ typedef struct loupe_runtime_options {
   loupe_log_fn log_fn;         /* NULL = no callback (records are still kept for diagnostics) */
   void *log_user;
   loupe_log_level log_level;   /* minimum level passed to log_fn */
+  /* Appended field (programs built against an older header get 0): CPU threads for inference (the process-wide intra-op pool and the BLAS).
+   * 0 = the environment variable LOUPE_NUM_THREADS if set, else every physical core. */
+  int32_t num_threads;
 } loupe_runtime_options;
 
 #define LOUPE_RUNTIME_OPTIONS_INIT \
-  { (uint32_t)sizeof(loupe_runtime_options), NULL, LOUPE_PRECISION_AUTO, 0, NULL, NULL, NULL, LOUPE_LOG_INFO }
+  { (uint32_t)sizeof(loupe_runtime_options), NULL, LOUPE_PRECISION_AUTO, 0, NULL, NULL, NULL, LOUPE_LOG_INFO, 0 }
 
 /** Creates a runtime. options may be NULL (defaults). */
 LOUPE_API loupe_status loupe_runtime_create(loupe_runtime **out, const loupe_runtime_options *options);
@@ -146,7 +150,9 @@ LOUPE_API loupe_status loupe_runtime_create(loupe_runtime **out, const loupe_run
 LOUPE_API void loupe_runtime_free(loupe_runtime *runtime);
 /** The device jobs run on, e.g. "cpu" or "cuda:0". Lives as long as the runtime. */
 LOUPE_API const char *loupe_runtime_device(const loupe_runtime *runtime);
-/** JSON: build (versions, CUDA archs), devices (name, capability, memory, driver), sessions and
+/** JSON: build (versions, CUDA archs), devices (name, capability, memory, driver), cpu (model,
+ *  logical/physical cores, instruction sets incl. AVX2/AVX-512/AVX512-BF16/AMX, the BLAS library in
+ *  use, threads), sessions and
  *  their memory, recent log records, and problems (each {id, severity, message, remedy}).
  *  Free *out_json with loupe_string_free. */
 LOUPE_API loupe_status loupe_runtime_diagnostics(loupe_runtime *runtime, char **out_json);
@@ -198,9 +204,17 @@ LOUPE_API void loupe_session_close(loupe_session *session);
 LOUPE_API loupe_status loupe_session_describe(loupe_session *session, loupe_session_info *info);
 /** Applies a LoRA file with a weight (0 = remove), without reloading the base model. */
 LOUPE_API loupe_status loupe_session_set_lora(loupe_session *session, const char *path, float weight);
+/** Uses an external VAE for this (Stable Diffusion) session: one .safetensors/.ckpt file holding
+ *  only the VAE in the original layout ("encoder.*", "decoder.*", "quant_conv.*",
+ *  "post_quant_conv.*", as web UIs keep them in models/VAE) or in diffusers' names, or a diffusers
+ *  vae/ folder. path NULL (or "") restores the checkpoint's own VAE. path is borrowed for the call
+ *  and used as given (not resolved against models_dir). Thread-safe: a running job of the session
+ *  finishes first; later jobs use the new VAE. On error (NOT_FOUND, BAD_MODEL naming the file,
+ *  tensor and shapes; UNSUPPORTED for families without a VAE) the session keeps its VAE. */
+LOUPE_API loupe_status loupe_session_set_vae(loupe_session *session, const char *path);
 
 /* ---------------------------------------------------------------- requests */
-/** Tasks: "selftest" (runtime), "caption", "detailed_caption", "more_detailed_caption", "detect",
+/** Tasks: "selftest" and "download" (runtime), "caption", "detailed_caption", "more_detailed_caption", "detect",
  *  "dense_caption", "region_proposal", "ground", "segment", "region_segment", "open_vocabulary_detect",
  *  "region_category", "region_caption", "ocr", "ocr_regions", "vqa", "txt2img", "img2img", "inpaint".
  *  Which ones a session offers: loupe_session_info.tasks. */
@@ -242,7 +256,8 @@ typedef int (*loupe_progress_fn)(void *user, const loupe_progress *progress);
 /** Queues a job and returns at once. The request is copied. progress may be NULL. */
 LOUPE_API loupe_status loupe_session_submit(loupe_job **out, loupe_session *session, const loupe_request *request,
                                             loupe_progress_fn progress, void *user);
-/** Queues a runtime-level job (task "selftest": allocate, known matmul, verify, measure). */
+/** Queues a runtime-level job (task "selftest": allocate, known matmul, verify, measure; task
+ *  "download": see "discovery and downloads" below). */
 LOUPE_API loupe_status loupe_runtime_submit(loupe_job **out, loupe_runtime *runtime, const loupe_request *request,
                                             loupe_progress_fn progress, void *user);
 /** Waits until the job is done. timeout_ms < 0 waits forever. LOUPE_OK when done,
@@ -289,6 +304,64 @@ LOUPE_API size_t loupe_result_image_count(const loupe_result *result);
 LOUPE_API loupe_status loupe_result_image(const loupe_result *result, size_t index, loupe_image *out);
 /** A named number of the result (e.g. selftest "matmul_tflops"); LOUPE_ERROR_NOT_FOUND if absent. */
 LOUPE_API loupe_status loupe_result_number(const loupe_result *result, const char *key, double *out);
+
+/* ---------------------------------------------------------------- discovery and downloads */
+/* Models people already have are found without loading weights (safetensors headers and config
+ * files only), and catalog models are downloaded from a Hugging Face-style hub.
+ *
+ * Where discovery looks: the Hugging Face cache (HF_HUB_CACHE, else HF_HOME/hub, else
+ * ~/.cache/huggingface/hub: models--ORG--NAME/snapshots/REV), the runtime's models_dir, web UIs in
+ * the home folder (~/stable-diffusion-webui, ~/stable-diffusion-webui-forge, ~/ComfyUI), and the
+ * folders given. A folder given may be a web UI's folder or its models folder (A1111/Forge:
+ * Stable-diffusion, Lora, VAE; ComfyUI: checkpoints, diffusion_models, unet, loras, vae,
+ * text_encoders, clip) or any folder of model folders and files. */
+typedef struct loupe_scan_options {
+  uint32_t struct_size;
+  const char *const *dirs;        /* extra folders to scan (dir_count of them); borrowed for the call */
+  size_t dir_count;
+  int32_t skip_default_locations; /* 1 = not the Hugging Face cache and not the web UIs in the home folder */
+  const char *catalog_path;       /* a catalog file to match against; NULL = the catalog built into libloupe */
+} loupe_scan_options;
+
+#define LOUPE_SCAN_OPTIONS_INIT { (uint32_t)sizeof(loupe_scan_options), NULL, 0, 0, NULL }
+
+/** Finds models on disk without loading them. JSON:
+ *  {roots: [{path, source, exists}],
+ *   models: [{path, name, source ("hf-cache", "a1111", "comfyui", "models_dir", "folder"),
+ *             kind ("model", "lora", "vae", "text_encoder", "unet", "embedding", "partial", "unknown"),
+ *             family, variant, base ("sd15", "sd2", "sd", "sdxl", "flux", "sd3" or ""), tasks: [..],
+ *             format ("folder", "safetensors", "ckpt", ...), bytes, precision ("fp16", "fp32", "bf16",
+ *             ...; the dtype holding most bytes), dtypes: {precision: bytes}, supported (Loupe can use
+ *             it), repo + revision (Hugging Face cache), catalog_id (when it is a catalog entry),
+ *             problems: [{severity, message, remedy}]}],
+ *   catalog: [{id, name, family, repo, folder, size_bytes, found: [path]}]}.
+ *  Problems name missing files (links into the cache's blobs that are gone), unfinished downloads,
+ *  damaged files, and LoRAs, VAEs or checkpoints made for a model Loupe does not run (e.g. an SDXL
+ *  LoRA). runtime may be NULL (then its models_dir is not scanned); options may be NULL (defaults).
+ *  Unreadable files are reported as problems, not errors. Thread-safe. Free *out_json with
+ *  loupe_string_free. */
+LOUPE_API loupe_status loupe_models_scan(loupe_runtime *runtime, const loupe_scan_options *options, char **out_json);
+
+/* Downloads: loupe_runtime_submit with a request of task "download" and string parameters
+ *   "catalog_id"  an entry of the catalog (e.g. "florence2-base"): its repo, revision, files, sha256;
+ *   or "repo" + "files": a repo id ("ORG/NAME") and comma-separated paths in it;
+ *   "revision"    branch, tag or commit (default: the catalog's, else "main");
+ *   "dest"        the folder to download into (default: the runtime's models_dir / the entry's
+ *                 folder, or / the repo's name);
+ *   "endpoint"    the hub's URL (default HF_ENDPOINT, else https://huggingface.co); files come from
+ *                 {endpoint}/{repo}/resolve/{revision}/{file};
+ *   "catalog"     a catalog file instead of the built-in one.
+ * The token for gated or private repos is HF_TOKEN, else the token file (HF_TOKEN_PATH, else
+ * HF_HOME/token), sent as "Authorization: Bearer". HF_HUB_OFFLINE=1 or LOUPE_OFFLINE=1 makes
+ * submit fail with LOUPE_ERROR_UNSUPPORTED. Each file is written to "<file>.part", resumed from
+ * there (HTTP Range) after a dropped connection or a cancelled job, checked against the catalog's
+ * sha256 (else the LFS sha256 the hub sends as X-Linked-Etag / ETag), and renamed to its name only
+ * when complete; a checksum mismatch deletes the .part (LOUPE_ERROR_BAD_MODEL). Files already in
+ * dest are kept. 404, 401/403 and network failures are LOUPE_ERROR_NOT_FOUND with the URL and what
+ * to do. Progress: step/total in KiB, stage "resolve" then "download <file>"; loupe_job_cancel
+ * stops it between chunks. Downloads run on a thread of their own, not in the device's job queue.
+ * Result: text = the destination folder; numbers "files", "fetched", "verified", "bytes",
+ * "bytes_downloaded"; JSON strings path, repo, revision. */
 
 #ifdef __cplusplus
 }

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "loupe/loupe.h"
+#include "core/discovery.h"
 #include "core/runtime.h"
 #include "core/torch_compat.h"
 #include "io/convert.h"
@@ -218,6 +219,10 @@ loupe_status loupe_runtime_create(loupe_runtime** out, const loupe_runtime_optio
     ro.device = o.device ? o.device : "auto";
     ro.precision = to_precision(o.precision, __func__);
     ro.vram_budget_bytes = o.vram_budget_bytes;
+    if (o.num_threads < 0)
+      throw Error(Status::InvalidArgument, std::string(__func__) + ": options.num_threads = " +
+                                               std::to_string(o.num_threads) + " (use 0 for all physical cores)");
+    ro.num_threads = o.num_threads;
     ro.models_dir = o.models_dir ? o.models_dir : "";
     if (o.log_level < LOUPE_LOG_DEBUG || o.log_level > LOUPE_LOG_ERROR)
       throw Error(Status::InvalidArgument, std::string(__func__) + ": unknown log level " + std::to_string(o.log_level));
@@ -346,13 +351,22 @@ loupe_status loupe_session_set_lora(loupe_session* session, const char* path, fl
   });
 }
 
+loupe_status loupe_session_set_vae(loupe_session* session, const char* path) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(session, "session is NULL");
+    auto m = H(session)->s->model();
+    if (!m) throw Error(Status::InvalidState, std::string(__func__) + ": the session was closed");
+    m->set_vae(path ? path : "");
+  });
+}
+
 // ------------------------------------------------------------------ requests
 
 loupe_status loupe_request_create(loupe_request** out, const char* task) {
   return guarded(__func__, [&] {
     LOUPE_ARG(out, "out is NULL");
     LOUPE_ARG(task && *task, "task is NULL or empty");
-    static const char* known[] = {"selftest", "caption", "detailed_caption", "more_detailed_caption", "detect",
+    static const char* known[] = {"selftest", "download", "caption", "detailed_caption", "more_detailed_caption", "detect",
                                   "dense_caption", "region_proposal", "ground", "segment", "region_segment",
                                   "open_vocabulary_detect", "region_category", "region_caption", "ocr",
                                   "ocr_regions", "vqa", "txt2img", "img2img", "inpaint"};
@@ -360,7 +374,7 @@ loupe_status loupe_request_create(loupe_request** out, const char* task) {
     for (const char* k : known) ok = ok || std::strcmp(k, task) == 0;
     if (!ok)
       throw Error(Status::InvalidArgument, std::string(__func__) + ": unknown task '" + task +
-                                               "'; tasks: selftest, caption, detailed_caption, more_detailed_caption, "
+                                               "'; tasks: selftest, download, caption, detailed_caption, more_detailed_caption, "
                                                "detect, dense_caption, region_proposal, ground, segment, "
                                                "region_segment, open_vocabulary_detect, region_category, "
                                                "region_caption, ocr, ocr_regions, vqa, txt2img, img2img, inpaint");
@@ -569,6 +583,35 @@ loupe_status loupe_result_number(const loupe_result* result, const char* key, do
     if (it == H(result)->r->numbers.end())
       throw Error(Status::NotFound, std::string(__func__) + ": the result has no number '" + key + "'");
     *out = it->second;
+  });
+}
+
+// ------------------------------------------------------------------ discovery
+
+loupe_status loupe_models_scan(loupe_runtime* runtime, const loupe_scan_options* options, char** out_json) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(out_json, "out_json is NULL");
+    const loupe_scan_options defaults = LOUPE_SCAN_OPTIONS_INIT;
+    const loupe_scan_options o = read_options(options, defaults, __func__);
+    LOUPE_ARG(o.dir_count == 0 || o.dirs, "options.dirs is NULL but options.dir_count is " + std::to_string(o.dir_count));
+    LOUPE_ARG(o.dir_count <= 4096, "options.dir_count " + std::to_string(o.dir_count) + " is too large (at most 4096)");
+    loupe::ScanOptions so;
+    for (size_t i = 0; i < o.dir_count; ++i) {
+      LOUPE_ARG(o.dirs[i] && *o.dirs[i], "options.dirs[" + std::to_string(i) + "] is NULL or empty");
+      so.dirs.push_back(o.dirs[i]);
+    }
+    so.default_locations = o.skip_default_locations == 0;
+    if (runtime) {
+      check_runtime_open(*H(runtime)->rt, __func__);
+      so.models_dir = H(runtime)->rt->options().models_dir;
+    }
+    loupe::Catalog catalog;
+    if (o.catalog_path) {
+      catalog = loupe::Catalog::load(o.catalog_path);
+      so.catalog = &catalog;
+    }
+    // File names need not be UTF-8: dump replaces invalid bytes instead of throwing.
+    *out_json = dup_string(loupe::scan_models(so).dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
   });
 }
 

@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <sstream>
 
+#include "core/hub.h"
+#include "core/cpu.h"
 #include "core/torch_compat.h"
 
 namespace fs = std::filesystem;
@@ -37,11 +39,16 @@ torch::Device parse_device(const std::string& spec_in) {
   LOUPE_THROW(InvalidArgument, "device '" << spec << "' is not valid: use auto, cpu, cuda or cuda:N");
 }
 
-torch::ScalarType resolve_dtype(Precision p, const torch::Device& device, std::string* warning) {
+torch::ScalarType resolve_dtype(Precision p, const torch::Device& device, std::string* warning, bool bf16_family) {
   if (device.is_cpu()) {
+    const bool fast_bf16 = cpu::info().fast_bf16();
+    if (p == Precision::BF16 && fast_bf16) return torch::kBFloat16;
+    if (p == Precision::Auto) return bf16_family && fast_bf16 ? torch::kBFloat16 : torch::kFloat32;
     if ((p == Precision::FP16 || p == Precision::BF16) && warning)
-      *warning = std::string(p == Precision::FP16 ? "fp16" : "bf16") +
-                 " was requested on the CPU, where half precision is slow or unsupported; using fp32";
+      *warning = p == Precision::FP16
+                     ? "fp16 was requested on the CPU, where it is slow or unsupported; using fp32"
+                     : "bf16 was requested on a CPU without native bf16 (AVX512-BF16 or AMX), where it is slow; "
+                       "using fp32";
     return torch::kFloat32;
   }
   switch (p) {
@@ -123,6 +130,10 @@ std::shared_ptr<Runtime> Runtime::create(const RuntimeOptions& options, Log::Sin
   rt->log_.set_sink(std::move(sink), level);
   rt->device_ = parse_device(options.device);
   rt->device_name_ = rt->device_.str();
+  rt->threads_ = cpu::resolve_threads(options.num_threads);
+  cpu::apply_threads(rt->threads_);
+  for (const auto& p : cpu::problems(rt->threads_))
+    rt->add_problem(p["id"], p["severity"], p["message"], p["remedy"]);
   if (options.device == "auto" && rt->device_.is_cpu())
     rt->add_problem("no_cuda_device", "warning",
                     "no CUDA device was found: models run on the CPU, which is much slower",
@@ -136,7 +147,8 @@ std::shared_ptr<Runtime> Runtime::create(const RuntimeOptions& options, Log::Sin
                     "the models folder '" + options.models_dir + "' does not exist",
                     "create it and put model folders in it, or point the runtime at the right folder");
   rt->log_.info("runtime created on " + rt->device_name_ + " (Loupe " LOUPE_VERSION_STRING ", libtorch " +
-                std::string(TORCH_VERSION) + ")");
+                std::string(TORCH_VERSION) + ", " + std::to_string(rt->threads_) + " CPU threads, BLAS: " +
+                cpu::blas().kind + ")");
   rt->worker_ = std::thread([raw = rt.get()] { raw->worker_loop(); });
   return rt;
 }
@@ -180,14 +192,8 @@ std::shared_ptr<Session> Runtime::open_session(const std::string& path_in, const
                                                Precision precision) {
   if (closed()) LOUPE_THROW(InvalidState, "the runtime was freed");
   const std::string path = resolve_path(path_in);
+  cpu::apply_threads(threads_);  // loading runs on the caller's thread (OpenMP's count is per thread)
   const torch::Device device = device_spec.empty() ? device_ : parse_device(device_spec);
-  std::string warning;
-  const torch::ScalarType dtype =
-      resolve_dtype(precision == Precision::Auto ? options_.precision : precision, device, &warning);
-  if (!warning.empty()) {
-    log_.warn(warning);
-    add_problem("half_precision_on_cpu", "info", warning, "choose precision fp32 (or auto) on the CPU");
-  }
 
   const auto families = model_families();
   const ModelFamily* family = nullptr;
@@ -207,6 +213,13 @@ std::shared_ptr<Session> Runtime::open_session(const std::string& path_in, const
           "or run loupe-cli inspect on it to see what is missing";
     throw Error(Status::BadModel, os.str());
   }
+  std::string warning;
+  const torch::ScalarType dtype = resolve_dtype(precision == Precision::Auto ? options_.precision : precision, device,
+                                                &warning, family->bf16_on_fast_cpu);
+  if (!warning.empty()) {
+    log_.warn(warning);
+    add_problem("half_precision_on_cpu", "info", warning, "choose precision fp32 (or auto) on the CPU");
+  }
   log_.info("opening " + path + " as " + family->name + " (" + variant + ") on " + device.str() + ", " +
             dtype_name(dtype));
 
@@ -214,6 +227,7 @@ std::shared_ptr<Session> Runtime::open_session(const std::string& path_in, const
   ModelOptions mo;
   mo.device = torch::kCPU;
   mo.dtype = dtype;
+  mo.models_dir = options_.models_dir;
   std::shared_ptr<Model> model;
   try {
     model = family->load(path, mo);
@@ -303,13 +317,39 @@ std::shared_ptr<Job> Runtime::submit(Work work, ProgressFn progress, bool wants_
 }
 
 std::shared_ptr<Job> Runtime::submit_request(const Request& request, ProgressFn progress, bool wants_preview) {
+  if (request.task == "download") {
+    const hub::DownloadSpec spec = hub::download_spec(request, options_.models_dir);
+    return submit_background([spec](JobContext& ctx) { return hub::download(spec, ctx); }, std::move(progress));
+  }
   if (request.task != "selftest")
     LOUPE_THROW(InvalidArgument, "task '" << request.task
                                           << "' needs a model session: open one with loupe_session_open and "
-                                             "use loupe_session_submit (the runtime itself runs only \"selftest\")");
+                                             "use loupe_session_submit (the runtime itself runs only \"selftest\" "
+                                             "and \"download\")");
   const torch::Device device = device_;
   return submit([device, request](JobContext& ctx) { return run_selftest(device, request, ctx); },
                 std::move(progress), wants_preview);
+}
+
+std::shared_ptr<Job> Runtime::submit_background(Work work, ProgressFn progress) {
+  auto job = std::make_shared<Job>(std::move(progress));
+  std::vector<std::thread> finished;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_ || stopping_) throw Error(Status::InvalidState, "the runtime was freed");
+    // Forget the threads of jobs that are done (joined outside the lock).
+    for (auto it = background_.begin(); it != background_.end();) {
+      if (it->first->state() == JobState::Done) {
+        finished.push_back(std::move(it->second));
+        it = background_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    background_.emplace_back(job, std::thread([this, job, work = std::move(work)] { run_job(job, work, nullptr, false); }));
+  }
+  for (auto& t : finished) t.join();
+  return job;
 }
 
 std::shared_ptr<Job> Runtime::submit_session(std::shared_ptr<Session> session, const Request& request,
@@ -336,6 +376,7 @@ std::shared_ptr<Job> Runtime::submit_session(std::shared_ptr<Session> session, c
 }
 
 void Runtime::worker_loop() {
+  cpu::apply_threads(threads_);  // OpenMP's thread count is per thread: set it on the worker too
   while (true) {
     Queued q;
     {
@@ -408,6 +449,13 @@ void Runtime::shutdown() {
   queue_cv_.notify_all();
   for (auto& q : dropped) q.job->finish(Status::Cancelled, "the runtime was freed before the job ran", nullptr);
   if (worker_.joinable()) worker_.join();
+  std::vector<std::pair<std::shared_ptr<Job>, std::thread>> background;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    background.swap(background_);
+  }
+  for (auto& b : background) b.first->cancel();
+  for (auto& b : background) b.second.join();
   {
     std::lock_guard<std::mutex> lock(mu_);
     closed_ = true;
@@ -423,6 +471,7 @@ nlohmann::json Runtime::diagnostics() {
   nlohmann::json j;
   j["build"] = build_info();
   j["devices"] = device_info();
+  j["cpu"] = cpu::to_json(threads_);
   j["runtime"] = {{"device", device_name_},
                   {"vram_budget_bytes", options_.vram_budget_bytes},
                   {"models_dir", options_.models_dir}};

@@ -25,13 +25,17 @@ struct RuntimeOptions {
   Precision precision = Precision::Auto;
   uint64_t vram_budget_bytes = 0;
   std::string models_dir;
+  int num_threads = 0;  // CPU threads; 0 = LOUPE_NUM_THREADS, else the physical cores
 };
 
 // Parses "auto" / "cpu" / "cuda" / "cuda:N"; errors name the string and what is available.
 torch::Device parse_device(const std::string& spec);
-// The dtype a session gets: fp32 on CPU (a half precision request falls back, with a warning
-// recorded as a problem), the requested one on CUDA (auto = fp16).
-torch::ScalarType resolve_dtype(Precision p, const torch::Device& device, std::string* warning);
+// The dtype a session gets. CUDA: the requested one (auto = fp16). CPU: fp32, except bf16 where the
+// processor has native bf16 (AVX512-BF16 or AMX) and either bf16 was asked for or the precision is
+// auto and the family runs well in bf16 (`bf16_family`: diffusion); fp16, or bf16 on a CPU without
+// it, falls back to fp32 with a warning (recorded as a problem).
+torch::ScalarType resolve_dtype(Precision p, const torch::Device& device, std::string* warning,
+                                bool bf16_family = false);
 const char* dtype_name(torch::ScalarType t);
 
 // Resolves a model path (relative paths: models_dir first, then the working directory);
@@ -85,6 +89,7 @@ class Runtime : public std::enable_shared_from_this<Runtime> {
   const RuntimeOptions& options() const { return options_; }
   torch::Device device() const { return device_; }
   const std::string& device_name() const { return device_name_; }
+  int threads() const { return threads_; }
   Log& log() { return log_; }
   bool closed() const;
 
@@ -94,8 +99,11 @@ class Runtime : public std::enable_shared_from_this<Runtime> {
   // Queues work. The job is returned at once.
   std::shared_ptr<Job> submit(Work work, ProgressFn progress, bool wants_preview,
                               std::shared_ptr<Session> session = nullptr);
-  // Runtime-level tasks ("selftest").
+  // Runtime-level tasks ("selftest"; "download", which runs through submit_background).
   std::shared_ptr<Job> submit_request(const Request& request, ProgressFn progress, bool wants_preview);
+  // Work that does not use the device (downloads) runs on a thread of its own, so that it neither
+  // waits for inference nor holds it up. shutdown() cancels it and joins the thread.
+  std::shared_ptr<Job> submit_background(Work work, ProgressFn progress);
   std::shared_ptr<Job> submit_session(std::shared_ptr<Session> session, const Request& request,
                                       ProgressFn progress, bool wants_preview);
 
@@ -125,6 +133,7 @@ class Runtime : public std::enable_shared_from_this<Runtime> {
   RuntimeOptions options_;
   torch::Device device_{torch::kCPU};
   std::string device_name_;
+  int threads_ = 1;  // CPU threads of the worker (and of threads that open sessions)
   Log log_;
 
   mutable std::mutex mu_;
@@ -141,6 +150,7 @@ class Runtime : public std::enable_shared_from_this<Runtime> {
   bool stopping_ = false;
   bool closed_ = false;
   std::thread worker_;
+  std::vector<std::pair<std::shared_ptr<Job>, std::thread>> background_;  // submit_background's
   std::vector<std::weak_ptr<Session>> sessions_;
   uint64_t use_clock_ = 0;
   nlohmann::json problems_ = nlohmann::json::array();

@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -23,6 +25,140 @@ struct DType {
 constexpr DType kDTypes[] = {{"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8},  {"I32", 4},
                              {"I16", 2}, {"I8", 1},  {"U8", 1},  {"BOOL", 1}, {"F8_E4M3", 1}, {"F8_E5M2", 1},
                              {"U16", 2}, {"U32", 4}, {"U64", 8}};
+
+using nlohmann::json;
+
+// One top-level entry of the header as written: a tensor's dtype, shape and data_offsets (other
+// keys are skipped), or __metadata__'s entries (nullopt: not a string). Checked once the whole
+// header has parsed, so that invalid JSON is reported before anything else.
+struct RawEntry {
+  std::string name;
+  bool is_object = false;
+  bool dtype_is_string = false;
+  std::string dtype;
+  json shape, offsets;  // null when absent
+  std::vector<std::pair<std::string, std::optional<std::string>>> metadata;
+};
+
+// nlohmann's SAX events straight into RawEntry: no document is built for the header (a LoRA's
+// header holds ~800 tensors, and building the DOM was most of the time of reading it). Only the
+// small shape and data_offsets values are kept as JSON, for the checks and their messages.
+// Depths: 1 = inside the header object, 2 = inside an entry, 3+ = inside a field's value.
+class HeaderReader {
+ public:
+  std::vector<RawEntry> entries;
+  bool top_is_object = false;
+  std::size_t error_byte = 0;
+  std::string error;
+
+  bool null() { return scalar(nullptr); }
+  bool boolean(bool v) { return scalar(v); }
+  bool number_integer(json::number_integer_t v) { return scalar(v); }
+  bool number_unsigned(json::number_unsigned_t v) { return scalar(v); }
+  bool number_float(json::number_float_t v, const std::string&) { return scalar(v); }
+  bool string(std::string& v) { return scalar(std::move(v)); }
+  bool binary(json::binary_t&) { return true; }  // the JSON parser never produces it
+  bool start_object(std::size_t) { return open(true); }
+  bool start_array(std::size_t) { return open(false); }
+  bool end_object() { return close(); }
+  bool end_array() { return close(); }
+  bool key(std::string& k) {
+    if (skip_from_) return true;
+    if (!stack_.empty()) {
+      capture_key_ = std::move(k);
+    } else if (depth_ == 1) {  // a repeated name is kept apart: the last one wins after sorting
+      entries.emplace_back();
+      entries.back().name = std::move(k);
+      in_metadata_ = entries.back().name == "__metadata__";
+    } else if (in_metadata_) {
+      meta_key_ = std::move(k);
+    } else {  // a repeated field replaces the earlier value, as in a JSON object
+      RawEntry& e = entries.back();
+      field_ = k == "dtype" ? Field::Dtype : k == "shape" ? Field::Shape : k == "data_offsets" ? Field::Offsets : Field::Other;
+      if (field_ == Field::Dtype) {
+        e.dtype_is_string = false;
+        e.dtype.clear();
+      } else if (field_ == Field::Shape) {
+        e.shape = nullptr;
+      } else if (field_ == Field::Offsets) {
+        e.offsets = nullptr;
+      }
+    }
+    return true;
+  }
+  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& ex) {
+    error_byte = position;
+    error = ex.what();
+    return false;
+  }
+
+ private:
+  enum class Field { Dtype, Shape, Offsets, Other };
+  int depth_ = 0;      // containers open
+  int skip_from_ = 0;  // > 0: inside a value that is not looked at, opened at this depth
+  bool in_metadata_ = false;
+  Field field_ = Field::Other;
+  std::string meta_key_, capture_key_;
+  std::vector<json*> stack_;  // containers open inside a shape / data_offsets value
+
+  // A new value inside the captured shape / data_offsets.
+  json& slot() {
+    json& top = *stack_.back();
+    if (top.is_array()) {
+      top.push_back(nullptr);
+      return top.back();
+    }
+    return top[capture_key_];
+  }
+  template <class V>
+  bool scalar(V&& v) {
+    constexpr bool is_string = std::is_same_v<std::decay_t<V>, std::string>;
+    if (skip_from_) return true;
+    if (!stack_.empty()) {
+      slot() = std::forward<V>(v);
+    } else if (depth_ == 1) {
+      entries.back().is_object = false;
+    } else if (depth_ == 2 && in_metadata_) {
+      if constexpr (is_string) entries.back().metadata.emplace_back(std::move(meta_key_), std::move(v));
+      else entries.back().metadata.emplace_back(std::move(meta_key_), std::nullopt);
+    } else if (depth_ == 2 && field_ == Field::Dtype) {
+      entries.back().dtype_is_string = is_string;
+      if constexpr (is_string) entries.back().dtype = std::move(v);
+    }
+    // depth 0: the header is not an object; a scalar shape / data_offsets stays null (not an array)
+    return true;
+  }
+  bool open(bool object) {
+    ++depth_;
+    if (skip_from_) return true;
+    if (!stack_.empty()) {
+      json& s = slot();
+      s = object ? json::object() : json::array();
+      stack_.push_back(&s);
+    } else if (depth_ == 1) {
+      top_is_object = object;
+      if (!object) skip_from_ = 1;
+    } else if (depth_ == 2) {
+      entries.back().is_object = object;
+      if (!object) skip_from_ = 2;
+    } else if (!in_metadata_ && (field_ == Field::Shape || field_ == Field::Offsets)) {
+      json& s = field_ == Field::Shape ? entries.back().shape : entries.back().offsets;
+      s = object ? json::object() : json::array();
+      if (!object) s.get_ref<json::array_t&>().reserve(4);
+      stack_.push_back(&s);
+    } else {
+      if (in_metadata_) entries.back().metadata.emplace_back(std::move(meta_key_), std::nullopt);
+      skip_from_ = depth_;  // a dtype that is a container stays "not a string"
+    }
+    return true;
+  }
+  bool close() {
+    if (skip_from_ == depth_) skip_from_ = 0;
+    else if (!skip_from_ && !stack_.empty()) stack_.pop_back();
+    --depth_;
+    return true;
+  }
+};
 }  // namespace
 
 std::string shape_str(const std::vector<int64_t>& shape) {
@@ -109,75 +245,84 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   data_offset_ = 8 + n;
   const uint64_t data_size = file_size - data_offset_;
 
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(reinterpret_cast<const char*>(bytes + 8), reinterpret_cast<const char*>(bytes + 8 + n));
-  } catch (const nlohmann::json::parse_error& e) {
-    LOUPE_THROW(BadModel, path << ": header is not valid JSON (byte " << e.byte << "): " << e.what());
-  }
-  if (!header.is_object()) LOUPE_THROW(BadModel, path << ": header JSON is not an object");
+  HeaderReader reader;
+  const char* first = reinterpret_cast<const char*>(bytes + 8);
+  if (!nlohmann::json::sax_parse(first, first + n, &reader))
+    LOUPE_THROW(BadModel, path << ": header is not valid JSON (byte " << reader.error_byte << "): " << reader.error);
+  if (!reader.top_is_object) LOUPE_THROW(BadModel, path << ": header JSON is not an object");
 
-  std::vector<std::pair<std::pair<uint64_t, uint64_t>, std::string>> ranges;
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& name = it.key();
-    const auto& v = it.value();
+  // Validated in name order (as a JSON object keeps its keys), so the first problem reported does
+  // not depend on the order in the file; a repeated key counts once, with its last value.
+  auto& entries = reader.entries;
+  std::stable_sort(entries.begin(), entries.end(),
+                   [](const RawEntry& a, const RawEntry& b) { return a.name < b.name; });
+  std::vector<std::pair<std::pair<uint64_t, uint64_t>, const std::string*>> ranges;
+  ranges.reserve(entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (i + 1 < entries.size() && entries[i + 1].name == entries[i].name) continue;
+    RawEntry& v = entries[i];
+    const std::string& name = v.name;
     if (name == "__metadata__") {
-      if (!v.is_object()) LOUPE_THROW(BadModel, path << ": __metadata__ is not an object");
-      for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string())
-          LOUPE_THROW(BadModel, path << ": __metadata__ entry '" << m.key() << "' is not a string");
-        metadata_[m.key()] = m.value().get<std::string>();
+      if (!v.is_object) LOUPE_THROW(BadModel, path << ": __metadata__ is not an object");
+      std::map<std::string, std::optional<std::string>> meta;  // name order; a repeated key: the last
+      for (auto& [key, value] : v.metadata) meta[key] = std::move(value);
+      for (const auto& [key, value] : meta) {
+        if (!value) LOUPE_THROW(BadModel, path << ": __metadata__ entry '" << key << "' is not a string");
+        metadata_[key] = *value;
       }
       continue;
     }
-    const std::string where = path + ": tensor '" + name + "'";
-    if (!v.is_object()) LOUPE_THROW(BadModel, where << ": entry is not an object");
-    if (!v.contains("dtype") || !v["dtype"].is_string()) LOUPE_THROW(BadModel, where << ": missing dtype");
-    if (!v.contains("shape") || !v["shape"].is_array()) LOUPE_THROW(BadModel, where << ": missing shape");
-    if (!v.contains("data_offsets") || !v["data_offsets"].is_array() || v["data_offsets"].size() != 2)
-      LOUPE_THROW(BadModel, where << ": missing data_offsets [begin, end]");
+    const auto where = [&] { return path + ": tensor '" + name + "'"; };
+    if (!v.is_object) LOUPE_THROW(BadModel, where() << ": entry is not an object");
+    if (!v.dtype_is_string) LOUPE_THROW(BadModel, where() << ": missing dtype");
+    if (!v.shape.is_array()) LOUPE_THROW(BadModel, where() << ": missing shape");
+    if (!v.offsets.is_array() || v.offsets.size() != 2)
+      LOUPE_THROW(BadModel, where() << ": missing data_offsets [begin, end]");
     TensorInfo ti;
-    ti.dtype = v["dtype"].get<std::string>();
+    ti.dtype = std::move(v.dtype);
     const size_t esize = dtype_size(ti.dtype);
     if (esize == 0)
-      LOUPE_THROW(BadModel, where << ": unknown dtype '" << ti.dtype
-                                  << "' (known: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL F8_E4M3 F8_E5M2 U16 U32 U64)");
+      LOUPE_THROW(BadModel, where() << ": unknown dtype '" << ti.dtype
+                                    << "' (known: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL F8_E4M3 F8_E5M2 U16 U32 U64)");
     uint64_t numel = 1;
     bool overflow = false;
-    for (const auto& d : v["shape"]) {
+    ti.shape.reserve(v.shape.size());
+    for (const auto& d : v.shape) {
       if (!d.is_number_integer() || d.get<int64_t>() < 0)
-        LOUPE_THROW(BadModel, where << ": shape " << v["shape"].dump() << " has a negative or non-integer size");
+        LOUPE_THROW(BadModel, where() << ": shape " << v.shape.dump() << " has a negative or non-integer size");
       const uint64_t dim = d.get<uint64_t>();
       if (dim != 0 && numel > UINT64_MAX / dim) overflow = true;
       numel *= dim;
       ti.shape.push_back(static_cast<int64_t>(dim));
     }
     if (overflow || numel > UINT64_MAX / esize || numel * esize > data_size)
-      LOUPE_THROW(BadModel, where << ": shape " << v["shape"].dump() << " of " << ti.dtype
-                                  << " needs more bytes than the file's data area (" << data_size << " bytes)");
-    for (const auto& o : v["data_offsets"])
+      LOUPE_THROW(BadModel, where() << ": shape " << v.shape.dump() << " of " << ti.dtype
+                                    << " needs more bytes than the file's data area (" << data_size << " bytes)");
+    for (const auto& o : v.offsets)
       if (!o.is_number_integer() || o.get<int64_t>() < 0)
-        LOUPE_THROW(BadModel, where << ": data_offsets " << v["data_offsets"].dump() << " are not non-negative integers");
-    ti.begin = v["data_offsets"][0].get<uint64_t>();
-    ti.end = v["data_offsets"][1].get<uint64_t>();
+        LOUPE_THROW(BadModel, where() << ": data_offsets " << v.offsets.dump() << " are not non-negative integers");
+    ti.begin = v.offsets[0].get<uint64_t>();
+    ti.end = v.offsets[1].get<uint64_t>();
     if (ti.begin > ti.end)
-      LOUPE_THROW(BadModel, where << ": data_offsets begin " << ti.begin << " > end " << ti.end);
+      LOUPE_THROW(BadModel, where() << ": data_offsets begin " << ti.begin << " > end " << ti.end);
     if (ti.end > data_size)
-      LOUPE_THROW(BadModel, where << ": data_offsets [" << ti.begin << ", " << ti.end << "] run past the end of the data ("
-                                  << data_size << " bytes): the file is truncated or corrupt");
+      LOUPE_THROW(BadModel, where() << ": data_offsets [" << ti.begin << ", " << ti.end << "] run past the end of the data ("
+                                    << data_size << " bytes): the file is truncated or corrupt");
     if (ti.end - ti.begin != numel * esize)
-      LOUPE_THROW(BadModel, where << ": byte size " << ti.end - ti.begin << " does not match dtype " << ti.dtype
-                                  << " x shape " << shape_str(ti.shape) << " = " << numel * esize << " bytes");
-    ranges.push_back({{ti.begin, ti.end}, name});
-    tensors_.emplace(name, std::move(ti));
+      LOUPE_THROW(BadModel, where() << ": byte size " << ti.end - ti.begin << " does not match dtype " << ti.dtype
+                                    << " x shape " << shape_str(ti.shape) << " = " << numel * esize << " bytes");
+    auto it = tensors_.emplace_hint(tensors_.end(), name, std::move(ti));
+    ranges.push_back({{it->second.begin, it->second.end}, &it->first});
   }
-  std::sort(ranges.begin(), ranges.end());
+  std::sort(ranges.begin(), ranges.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first < b.first : *a.second < *b.second;
+  });
   for (size_t i = 1; i < ranges.size(); ++i) {
     const auto& a = ranges[i - 1];
     const auto& b = ranges[i];
     if (b.first.first < a.first.second && b.first.first != b.first.second && a.first.first != a.first.second)
-      LOUPE_THROW(BadModel, path << ": tensors '" << a.second << "' [" << a.first.first << ", " << a.first.second
-                                 << "] and '" << b.second << "' [" << b.first.first << ", " << b.first.second
+      LOUPE_THROW(BadModel, path << ": tensors '" << *a.second << "' [" << a.first.first << ", " << a.first.second
+                                 << "] and '" << *b.second << "' [" << b.first.first << ", " << b.first.second
                                  << "] overlap");
   }
 }

@@ -29,6 +29,7 @@ class SafetensorsFile {
   std::vector<std::string> names() const;  // in file order of the header (sorted by name)
   bool has(const std::string& name) const { return tensors_.count(name) != 0; }
   const TensorInfo& info(const std::string& name) const;
+  const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }  // by name
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   // A tensor converted to `dtype` on `device`. The result owns its memory (never a view of the
   // mapping), so the file may be closed afterwards.

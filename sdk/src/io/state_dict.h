@@ -24,6 +24,7 @@ class KeyMap {
   KeyMap& transform(const std::string& pattern, std::function<torch::Tensor(const torch::Tensor&)> fn);
   std::string map(const std::string& module_name) const;
   torch::Tensor apply(const std::string& module_name, torch::Tensor t) const;
+  bool has_transform(const std::string& module_name) const;
   bool empty() const { return rules_.empty() && transforms_.empty(); }
 
  private:
@@ -48,6 +49,8 @@ struct BindReport {
   std::vector<std::string> missing;     // module tensors with no checkpoint tensor
   std::vector<std::string> unexpected;  // checkpoint tensors no module tensor asked for
   std::vector<ShapeMismatch> mismatched;
+  // The key-prefix rule's finding, e.g. "without the prefix 'text_model.'" ("" when names matched).
+  std::string prefix_rule;
   bool ok() const { return missing.empty() && mismatched.empty(); }
   std::string describe(const std::string& file, size_t max_each = 10) const;
 };
@@ -63,8 +66,21 @@ struct BindOptions {
   std::function<bool(const std::string&)> allow_missing;  // e.g. buffers computed at load
 };
 
-// Loads every parameter and buffer of `module` from `ckpt`. Throws BadModel (strict) with the file,
-// keys and shapes; returns the report either way.
+// The key-prefix rule (one rule for every family): a checkpoint may name the module's tensors with
+// a leading prefix missing or extra, after `scope` (transformers 5 saves CLIPTextModel as
+// "encoder.layers.0..." where the module says "text_model.encoder.layers.0..."; old SD 1.x single
+// files have "cond_stage_model.transformer.embeddings..."; a bare base model has "x" for "model.x").
+// When names (after the KeyMap) are not found, bind() looks for the one prefix, stripped or added,
+// that finds the most of them, and uses it for those names only.
+
+// Checks names and shapes from the checkpoint's headers only (no tensor is read). Throws BadModel
+// (strict) with the file, keys and shapes; returns the report either way. Shapes of names with a
+// KeyMap transform are checked when bind() loads them.
+BindReport check(torch::nn::Module& module, const Checkpoint& ckpt, const BindOptions& options = {});
+
+// check(), then loads every parameter and buffer of `module` from `ckpt`: nothing is read when the
+// names or shapes do not fit. Throws BadModel (strict) with the file, keys and shapes; returns the
+// report either way.
 BindReport bind(torch::nn::Module& module, const Checkpoint& ckpt, const BindOptions& options = {});
 
 }  // namespace loupe::io

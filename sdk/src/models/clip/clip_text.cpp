@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "core/torch_compat.h"
+#include "nn/attention.h"
 #include "io/config.h"
 
 namespace loupe::clip {
@@ -30,15 +30,15 @@ TextConfig TextConfig::from_json(const nlohmann::json& j, const std::string& fil
 ClipLayerImpl::ClipLayerImpl(const TextConfig& c) : heads(c.num_attention_heads), quick_gelu(c.hidden_act == "quick_gelu") {
   const int d = c.hidden_size;
   self_attn = register_module("self_attn", std::make_shared<torch::nn::Module>());
-  q_proj = self_attn->register_module("q_proj", torch::nn::Linear(d, d));
-  k_proj = self_attn->register_module("k_proj", torch::nn::Linear(d, d));
-  v_proj = self_attn->register_module("v_proj", torch::nn::Linear(d, d));
-  out_proj = self_attn->register_module("out_proj", torch::nn::Linear(d, d));
+  q_proj = self_attn->register_module("q_proj", loupe::nn::Linear(d, d));
+  k_proj = self_attn->register_module("k_proj", loupe::nn::Linear(d, d));
+  v_proj = self_attn->register_module("v_proj", loupe::nn::Linear(d, d));
+  out_proj = self_attn->register_module("out_proj", loupe::nn::Linear(d, d));
   auto ln = [&] { return torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(c.layer_norm_eps)); };
   layer_norm1 = register_module("layer_norm1", ln());
   mlp = register_module("mlp", std::make_shared<torch::nn::Module>());
-  fc1 = mlp->register_module("fc1", torch::nn::Linear(d, c.intermediate_size));
-  fc2 = mlp->register_module("fc2", torch::nn::Linear(c.intermediate_size, d));
+  fc1 = mlp->register_module("fc1", loupe::nn::Linear(d, c.intermediate_size));
+  fc2 = mlp->register_module("fc2", loupe::nn::Linear(c.intermediate_size, d));
   layer_norm2 = register_module("layer_norm2", ln());
 }
 
@@ -46,7 +46,7 @@ torch::Tensor ClipLayerImpl::forward(torch::Tensor h, const torch::Tensor& mask)
   const int64_t B = h.size(0), L = h.size(1), D = h.size(2), hd = D / heads;
   auto x = layer_norm1(h);
   auto split = [&](const torch::Tensor& t) { return t.view({B, L, heads, hd}).transpose(1, 2); };
-  auto a = compat::sdpa(split(q_proj(x)), split(k_proj(x)), split(v_proj(x)), mask, false, 1.0 / std::sqrt(double(hd)));
+  auto a = loupe::nn::attention(split(q_proj(x)), split(k_proj(x)), split(v_proj(x)), mask, false, 1.0 / std::sqrt(double(hd)));
   h = h + out_proj(a.transpose(1, 2).reshape({B, L, D}));
   x = fc1(layer_norm2(h));
   x = quick_gelu ? x * torch::sigmoid(1.702 * x) : torch::gelu(x);

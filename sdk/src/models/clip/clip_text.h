@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include "nn/linear.h"
+
 namespace loupe::clip {
 
 struct TextConfig {
@@ -24,10 +26,10 @@ struct ClipLayerImpl : torch::nn::Module {
   explicit ClipLayerImpl(const TextConfig& c);
   torch::Tensor forward(torch::Tensor h, const torch::Tensor& causal_mask);
   std::shared_ptr<torch::nn::Module> self_attn;
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
+  loupe::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
   torch::nn::LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
   std::shared_ptr<torch::nn::Module> mlp;
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  loupe::nn::Linear fc1{nullptr}, fc2{nullptr};
   int heads;
   bool quick_gelu;
 };

@@ -15,6 +15,23 @@ void read(const nlohmann::json& j, const char* key, T& out, const std::string& f
 }
 }  // namespace
 
+std::string image_processor_settings(const std::string& dir, nlohmann::json* out) {
+  const auto proc = (fs::path(dir) / "processor_config.json").string();
+  if (fs::exists(proc)) {
+    const auto p = io::read_json_file(proc);
+    if (p.contains("image_processor")) {
+      if (!p["image_processor"].is_object())
+        LOUPE_THROW(BadModel, proc << ": \"image_processor\" is not an object of image processor settings");
+      *out = p["image_processor"];
+      return proc + " (image_processor)";
+    }
+  }
+  const auto pre = (fs::path(dir) / "preprocessor_config.json").string();
+  if (!fs::exists(pre)) return "";
+  *out = io::read_json_file(pre);
+  return pre;
+}
+
 int Config::image_tokens() const {
   int side = image_size;
   for (size_t i = 0; i < vision.patch_stride.size(); ++i) side = (side + 2 * vision.patch_padding[i] - vision.patch_size[i]) / vision.patch_stride[i] + 1;
@@ -90,19 +107,19 @@ Config Config::load(const std::string& dir) {
     LOUPE_THROW(BadModel, file << ": d_model " << c.text.d_model << " is not divisible by the attention heads");
   if (c.text.activation_function != "gelu")
     LOUPE_THROW(Unsupported, file << ": activation_function '" << c.text.activation_function << "' (only gelu)");
-  const auto pre = fs::path(dir) / "preprocessor_config.json";
-  if (fs::exists(pre)) {
-    const auto p = io::read_json_file(pre.string());
+  nlohmann::json p;
+  const std::string pre = image_processor_settings(dir, &p);
+  if (!pre.empty()) {
     if (p.contains("size") && p["size"].is_object()) {
-      c.image_size = io::get_or<int>(p["size"], "height", c.image_size, pre.string());
-      const int w = io::get_or<int>(p["size"], "width", c.image_size, pre.string());
-      if (w != c.image_size) LOUPE_THROW(Unsupported, pre.string() << ": non-square input size " << w << "x" << c.image_size);
+      c.image_size = io::get_or<int>(p["size"], "height", c.image_size, pre);
+      const int w = io::get_or<int>(p["size"], "width", c.image_size, pre);
+      if (w != c.image_size) LOUPE_THROW(Unsupported, pre << ": non-square input size " << w << "x" << c.image_size);
     } else if (p.contains("crop_size") && p["crop_size"].is_object()) {
-      c.image_size = io::get_or<int>(p["crop_size"], "height", c.image_size, pre.string());
+      c.image_size = io::get_or<int>(p["crop_size"], "height", c.image_size, pre);
     }
-    read(p, "image_mean", c.image_mean, pre.string());
-    read(p, "image_std", c.image_std, pre.string());
-    read(p, "rescale_factor", c.rescale_factor, pre.string());
+    read(p, "image_mean", c.image_mean, pre);
+    read(p, "image_std", c.image_std, pre);
+    read(p, "rescale_factor", c.rescale_factor, pre);
   }
   const auto proc = fs::path(dir) / "processor_config.json";
   if (fs::exists(proc)) {
@@ -129,7 +146,7 @@ Config Config::load(const std::string& dir) {
   const auto gen = fs::path(dir) / "generation_config.json";
   if (fs::exists(gen)) read_generation(io::read_json_file(gen.string()), gen.string());
   else if (j.contains("text_config") && j["text_config"].is_object()) read_generation(j["text_config"], file);
-  if (c.image_size < 32 || c.image_size > 4096) LOUPE_THROW(BadModel, pre.string() << ": image size " << c.image_size << " is out of range");
+  if (c.image_size < 32 || c.image_size > 4096) LOUPE_THROW(BadModel, pre << ": image size " << c.image_size << " is out of range");
   return c;
 }
 

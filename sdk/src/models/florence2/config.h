@@ -53,7 +53,8 @@ struct Config {
   // The first Florence-2 releases (remote code): other parameter names, image_projection stored
   // transposed, no image placeholder token (features are simply put in front of the prompt).
   bool original_layout = false;
-  // From preprocessor_config.json (defaults: 768 x 768, ImageNet mean/std).
+  // The image processor settings (defaults: 768 x 768, ImageNet mean/std), see
+  // image_processor_settings().
   int image_size = 768;
   std::vector<float> image_mean{0.485f, 0.456f, 0.406f};
   std::vector<float> image_std{0.229f, 0.224f, 0.225f};
@@ -71,5 +72,11 @@ struct Config {
   int image_tokens() const;
   static Config load(const std::string& dir);
 };
+
+// The image processor settings of a folder, as transformers reads them: processor_config.json's
+// "image_processor" object (transformers 5 writes them there) when it has one, else
+// preprocessor_config.json (earlier releases). Returns the file they came from ("" when neither
+// has them; *out is then left alone).
+std::string image_processor_settings(const std::string& dir, nlohmann::json* out);
 
 }  // namespace loupe::florence2

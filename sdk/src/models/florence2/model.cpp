@@ -304,10 +304,17 @@ ModelFamily family() {
       problem("no tokenizer (tokenizer.json or vocab.json + merges.txt) in " + path, "download the tokenizer files");
     if (fs::exists(d / "vocab.json") && !fs::exists(d / "merges.txt"))
       problem("vocab.json without merges.txt in " + path, "download merges.txt");
-    if (!fs::exists(d / "preprocessor_config.json"))
-      report["problems"].push_back({{"severity", "warning"},
-                                    {"message", "no preprocessor_config.json: using 768 px and ImageNet mean/std"},
-                                    {"remedy", "download preprocessor_config.json"}});
+    nlohmann::json settings;
+    try {
+      if (image_processor_settings(path, &settings).empty())
+        report["problems"].push_back(
+            {{"severity", "warning"},
+             {"message", "no image processor settings (preprocessor_config.json, or processor_config.json with "
+                         "\"image_processor\"): using 768 px and ImageNet mean/std"},
+             {"remedy", "download preprocessor_config.json (or processor_config.json)"}});
+    } catch (const Error& e) {
+      problem(e.what(), "download the processor configuration again");
+    }
     try {
       Config::load(path);
     } catch (const Error& e) {

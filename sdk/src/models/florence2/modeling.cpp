@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "core/torch_compat.h"
+#include "nn/attention.h"
 
 namespace loupe::florence2 {
 
@@ -36,14 +36,14 @@ torch::Tensor ConvEmbedImpl::forward(torch::Tensor x) {
 }
 
 MlpImpl::MlpImpl(int dim, int hidden) {
-  fc1 = register_module("fc1", torch::nn::Linear(dim, hidden));
-  fc2 = register_module("fc2", torch::nn::Linear(hidden, dim));
+  fc1 = register_module("fc1", loupe::nn::Linear(dim, hidden));
+  fc2 = register_module("fc2", loupe::nn::Linear(hidden, dim));
 }
 
 WindowAttentionImpl::WindowAttentionImpl(const VisionConfig& c, int s) : window(c.window_size), heads(c.num_heads[s]) {
   const int dim = c.embed_dim[s];
-  qkv = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(c.qkv_bias)));
-  proj = register_module("proj", torch::nn::Linear(dim, dim));
+  qkv = register_module("qkv", loupe::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(c.qkv_bias)));
+  proj = register_module("proj", loupe::nn::Linear(dim, dim));
 }
 
 torch::Tensor WindowAttentionImpl::forward(torch::Tensor x) {
@@ -54,7 +54,7 @@ torch::Tensor WindowAttentionImpl::forward(torch::Tensor x) {
   auto win = x.view({B, nh, window, nw, window, C}).permute({0, 1, 3, 2, 4, 5}).reshape({-1, window * window, C});
   const int64_t n = win.size(0), t = win.size(1), hd = C / heads;
   auto q_k_v = qkv(win).reshape({n, t, 3, heads, hd}).permute({2, 0, 3, 1, 4});
-  auto out = compat::sdpa(q_k_v[0], q_k_v[1], q_k_v[2], {}, false, 1.0 / std::sqrt(double(hd)));
+  auto out = loupe::nn::attention(q_k_v[0], q_k_v[1], q_k_v[2], {}, false, 1.0 / std::sqrt(double(hd)));
   out = proj(out.transpose(1, 2).reshape({n, t, C}));
   out = out.view({B, nh, nw, window, window, C}).permute({0, 1, 3, 2, 4, 5}).reshape({B, Hp, Wp, C});
   return out.index({Slice(), Slice(0, H), Slice(0, W), Slice()}).reshape({B, H * W, C});
@@ -62,15 +62,15 @@ torch::Tensor WindowAttentionImpl::forward(torch::Tensor x) {
 
 ChannelAttentionImpl::ChannelAttentionImpl(const VisionConfig& c, int s) : groups(c.num_groups[s]) {
   const int dim = c.embed_dim[s];
-  qkv = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(c.qkv_bias)));
-  proj = register_module("proj", torch::nn::Linear(dim, dim));
+  qkv = register_module("qkv", loupe::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(c.qkv_bias)));
+  proj = register_module("proj", loupe::nn::Linear(dim, dim));
 }
 
 torch::Tensor ChannelAttentionImpl::forward(torch::Tensor x) {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
   // [3, B, groups, C/groups, N]: attention between channels of a group, scaled by N^-1/2
   auto q_k_v = qkv(x).reshape({B, N, 3, groups, C / groups}).permute({2, 0, 3, 4, 1});
-  auto out = compat::sdpa(q_k_v[0], q_k_v[1], q_k_v[2], {}, false, 1.0 / std::sqrt(double(N)));  // [B, g, Cg, N]
+  auto out = loupe::nn::attention(q_k_v[0], q_k_v[1], q_k_v[2], {}, false, 1.0 / std::sqrt(double(N)));  // [B, g, Cg, N]
   out = out.permute({0, 3, 1, 2}).reshape({B, N, C});
   return proj(out);
 }
@@ -127,7 +127,7 @@ torch::Tensor VisionTowerImpl::forward(torch::Tensor x) {
 ProjectorImpl::ProjectorImpl(const VisionConfig& c) {
   const int dim = c.embed_dim.back();
   image_projection =
-      register_module("image_projection", torch::nn::Linear(torch::nn::LinearOptions(dim, c.projection_dim).bias(false)));
+      register_module("image_projection", loupe::nn::Linear(torch::nn::LinearOptions(dim, c.projection_dim).bias(false)));
   image_proj_norm = register_module("image_proj_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.projection_dim})));
   auto pos = std::make_shared<torch::nn::Module>();
   row_embeddings = pos->register_module("row_embeddings", torch::nn::Embedding(c.max_position_embeddings, dim / 2));
@@ -160,10 +160,10 @@ torch::Tensor ProjectorImpl::forward(torch::Tensor f) {
 // ---------------------------------------------------------------- BART
 
 BartAttentionImpl::BartAttentionImpl(int dim, int h) : heads(h), head_dim(dim / h) {
-  q_proj = register_module("q_proj", torch::nn::Linear(dim, dim));
-  k_proj = register_module("k_proj", torch::nn::Linear(dim, dim));
-  v_proj = register_module("v_proj", torch::nn::Linear(dim, dim));
-  out_proj = register_module("out_proj", torch::nn::Linear(dim, dim));
+  q_proj = register_module("q_proj", loupe::nn::Linear(dim, dim));
+  k_proj = register_module("k_proj", loupe::nn::Linear(dim, dim));
+  v_proj = register_module("v_proj", loupe::nn::Linear(dim, dim));
+  out_proj = register_module("out_proj", loupe::nn::Linear(dim, dim));
 }
 
 torch::Tensor BartAttentionImpl::forward(torch::Tensor x, const torch::Tensor& kv_source, const torch::Tensor& mask,
@@ -197,7 +197,7 @@ torch::Tensor BartAttentionImpl::forward(torch::Tensor x, const torch::Tensor& k
       *cache = {k, v};
     }
   }
-  auto out = compat::sdpa(q, k, v, mask, causal && L > 1, 1.0 / std::sqrt(double(head_dim)));
+  auto out = loupe::nn::attention(q, k, v, mask, causal && L > 1, 1.0 / std::sqrt(double(head_dim)));
   return out_proj(out.transpose(1, 2).reshape({B, L, heads * head_dim}));
 }
 
@@ -209,8 +209,8 @@ BartLayerImpl::BartLayerImpl(int dim, int h, int ffn, bool decoder) {
     encoder_attn = register_module("encoder_attn", BartAttention(dim, h));
     encoder_attn_layer_norm = register_module("encoder_attn_layer_norm", ln());
   }
-  fc1 = register_module("fc1", torch::nn::Linear(dim, ffn));
-  fc2 = register_module("fc2", torch::nn::Linear(ffn, dim));
+  fc1 = register_module("fc1", loupe::nn::Linear(dim, ffn));
+  fc2 = register_module("fc2", loupe::nn::Linear(ffn, dim));
   final_layer_norm = register_module("final_layer_norm", ln());
 }
 
@@ -308,7 +308,7 @@ torch::Tensor Florence2Impl::decode_embedded(torch::Tensor h, const torch::Tenso
     h = l.encoder_attn_layer_norm(h + l.encoder_attn->forward(h, enc_states, torch::Tensor(), &cross_cache[i], false));
     h = ffn_block(l, h);
   }
-  return torch::matmul(h, model->language_model->shared->weight.t());
+  return loupe::nn::linear(h, model->language_model->shared->weight);
 }
 
 }  // namespace loupe::florence2

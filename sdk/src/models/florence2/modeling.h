@@ -4,6 +4,8 @@
 #pragma once
 #include <torch/torch.h>
 
+#include "nn/linear.h"
+
 #include "models/florence2/config.h"
 
 namespace loupe::florence2 {
@@ -22,14 +24,14 @@ TORCH_MODULE(ConvEmbed);
 struct MlpImpl : torch::nn::Module {
   MlpImpl(int dim, int hidden);
   torch::Tensor forward(torch::Tensor x) { return fc2(torch::gelu(fc1(x))); }
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  loupe::nn::Linear fc1{nullptr}, fc2{nullptr};
 };
 TORCH_MODULE(Mlp);
 
 struct WindowAttentionImpl : torch::nn::Module {
   WindowAttentionImpl(const VisionConfig& c, int stage);
   torch::Tensor forward(torch::Tensor x);  // [B, H, W, C] -> [B, H*W, C]
-  torch::nn::Linear qkv{nullptr}, proj{nullptr};
+  loupe::nn::Linear qkv{nullptr}, proj{nullptr};
   int window, heads;
 };
 TORCH_MODULE(WindowAttention);
@@ -37,7 +39,7 @@ TORCH_MODULE(WindowAttention);
 struct ChannelAttentionImpl : torch::nn::Module {
   ChannelAttentionImpl(const VisionConfig& c, int stage);
   torch::Tensor forward(torch::Tensor x);  // [B, N, C]
-  torch::nn::Linear qkv{nullptr}, proj{nullptr};
+  loupe::nn::Linear qkv{nullptr}, proj{nullptr};
   int groups;
 };
 TORCH_MODULE(ChannelAttention);
@@ -71,7 +73,7 @@ TORCH_MODULE(VisionTower);
 struct ProjectorImpl : torch::nn::Module {
   explicit ProjectorImpl(const VisionConfig& c);
   torch::Tensor forward(torch::Tensor features);  // [B, C, h, w] -> [B, 1 + h*w, P]
-  torch::nn::Linear image_projection{nullptr};
+  loupe::nn::Linear image_projection{nullptr};
   torch::nn::LayerNorm image_proj_norm{nullptr};
   torch::nn::Embedding row_embeddings{nullptr}, column_embeddings{nullptr};
   torch::Tensor temporal;  // sinusoidal [max_temporal, C], computed (not a weight)
@@ -94,7 +96,7 @@ struct BartAttentionImpl : torch::nn::Module {
   // Self-attention when kv_source is undefined; `cache` is appended to (self) or filled once (cross).
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& kv_source, const torch::Tensor& mask, KV* cache,
                         bool causal);
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
+  loupe::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
   int heads, head_dim;
 };
 TORCH_MODULE(BartAttention);
@@ -103,7 +105,7 @@ struct BartLayerImpl : torch::nn::Module {
   BartLayerImpl(int dim, int heads, int ffn, bool decoder);
   BartAttention self_attn{nullptr}, encoder_attn{nullptr};
   torch::nn::LayerNorm self_attn_layer_norm{nullptr}, encoder_attn_layer_norm{nullptr}, final_layer_norm{nullptr};
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  loupe::nn::Linear fc1{nullptr}, fc2{nullptr};
 };
 TORCH_MODULE(BartLayer);
 

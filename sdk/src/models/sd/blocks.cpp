@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "core/torch_compat.h"
+#include "nn/attention.h"
 
 namespace loupe::sd {
 
@@ -19,11 +19,11 @@ AttentionImpl::AttentionImpl(int64_t query_dim, int64_t context_dim, int64_t hea
   const int64_t inner = heads * head_dim;
   if (norm_groups > 0)
     group_norm = register_module("group_norm", torch::nn::GroupNorm(GroupNormOptions(norm_groups, query_dim).eps(norm_eps)));
-  to_q = register_module("to_q", torch::nn::Linear(LinearOptions(query_dim, inner).bias(qkv_bias)));
-  to_k = register_module("to_k", torch::nn::Linear(LinearOptions(context_dim, inner).bias(qkv_bias)));
-  to_v = register_module("to_v", torch::nn::Linear(LinearOptions(context_dim, inner).bias(qkv_bias)));
+  to_q = register_module("to_q", loupe::nn::Linear(LinearOptions(query_dim, inner).bias(qkv_bias)));
+  to_k = register_module("to_k", loupe::nn::Linear(LinearOptions(context_dim, inner).bias(qkv_bias)));
+  to_v = register_module("to_v", loupe::nn::Linear(LinearOptions(context_dim, inner).bias(qkv_bias)));
   auto to_out = register_module("to_out", torch::nn::ModuleList());
-  out = torch::nn::Linear(inner, query_dim);
+  out = loupe::nn::Linear(inner, query_dim);
   to_out->push_back(out);
 }
 
@@ -31,7 +31,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   const auto& c = context.defined() ? context : x;
   const int64_t B = x.size(0);
   auto split = [&](const torch::Tensor& t) { return t.view({B, -1, heads, head_dim}).transpose(1, 2); };
-  auto a = compat::sdpa(split(to_q(x)), split(to_k(c)), split(to_v(c)), {}, false, 1.0 / std::sqrt(double(head_dim)));
+  auto a = loupe::nn::attention(split(to_q(x)), split(to_k(c)), split(to_v(c)), {}, false, 1.0 / std::sqrt(double(head_dim)));
   return out(a.transpose(1, 2).reshape({B, -1, heads * head_dim}));
 }
 
@@ -45,7 +45,7 @@ torch::Tensor AttentionImpl::forward_spatial(const torch::Tensor& x) {
 ResnetBlock2DImpl::ResnetBlock2DImpl(int64_t in, int64_t out, int64_t temb_channels, int64_t groups, double eps) {
   norm1 = register_module("norm1", torch::nn::GroupNorm(GroupNormOptions(groups, in).eps(eps)));
   conv1 = register_module("conv1", torch::nn::Conv2d(Conv2dOptions(in, out, 3).padding(1)));
-  if (temb_channels > 0) time_emb_proj = register_module("time_emb_proj", torch::nn::Linear(temb_channels, out));
+  if (temb_channels > 0) time_emb_proj = register_module("time_emb_proj", loupe::nn::Linear(temb_channels, out));
   norm2 = register_module("norm2", torch::nn::GroupNorm(GroupNormOptions(groups, out).eps(eps)));
   conv2 = register_module("conv2", torch::nn::Conv2d(Conv2dOptions(out, out, 3).padding(1)));
   if (in != out) conv_shortcut = register_module("conv_shortcut", torch::nn::Conv2d(Conv2dOptions(in, out, 1)));
@@ -91,10 +91,10 @@ BasicTransformerBlockImpl::BasicTransformerBlockImpl(int64_t dim, int64_t heads,
   auto ff = register_module("ff", std::make_shared<torch::nn::Module>());
   auto net = ff->register_module("net", torch::nn::ModuleList());
   auto geglu = std::make_shared<torch::nn::Module>();
-  ff_in = geglu->register_module("proj", torch::nn::Linear(dim, dim * 4 * 2));
+  ff_in = geglu->register_module("proj", loupe::nn::Linear(dim, dim * 4 * 2));
   net->push_back(geglu);
   add_placeholder(net);  // dropout
-  ff_out = torch::nn::Linear(dim * 4, dim);
+  ff_out = loupe::nn::Linear(dim * 4, dim);
   net->push_back(ff_out);
 }
 
@@ -110,11 +110,11 @@ Transformer2DImpl::Transformer2DImpl(int64_t channels, int64_t heads, int64_t he
     : linear(linear_projection) {
   const int64_t inner = heads * head_dim;
   norm = register_module("norm", torch::nn::GroupNorm(GroupNormOptions(groups, channels).eps(1e-6)));
-  if (linear) proj_in_linear = register_module("proj_in", torch::nn::Linear(channels, inner));
+  if (linear) proj_in_linear = register_module("proj_in", loupe::nn::Linear(channels, inner));
   else proj_in_conv = register_module("proj_in", torch::nn::Conv2d(Conv2dOptions(channels, inner, 1)));
   transformer_blocks = register_module("transformer_blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < layers; ++i) transformer_blocks->push_back(BasicTransformerBlock(inner, heads, head_dim, context_dim));
-  if (linear) proj_out_linear = register_module("proj_out", torch::nn::Linear(inner, channels));
+  if (linear) proj_out_linear = register_module("proj_out", loupe::nn::Linear(inner, channels));
   else proj_out_conv = register_module("proj_out", torch::nn::Conv2d(Conv2dOptions(inner, channels, 1)));
 }
 

@@ -7,6 +7,8 @@
 
 #include <torch/torch.h>
 
+#include "nn/linear.h"
+
 namespace loupe::sd {
 
 // diffusers' Attention with to_q/to_k/to_v/to_out.0; optional group norm and residual (VAE form).
@@ -17,7 +19,7 @@ struct AttentionImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context = {});
   // VAE form: x [B, C, H, W] with group norm and residual
   torch::Tensor forward_spatial(const torch::Tensor& x);
-  torch::nn::Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr}, out{nullptr};
+  loupe::nn::Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr}, out{nullptr};
   torch::nn::GroupNorm group_norm{nullptr};
   int64_t heads, head_dim;
 };
@@ -28,7 +30,7 @@ struct ResnetBlock2DImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& temb = {});
   torch::nn::GroupNorm norm1{nullptr}, norm2{nullptr};
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv_shortcut{nullptr};
-  torch::nn::Linear time_emb_proj{nullptr};
+  loupe::nn::Linear time_emb_proj{nullptr};
 };
 TORCH_MODULE(ResnetBlock2D);
 
@@ -54,7 +56,7 @@ struct BasicTransformerBlockImpl : torch::nn::Module {
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& context);
   torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr}, norm3{nullptr};
   Attention attn1{nullptr}, attn2{nullptr};
-  torch::nn::Linear ff_in{nullptr}, ff_out{nullptr};  // ff.net.0.proj (GEGLU), ff.net.2
+  loupe::nn::Linear ff_in{nullptr}, ff_out{nullptr};  // ff.net.0.proj (GEGLU), ff.net.2
 };
 TORCH_MODULE(BasicTransformerBlock);
 
@@ -66,7 +68,7 @@ struct Transformer2DImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context);
   torch::nn::GroupNorm norm{nullptr};
   torch::nn::Conv2d proj_in_conv{nullptr}, proj_out_conv{nullptr};      // SD 1.x
-  torch::nn::Linear proj_in_linear{nullptr}, proj_out_linear{nullptr};  // SD 2.x
+  loupe::nn::Linear proj_in_linear{nullptr}, proj_out_linear{nullptr};  // SD 2.x
   torch::nn::ModuleList transformer_blocks;
   bool linear;
 };

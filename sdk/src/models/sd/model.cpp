@@ -45,12 +45,17 @@ class StableDiffusionModel : public Model {
     Components c = fs::is_directory(path) ? load_folder(path) : load_single_file(path, o);
     unet_ = c.unet;
     vae_ = c.vae;
+    own_vae_ = c.vae;
     text_ = c.text;
     tok_ = std::make_shared<text::BpeTokenizer>(std::move(c.tokenizer));
     ids_ = c.ids;
     sched_ = c.scheduler;
     variant_ = variant_name(unet_->cfg, text_->cfg, sched_.prediction_type);
     vae_dtype_ = (o.dtype == torch::kFloat16 && vae_->cfg.force_upcast) ? torch::kFloat32 : o.dtype;
+    count_bytes();
+  }
+
+  void count_bytes() {
     bytes_ = 0;
     for (auto* m : {static_cast<torch::nn::Module*>(unet_.get()), static_cast<torch::nn::Module*>(vae_.get()),
                     static_cast<torch::nn::Module*>(text_.get())})
@@ -66,31 +71,38 @@ class StableDiffusionModel : public Model {
     for (const char* sub : {"unet", "vae", "text_encoder", "tokenizer", "scheduler"})
       if (!fs::is_directory(d / sub))
         LOUPE_THROW(BadModel, dir << ": the folder '" << sub << "' of the diffusers layout is missing");
+    // Everything cheap first (configs, tokenizer, tensor names and shapes), then the weights.
+    const auto tdir = (d / "tokenizer").string();
+    c.tokenizer = text::BpeTokenizer::from_vocab_merges(tdir + "/vocab.json", tdir + "/merges.txt", text::BpeTokenizer::Flavor::Clip);
+    c.ids = clip_tokens(c.tokenizer, tdir);
+    const auto scfg = (d / "scheduler" / "scheduler_config.json").string();
+    c.scheduler = schedulers::SchedulerConfig::from_json(io::read_json_file(scfg), scfg);
     io::BindOptions bo;
     bo.device = opts_.device;
     bo.dtype = opts_.dtype;
     const auto ucfg = (d / "unet" / "config.json").string();
     c.unet = UNet2DConditionModel(UNetConfig::from_json(io::read_json_file(ucfg), ucfg));
     c.unet->to(opts_.device, opts_.dtype);
-    io::bind(*c.unet, io::Checkpoint::open((d / "unet").string()), bo);
+    const auto unet_ck = io::Checkpoint::open((d / "unet").string());
     const auto vcfg = (d / "vae" / "config.json").string();
     c.vae = AutoencoderKL(VaeConfig::from_json(io::read_json_file(vcfg), vcfg));
     io::BindOptions vo = bo;
     if (opts_.dtype == torch::kFloat16 && c.vae->cfg.force_upcast) vo.dtype = torch::kFloat32;
     c.vae->to(opts_.device, *vo.dtype);
-    io::bind(*c.vae, io::Checkpoint::open((d / "vae").string()), vo);
+    const auto vae_ck = io::Checkpoint::open((d / "vae").string());
     const auto tcfg = (d / "text_encoder" / "config.json").string();
     c.text = clip::ClipTextModel(clip::TextConfig::load(tcfg));
     c.text->to(opts_.device, opts_.dtype);
     io::BindOptions to = bo;
     to.allow_missing = [](const std::string& k) { return k.find("position_ids") != std::string::npos; };
-    io::bind(*c.text, io::Checkpoint::open((d / "text_encoder").string()), to);
-    const auto tdir = (d / "tokenizer").string();
-    c.tokenizer = text::BpeTokenizer::from_vocab_merges(tdir + "/vocab.json", tdir + "/merges.txt", text::BpeTokenizer::Flavor::Clip);
-    c.ids = clip_tokens(c.tokenizer, tdir);
-    const auto scfg = (d / "scheduler" / "scheduler_config.json").string();
-    c.scheduler = schedulers::SchedulerConfig::from_json(io::read_json_file(scfg), scfg);
-    check_shapes(c, dir);
+    const auto text_ck = io::Checkpoint::open((d / "text_encoder").string());
+    check_components(c, dir);
+    io::check(*c.unet, unet_ck, bo);
+    io::check(*c.vae, vae_ck, vo);
+    io::check(*c.text, text_ck, to);
+    io::bind(*c.unet, unet_ck, bo);
+    io::bind(*c.vae, vae_ck, vo);
+    io::bind(*c.text, text_ck, to);
     c.unet->eval();
     c.vae->eval();
     c.text->eval();
@@ -98,28 +110,35 @@ class StableDiffusionModel : public Model {
   }
 
   Components load_single_file(const std::string& file, const ModelOptions& o) {
-    Components c = read_single_file(file, o.device, o.dtype);
-    check_shapes(c, file);
-    return c;
-  }
-
-  static void check_shapes(const Components& c, const std::string& where) {
-    for (int64_t d : c.unet->cfg.cross_attention_dim)
-      if (d != c.text->cfg.hidden_size)
-        LOUPE_THROW(BadModel, where << ": the UNet attends to " << d << "-wide text features but the text encoder gives "
-                                    << c.text->cfg.hidden_size);
-    if (c.unet->cfg.out_channels != c.vae->cfg.latent_channels)
-      LOUPE_THROW(BadModel, where << ": the UNet makes " << c.unet->cfg.out_channels << " latent channels, the VAE has "
-                                  << c.vae->cfg.latent_channels);
-    if (c.tokenizer.vocab_size() > static_cast<size_t>(c.text->cfg.vocab_size))
-      LOUPE_THROW(BadModel, where << ": the tokenizer has " << c.tokenizer.vocab_size() << " tokens, the text encoder "
-                                  << c.text->cfg.vocab_size);
+    return read_single_file(file, o.device, o.dtype, o.models_dir);
   }
 
   // LoRA files merge into the weights; a running job finishes first (the model's lock).
   void set_lora(const std::string& path, float weight) override {
     std::lock_guard<std::mutex> lock(mu_);
     lora_.set(path, weight, *unet_, *text_);
+  }
+
+  // An external VAE replaces the checkpoint's own, which waits in host memory; "" brings it back.
+  void set_vae(const std::string& path) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (path.empty()) {
+      if (vae_.get() != own_vae_.get()) {
+        own_vae_->to(opts_.device);
+        vae_ = own_vae_;
+      }
+      vae_file_.clear();
+    } else {
+      AutoencoderKL v = read_vae(path, own_vae_->cfg, opts_.device, opts_.dtype);
+      if (v->cfg.latent_channels != unet_->cfg.out_channels)
+        LOUPE_THROW(BadModel, path << ": this VAE has " << v->cfg.latent_channels << " latent channels, the UNet makes "
+                                   << unet_->cfg.out_channels << "; hint: choose a VAE made for this model family");
+      if (vae_.get() == own_vae_.get()) own_vae_->to(torch::kCPU);
+      vae_ = v;
+      vae_file_ = path;
+    }
+    vae_dtype_ = vae_->parameters().front().scalar_type();
+    count_bytes();
   }
 
   std::string family() const override { return "stable-diffusion"; }
@@ -151,9 +170,8 @@ class StableDiffusionModel : public Model {
     const int batch = static_cast<int>(r.get_int("batch_count", 1, 1, 16));
     int64_t seed = r.get_int("seed", -1, -1, std::numeric_limits<int64_t>::max());
     if (seed < 0) seed = static_cast<int64_t>(std::random_device{}() & 0x7fffffff);
+    // An empty prompt is valid (unconditional generation): like diffusers, "" is BOS, EOS, padding.
     const std::string prompt = r.get_string("prompt");
-    if (prompt.empty() && r.task != "img2img")
-      LOUPE_THROW(InvalidArgument, "task '" << r.task << "' needs a prompt: set the string parameter \"prompt\"");
 
     // prompts -> embeddings (same number of 77-token windows for both)
     auto pos = tokenize_prompt(*tok_, ids_, prompt);
@@ -193,6 +211,7 @@ class StableDiffusionModel : public Model {
     res.numbers["steps"] = p.steps;
     res.strings["sampler"] = p.sampler;
     res.strings["variant"] = variant_;
+    if (!vae_file_.empty()) res.strings["vae"] = fs::path(vae_file_).filename().string();
     for (const auto& [file, w] : lora_.active()) res.strings["lora:" + fs::path(file).filename().string()] = std::to_string(w);
     return res;
   }
@@ -293,6 +312,8 @@ class StableDiffusionModel : public Model {
   ModelOptions opts_;
   UNet2DConditionModel unet_{nullptr};
   AutoencoderKL vae_{nullptr};
+  AutoencoderKL own_vae_{nullptr};  // the checkpoint's VAE (vae_ unless an external one is set)
+  std::string vae_file_;            // the external VAE, "" = none
   clip::ClipTextModel text_{nullptr};
   std::shared_ptr<text::BpeTokenizer> tok_;
   ClipTokens ids_;
@@ -307,6 +328,7 @@ class StableDiffusionModel : public Model {
 ModelFamily family() {
   ModelFamily f;
   f.name = "stable-diffusion";
+  f.bf16_on_fast_cpu = true;
   f.detect = [](const std::string& path) -> std::string {
     if (fs::is_directory(path)) {
       const fs::path idx = fs::path(path) / "model_index.json";

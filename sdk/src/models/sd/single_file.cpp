@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "io/config.h"
+#include "models/clip/clip_vocab.h"
 
 namespace fs = std::filesystem;
 
@@ -85,18 +86,20 @@ int64_t count_layers(const io::Checkpoint& ck, const std::string& prefix) {
   return n;
 }
 
-std::string find_tokenizer(const fs::path& file, const fs::path& sidecar) {
-  if (fs::exists(sidecar / "tokenizer" / "vocab.json")) return (sidecar / "tokenizer").string();
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(file.parent_path(), ec)) {
-    const fs::path t = e.path() / "tokenizer";
-    if (e.is_directory() && fs::exists(t / "vocab.json") && fs::exists(t / "merges.txt") && fs::exists(e.path() / "model_index.json"))
-      return t.string();
-  }
-  LOUPE_THROW(NotFound, file.string() << ": a single-file checkpoint carries no tokenizer, and none was found next to it; "
-                                      << "hint: put any Stable Diffusion 1.x/2.x diffusers folder (its tokenizer/ with vocab.json "
-                                      << "and merges.txt is enough) in the same folder, or a sidecar folder '" << sidecar.filename().string()
-                                      << "/tokenizer'");
+// The CLIP vocabulary: the sidecar's tokenizer/, a diffusers folder next to the file or in the
+// models folder, Loupe's copy, the Hugging Face cache. Looked up before any weight is read.
+std::string find_tokenizer(const fs::path& file, const fs::path& sidecar, const std::string& models_dir) {
+  std::vector<std::string> folders{file.parent_path().string()};
+  if (!models_dir.empty() && fs::path(models_dir) != file.parent_path()) folders.push_back(models_dir);
+  std::vector<std::string> looked;
+  const std::string found = clip::find_clip_vocab({(sidecar / "tokenizer").string()}, folders, &looked);
+  if (!found.empty()) return found;
+  std::string where;
+  for (const auto& l : looked) where += (where.empty() ? "" : ", ") + l;
+  LOUPE_THROW(NotFound, file.string() << ": a single-file checkpoint carries no tokenizer, and no CLIP tokenizer "
+                                      << "(vocab.json + merges.txt) was found (looked in: " << where << "); hint: "
+                                      << clip::clip_vocab_hint() << ", or a sidecar folder '"
+                                      << sidecar.filename().string() << "/tokenizer' next to the file");
 }
 
 }  // namespace
@@ -234,12 +237,26 @@ io::KeyMap clip_single_file_keymap(bool open_clip, int64_t hidden) {
   return km;
 }
 
-SingleFile read_single_file(const std::string& path, const torch::Device& device, torch::ScalarType dtype) {
+void check_components(const SingleFile& c, const std::string& where) {
+  for (int64_t d : c.unet->cfg.cross_attention_dim)
+    if (d != c.text->cfg.hidden_size)
+      LOUPE_THROW(BadModel, where << ": the UNet attends to " << d << "-wide text features but the text encoder gives "
+                                  << c.text->cfg.hidden_size);
+  if (c.unet->cfg.out_channels != c.vae->cfg.latent_channels)
+    LOUPE_THROW(BadModel, where << ": the UNet makes " << c.unet->cfg.out_channels << " latent channels, the VAE has "
+                                << c.vae->cfg.latent_channels);
+  if (c.tokenizer.vocab_size() > static_cast<size_t>(c.text->cfg.vocab_size))
+    LOUPE_THROW(BadModel, where << ": the tokenizer has " << c.tokenizer.vocab_size() << " tokens, the text encoder "
+                                << c.text->cfg.vocab_size);
+}
+
+SingleFile read_single_file(const std::string& path, const torch::Device& device, torch::ScalarType dtype,
+                            const std::string& models_dir) {
   const std::string variant = detect_single_file(path);
   if (variant.empty())
     LOUPE_THROW(BadModel, path << ": not a Stable Diffusion 1.x/2.x single-file checkpoint (no '" << kUNet
                                << "input_blocks.0.0.weight'); SDXL, SD3 and FLUX single files are not supported yet");
-  auto ck = io::Checkpoint::open(path);
+  auto ck = io::Checkpoint::open(path);  // headers only
   const bool sd2 = variant.rfind("sd2", 0) == 0, inpaint = variant.find("inpainting") != std::string::npos;
   const fs::path file(path);
   const fs::path sidecar = file.parent_path() / file.stem();
@@ -250,40 +267,56 @@ SingleFile read_single_file(const std::string& path, const torch::Device& device
   };
   const std::string where = has_sidecar ? (sidecar / "unet" / "config.json").string() : path + " (reference SD config)";
   SingleFile sf;
+  // Everything cheap first (tokenizer, configs, names and shapes from the header), so that a missing
+  // piece is reported before gigabytes of weights are read.
+  const std::string tdir = find_tokenizer(file, sidecar, models_dir);
+  sf.tokenizer = text::BpeTokenizer::from_vocab_merges(tdir + "/vocab.json", tdir + "/merges.txt", text::BpeTokenizer::Flavor::Clip);
+  sf.ids = clip_tokens(sf.tokenizer, tdir);
+  if (tdir != (sidecar / "tokenizer").string()) {
+    // a vocabulary found elsewhere: padding as the checkpoint's family pads (SD 1.x with
+    // <|endoftext|>, SD 2.x's OpenCLIP with "!", id 0), whatever that folder's settings say
+    const int64_t bang = sf.tokenizer.token_to_id("!");
+    sf.ids.pad = sd2 && bang >= 0 ? bang : sf.ids.eos;
+  }
+  const auto sj = cfg("scheduler", "scheduler_config.json", nlohmann::json::object());
+  sf.scheduler = schedulers::SchedulerConfig::from_json(sj, has_sidecar ? (sidecar / "scheduler").string() : path);
+  const auto ucfg = UNetConfig::from_json(cfg("unet", "config.json", reference_unet_config(sd2, inpaint)), where);
+  const auto vcfg = VaeConfig::from_json(cfg("vae", "config.json", reference_vae_config()), where);
+  // SD 2.x checkpoints keep OpenCLIP's last block, which SD 2.x does not use (it reads the
+  // penultimate layer): diffusers' text encoder has one layer fewer.
+  const int64_t layers = sd2 ? std::max<int64_t>(1, count_layers(ck, std::string(kOpenClip) + "transformer.resblocks.") - 1)
+                             : std::max(count_layers(ck, std::string(kClip) + "text_model.encoder.layers."),
+                                        count_layers(ck, std::string(kClip) + "encoder.layers."));  // older files
+  auto tj = cfg("text_encoder", "config.json", reference_clip_config(sd2, layers));
+  if (has_sidecar) tj["num_hidden_layers"] = layers;
+  const auto tc = clip::TextConfig::from_json(tj, where);
+
   io::BindOptions bo;
   bo.device = device;
   bo.dtype = dtype;
-  sf.unet = UNet2DConditionModel(UNetConfig::from_json(cfg("unet", "config.json", reference_unet_config(sd2, inpaint)), where));
+  sf.unet = UNet2DConditionModel(ucfg);
   sf.unet->to(device, dtype);
   bo.keymap = unet_single_file_keymap(sf.unet->cfg);
   bo.scope = kUNet;
-  io::bind(*sf.unet, ck, bo);
-  sf.vae = AutoencoderKL(VaeConfig::from_json(cfg("vae", "config.json", reference_vae_config()), where));
+  sf.vae = AutoencoderKL(vcfg);
   io::BindOptions vo = bo;
   if (dtype == torch::kFloat16 && sf.vae->cfg.force_upcast) vo.dtype = torch::kFloat32;
   sf.vae->to(device, *vo.dtype);
   vo.keymap = vae_single_file_keymap(sf.vae->cfg);
   vo.scope = kVae;
-  io::bind(*sf.vae, ck, vo);
-  // SD 2.x checkpoints keep OpenCLIP's last block, which SD 2.x does not use (it reads the
-  // penultimate layer): diffusers' text encoder has one layer fewer.
-  const int64_t layers = sd2 ? std::max<int64_t>(1, count_layers(ck, std::string(kOpenClip) + "transformer.resblocks.") - 1)
-                             : count_layers(ck, std::string(kClip) + "text_model.encoder.layers.");
-  auto tj = cfg("text_encoder", "config.json", reference_clip_config(sd2, layers));
-  if (has_sidecar) tj["num_hidden_layers"] = layers;
-  const auto tc = clip::TextConfig::from_json(tj, where);
   sf.text = clip::ClipTextModel(tc);
   sf.text->to(device, dtype);
   io::BindOptions to = bo;
   to.keymap = clip_single_file_keymap(sd2, tc.hidden_size);
   to.scope = sd2 ? kOpenClip : kClip;
   to.allow_missing = [](const std::string& k) { return k.find("position_ids") != std::string::npos; };
+  check_components(sf, path);
+  io::check(*sf.unet, ck, bo);
+  io::check(*sf.vae, ck, vo);
+  io::check(*sf.text, ck, to);
+  io::bind(*sf.unet, ck, bo);
+  io::bind(*sf.vae, ck, vo);
   io::bind(*sf.text, ck, to);
-  const std::string tdir = find_tokenizer(file, sidecar);
-  sf.tokenizer = text::BpeTokenizer::from_vocab_merges(tdir + "/vocab.json", tdir + "/merges.txt", text::BpeTokenizer::Flavor::Clip);
-  sf.ids = clip_tokens(sf.tokenizer, tdir);
-  const auto sj = cfg("scheduler", "scheduler_config.json", nlohmann::json::object());
-  sf.scheduler = schedulers::SchedulerConfig::from_json(sj, has_sidecar ? (sidecar / "scheduler").string() : path);
   if (!has_sidecar || !sj.contains("prediction_type")) {
     if (sd2 && !inpaint) {
       // SD 2.x comes as epsilon (512-base) and v-prediction (768-v) models with the same weights'
@@ -300,6 +333,42 @@ SingleFile read_single_file(const std::string& path, const torch::Device& device
   sf.vae->eval();
   sf.text->eval();
   return sf;
+}
+
+AutoencoderKL read_vae(const std::string& path, const VaeConfig& cfg, const torch::Device& device, torch::ScalarType dtype) {
+  if (path.empty()) LOUPE_THROW(InvalidArgument, "the VAE path is empty");
+  if (!fs::exists(path)) LOUPE_THROW(NotFound, path << ": no such VAE file or folder");
+  fs::path dir(path);
+  if (fs::is_directory(dir) && !fs::exists(dir / "config.json") && fs::exists(dir / "vae" / "config.json")) dir /= "vae";
+  io::BindOptions o;
+  o.device = device;
+  o.dtype = dtype;
+  AutoencoderKL vae{nullptr};
+  std::string where = path;
+  if (fs::is_directory(dir)) {  // diffusers' vae/ folder: its own config, diffusers' names
+    const auto cfile = (dir / "config.json").string();
+    if (!fs::exists(cfile))
+      LOUPE_THROW(BadModel, path << ": a VAE folder needs config.json and its weights (diffusers' vae/ layout); "
+                                 << "hint: choose the vae/ folder of a diffusers model, or a single VAE .safetensors file");
+    vae = AutoencoderKL(VaeConfig::from_json(io::read_json_file(cfile), cfile));
+    where = dir.string();
+  } else {
+    vae = AutoencoderKL(cfg);
+  }
+  const auto ck = io::Checkpoint::open(where);
+  if (!ck.has("encoder.conv_in.weight") && !ck.has(kVae + "encoder.conv_in.weight"))
+    LOUPE_THROW(BadModel, path << ": not a VAE (no tensor 'encoder.conv_in.weight'); hint: choose a VAE file (as kept in "
+                               << "models/VAE) or the vae/ folder of a diffusers model");
+  // A file in diffusers' names needs no map; the LDM layout (the web UIs' VAE files) goes through
+  // the single-file table, with "first_stage_model." or without it (the key-prefix rule).
+  bool diffusers_names = false;
+  for (const auto& n : ck.names()) diffusers_names = diffusers_names || n.find("down_blocks.") != std::string::npos;
+  if (!diffusers_names) o.keymap = vae_single_file_keymap(vae->cfg);
+  if (dtype == torch::kFloat16 && vae->cfg.force_upcast) o.dtype = torch::kFloat32;  // as the checkpoint's own
+  vae->to(device, *o.dtype);
+  io::bind(*vae, ck, o);  // names and shapes checked from the header before anything is read
+  vae->eval();
+  return vae;
 }
 
 }  // namespace loupe::sd

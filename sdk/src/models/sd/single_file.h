@@ -5,8 +5,9 @@
 // Configs: a single file holds only weights. They come from a sidecar folder "<file stem>/" (a
 // diffusers folder without weights, like diffusers' from_single_file(config=...)) when present, else
 // from the reference configs of the detected variant (SD 1.x, SD 2.x, SD 1.5 inpainting). The CLIP
-// tokenizer files come from the sidecar's tokenizer/ or from any Stable Diffusion folder next to
-// the file (the vocabulary is the same for SD 1.x and 2.x).
+// tokenizer files come from the sidecar's tokenizer/, else from wherever find_clip_vocab finds
+// them (a diffusers folder next to the file or in the models folder, Loupe's copy, the Hugging Face
+// cache); the vocabulary is the same for SD 1.x and 2.x.
 #pragma once
 #include <string>
 
@@ -41,6 +42,20 @@ struct SingleFile {
   schedulers::SchedulerConfig scheduler;
 };
 
-SingleFile read_single_file(const std::string& path, const torch::Device& device, torch::ScalarType dtype);
+// The pieces fit together (text width, latent channels, vocabulary size); from configs only.
+void check_components(const SingleFile& c, const std::string& where);
+
+// Checks everything cheap first (tokenizer, configs, tensor names and shapes from the header), then
+// reads the weights. `models_dir`: also searched for a CLIP tokenizer (see find_clip_vocab).
+SingleFile read_single_file(const std::string& path, const torch::Device& device, torch::ScalarType dtype,
+                            const std::string& models_dir = "");
+
+// An external VAE: a diffusers vae/ folder (config.json + weights, or a diffusers model folder
+// holding one), or one file with the VAE alone in the LDM layout ("encoder.*", "decoder.*",
+// "quant_conv.*", "post_quant_conv.*", as the web UIs keep them in models/VAE; with or without
+// "first_stage_model.") or in diffusers' names. A file takes the configuration `cfg` (the
+// checkpoint's own VAE's); `dtype` is the model's (fp16 becomes fp32 when the config says
+// force_upcast). Errors name the file, and the tensor and shapes that do not fit.
+AutoencoderKL read_vae(const std::string& path, const VaeConfig& cfg, const torch::Device& device, torch::ScalarType dtype);
 
 }  // namespace loupe::sd

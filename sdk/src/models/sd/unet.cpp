@@ -101,8 +101,8 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& c) : cfg(c)
   const double eps = c.norm_eps;
   conv_in = register_module("conv_in", torch::nn::Conv2d(Conv2dOptions(c.in_channels, boc[0], 3).padding(1)));
   auto te = register_module("time_embedding", std::make_shared<torch::nn::Module>());
-  time_linear_1 = te->register_module("linear_1", torch::nn::Linear(boc[0], temb));
-  time_linear_2 = te->register_module("linear_2", torch::nn::Linear(temb, temb));
+  time_linear_1 = te->register_module("linear_1", loupe::nn::Linear(boc[0], temb));
+  time_linear_2 = te->register_module("linear_2", loupe::nn::Linear(temb, temb));
 
   auto attn = [&](int64_t ch, size_t i) {
     return Transformer2D(ch, c.heads[i], ch / c.heads[i], c.cross_attention_dim[i], c.transformer_layers[i], groups,

@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "nn/linear.h"
+
 #include "models/sd/blocks.h"
 
 namespace loupe::sd {
@@ -46,7 +48,7 @@ struct UNet2DConditionModelImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& sample, const torch::Tensor& timestep, const torch::Tensor& context);
   UNetConfig cfg;
   torch::nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
-  torch::nn::Linear time_linear_1{nullptr}, time_linear_2{nullptr};
+  loupe::nn::Linear time_linear_1{nullptr}, time_linear_2{nullptr};
   torch::nn::ModuleList down_blocks, up_blocks;
   UNetBlock mid_block{nullptr};
   torch::nn::GroupNorm conv_norm_out{nullptr};

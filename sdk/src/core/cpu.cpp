@@ -1,0 +1,177 @@
+#include "core/cpu.h"
+
+#include <dlfcn.h>
+#include <sched.h>
+
+#include <thread>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <ATen/Parallel.h>
+
+namespace fs = std::filesystem;
+
+namespace loupe::cpu {
+
+namespace {
+
+std::string read_first_line(const fs::path& p) {
+  std::ifstream f(p);
+  std::string s;
+  std::getline(f, s);
+  return s;
+}
+
+Info detect() {
+  Info in;
+  std::set<int> allowed;
+#ifdef __linux__
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0)
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &set)) allowed.insert(c);
+#endif
+  std::ifstream f("/proc/cpuinfo");
+  std::string line, flags;
+  while (std::getline(f, line)) {
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string key = line.substr(0, colon);
+    key.erase(key.find_last_not_of(" \t") + 1);
+    const std::string value = colon + 2 <= line.size() ? line.substr(colon + 2) : "";
+    if (key == "model name" && in.model.empty()) in.model = value;
+    if (key == "flags" && flags.empty()) flags = value;
+  }
+  static const char* wanted[] = {"sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
+                                 "amx_tile", "amx_bf16", "amx_int8"};
+  std::istringstream fs_(flags);
+  std::set<std::string> have;
+  for (std::string w; fs_ >> w;) have.insert(w);
+  for (const char* w : wanted)
+    if (have.count(w)) in.isa.push_back(w);
+
+  in.logical = allowed.empty() ? std::max(1u, std::thread::hardware_concurrency()) : static_cast<int>(allowed.size());
+  std::set<std::pair<std::string, std::string>> cores;
+  for (int c : allowed) {
+    const fs::path topo = fs::path("/sys/devices/system/cpu") / ("cpu" + std::to_string(c)) / "topology";
+    const std::string pkg = read_first_line(topo / "physical_package_id"), core = read_first_line(topo / "core_id");
+    if (core.empty()) continue;
+    cores.insert({pkg, core});
+  }
+  in.physical = cores.empty() ? in.logical : static_cast<int>(cores.size());
+  return in;
+}
+
+// The handle of an already loaded library, or nullptr (never loads one).
+void* loaded(const char* soname) { return dlopen(soname, RTLD_LAZY | RTLD_NOLOAD); }
+
+void* find_symbol(const char* name) {
+  for (const char* lib : {"libopenblas.so.0", "libblas.so.3", "libmkl_rt.so.2", "libmkl_rt.so", "libblis.so.4"}) {
+    if (void* h = loaded(lib)) {
+      void* s = dlsym(h, name);
+      dlclose(h);
+      if (s) return s;
+    }
+  }
+  return dlsym(RTLD_DEFAULT, name);
+}
+
+}  // namespace
+
+bool Info::has(const std::string& flag) const { return std::find(isa.begin(), isa.end(), flag) != isa.end(); }
+
+const Info& info() {
+  static const Info in = detect();
+  return in;
+}
+
+Blas blas() {
+  Blas b;
+  void* sgemm = find_symbol("sgemm_");
+  if (!sgemm) {
+    b.kind = "unknown";
+    return b;
+  }
+  Dl_info di{};
+  if (dladdr(sgemm, &di) && di.dli_fname) {
+    std::error_code ec;
+    const auto real = fs::canonical(di.dli_fname, ec);
+    b.library = ec ? di.dli_fname : real.string();
+  }
+  using GetConfig = char* (*)();
+  if (auto get_config = reinterpret_cast<GetConfig>(find_symbol("openblas_get_config"))) {
+    b.kind = "openblas";
+    if (const char* c = get_config()) b.version = c;
+  } else if (find_symbol("mkl_get_max_threads")) {
+    b.kind = "mkl";
+  } else if (find_symbol("bli_info_get_version_str")) {
+    b.kind = "blis";
+  } else if (b.library.find("openblas") != std::string::npos) {
+    b.kind = "openblas";
+  } else if (b.library.find("/blas/libblas") != std::string::npos || b.library.find("libblas.so") != std::string::npos) {
+    b.kind = "reference";  // netlib's unoptimised Fortran BLAS (Debian's libblas3)
+  } else {
+    b.kind = "unknown";
+  }
+  return b;
+}
+
+int resolve_threads(int requested) {
+  if (requested > 0) return requested;
+  if (const char* env = std::getenv("LOUPE_NUM_THREADS")) {
+    char* end = nullptr;
+    const long n = std::strtol(env, &end, 10);
+    if (end != env && *end == '\0' && n > 0 && n <= 4096) return static_cast<int>(n);
+  }
+  return std::max(1, info().physical);
+}
+
+void apply_threads(int threads) {
+  if (threads < 1) return;
+  if (at::get_num_threads() != threads) at::set_num_threads(threads);
+  using SetThreads = void (*)(int);
+  if (auto set = reinterpret_cast<SetThreads>(find_symbol("openblas_set_num_threads"))) set(threads);
+}
+
+int current_threads() { return at::get_num_threads(); }
+
+nlohmann::json to_json(int threads) {
+  const Info& in = info();
+  const Blas b = blas();
+  return {{"model", in.model},
+          {"logical_cores", in.logical},
+          {"physical_cores", in.physical},
+          {"isa", in.isa},
+          {"fast_bf16", in.fast_bf16()},
+          {"threads", threads},
+          {"blas", {{"kind", b.kind}, {"library", b.library}, {"version", b.version}}}};
+}
+
+nlohmann::json problems(int threads) {
+  auto out = nlohmann::json::array();
+  const Blas b = blas();
+  if (b.kind == "reference")
+    out.push_back({{"id", "reference_blas"},
+                   {"severity", "warning"},
+                   {"message", "libtorch uses the unoptimised reference BLAS (" + b.library +
+                                   "): matrix products on the CPU run about 15x slower than they could"},
+                   {"remedy", "install an optimised BLAS: sudo apt-get install libopenblas0-pthread (it becomes the "
+                              "libblas.so.3 alternative; check with update-alternatives --display "
+                              "libblas.so.3-x86_64-linux-gnu)"}});
+  if (threads == 1 && info().logical > 1)
+    out.push_back({{"id", "single_thread"},
+                   {"severity", "warning"},
+                   {"message", "the CPU runs one thread although " + std::to_string(info().logical) +
+                                   " cores are available"},
+                   {"remedy", "unset LOUPE_NUM_THREADS (or set it to the number of cores), or set the runtime's "
+                              "num_threads option to 0 (all physical cores)"}});
+  return out;
+}
+
+}  // namespace loupe::cpu
