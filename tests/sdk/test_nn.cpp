@@ -14,7 +14,7 @@ TEST(Attention, BlockedEqualsPlainFormulation) {
     const auto q = torch::randn({2, 3, L, 40}), k = torch::randn({2, 3, S, 40}), v = torch::randn({2, 3, S, 40});
     const double s = 1.0 / std::sqrt(40.0);
     const auto ref = compat::sdpa(q, k, v, {}, false, s);
-    for (int64_t rows : {0, 64, 333, L}) {
+    for (int64_t rows : std::initializer_list<int64_t>{0, 64, 333, L}) {
       const auto got = nn::attention_blocked(q, k, v, s, rows);
       EXPECT_EQ(got.sizes(), ref.sizes());
       EXPECT_LT((got - ref).abs().max().item<float>(), 1e-5) << "L " << L << " S " << S << " rows " << rows;

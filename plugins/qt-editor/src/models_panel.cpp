@@ -307,8 +307,9 @@ void ModelsPanel::applyFound() {
   for (const auto& v : m_foundDoc.value("models").toArray()) {
     const auto m = v.toObject();
     const QString catalogId = m.value("catalog_id").toString();
-    if (catalogId.isEmpty() || hasErrors(m)) continue;
-    // A catalog variant found outside the models folder is installed there.
+    // A catalog variant found outside the models folder is installed there, when it is whole (a
+    // folder of the variant's name that Loupe cannot open is not).
+    if (catalogId.isEmpty() || hasErrors(m) || !m.value("supported").toBool()) continue;
     for (auto& s : m_statuses)
       if (s.variant.id == catalogId && s.state != InstallState::Installed) {
         s.state = InstallState::Installed;

@@ -28,6 +28,16 @@ constexpr DType kDTypes[] = {{"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"
 
 using nlohmann::json;
 
+// A shape or data_offsets value as written. An array of scalars (the usual case) keeps its
+// elements in HeaderReader::items (no allocation per tensor); one holding arrays or objects is
+// kept whole in `nested`. Anything but an array is "absent" for the checks.
+struct RawList {
+  bool is_array = false;
+  bool is_nested = false;
+  size_t first = 0, count = 0;
+  json nested;
+};
+
 // One top-level entry of the header as written: a tensor's dtype, shape and data_offsets (other
 // keys are skipped), or __metadata__'s entries (nullopt: not a string). Checked once the whole
 // header has parsed, so that invalid JSON is reported before anything else.
@@ -36,17 +46,17 @@ struct RawEntry {
   bool is_object = false;
   bool dtype_is_string = false;
   std::string dtype;
-  json shape, offsets;  // null when absent
+  RawList shape, offsets;
   std::vector<std::pair<std::string, std::optional<std::string>>> metadata;
 };
 
-// nlohmann's SAX events straight into RawEntry: no document is built for the header (a LoRA's
-// header holds ~800 tensors, and building the DOM was most of the time of reading it). Only the
-// small shape and data_offsets values are kept as JSON, for the checks and their messages.
-// Depths: 1 = inside the header object, 2 = inside an entry, 3+ = inside a field's value.
+// SAX events (nlohmann's interface) straight into RawEntry: no document is built for the header (a
+// LoRA's header holds ~800 tensors; building the DOM was most of the time of reading it).
+// Depths: 1 = inside the header object, 2 = inside an entry, 3 = inside a field's value.
 class HeaderReader {
  public:
   std::vector<RawEntry> entries;
+  std::vector<json> items;  // scalars of the shapes and data_offsets
   bool top_is_object = false;
   std::size_t error_byte = 0;
   std::string error;
@@ -79,9 +89,9 @@ class HeaderReader {
         e.dtype_is_string = false;
         e.dtype.clear();
       } else if (field_ == Field::Shape) {
-        e.shape = nullptr;
+        e.shape = RawList();
       } else if (field_ == Field::Offsets) {
-        e.offsets = nullptr;
+        e.offsets = RawList();
       }
     }
     return true;
@@ -99,9 +109,10 @@ class HeaderReader {
   bool in_metadata_ = false;
   Field field_ = Field::Other;
   std::string meta_key_, capture_key_;
-  std::vector<json*> stack_;  // containers open inside a shape / data_offsets value
+  RawList* list_ = nullptr;   // the shape / data_offsets array being read
+  std::vector<json*> stack_;  // containers open inside it once it is nested
 
-  // A new value inside the captured shape / data_offsets.
+  // A new value inside the nested shape / data_offsets.
   json& slot() {
     json& top = *stack_.back();
     if (top.is_array()) {
@@ -116,6 +127,9 @@ class HeaderReader {
     if (skip_from_) return true;
     if (!stack_.empty()) {
       slot() = std::forward<V>(v);
+    } else if (list_) {
+      items.emplace_back(std::forward<V>(v));
+      ++list_->count;
     } else if (depth_ == 1) {
       entries.back().is_object = false;
     } else if (depth_ == 2 && in_metadata_) {
@@ -125,12 +139,18 @@ class HeaderReader {
       entries.back().dtype_is_string = is_string;
       if constexpr (is_string) entries.back().dtype = std::move(v);
     }
-    // depth 0: the header is not an object; a scalar shape / data_offsets stays null (not an array)
+    // depth 0: the header is not an object; a scalar shape / data_offsets stays "not an array"
     return true;
   }
   bool open(bool object) {
     ++depth_;
     if (skip_from_) return true;
+    if (list_ && stack_.empty()) {  // the array holds containers: kept whole from here on
+      list_->nested = json::array_t(items.begin() + static_cast<std::ptrdiff_t>(list_->first), items.end());
+      items.resize(list_->first);
+      list_->is_nested = true;
+      stack_.push_back(&list_->nested);
+    }
     if (!stack_.empty()) {
       json& s = slot();
       s = object ? json::object() : json::array();
@@ -141,11 +161,10 @@ class HeaderReader {
     } else if (depth_ == 2) {
       entries.back().is_object = object;
       if (!object) skip_from_ = 2;
-    } else if (!in_metadata_ && (field_ == Field::Shape || field_ == Field::Offsets)) {
-      json& s = field_ == Field::Shape ? entries.back().shape : entries.back().offsets;
-      s = object ? json::object() : json::array();
-      if (!object) s.get_ref<json::array_t&>().reserve(4);
-      stack_.push_back(&s);
+    } else if (!in_metadata_ && !object && (field_ == Field::Shape || field_ == Field::Offsets)) {
+      list_ = field_ == Field::Shape ? &entries.back().shape : &entries.back().offsets;
+      list_->is_array = true;
+      list_->first = items.size();
     } else {
       if (in_metadata_) entries.back().metadata.emplace_back(std::move(meta_key_), std::nullopt);
       skip_from_ = depth_;  // a dtype that is a container stays "not a string"
@@ -153,12 +172,192 @@ class HeaderReader {
     return true;
   }
   bool close() {
-    if (skip_from_ == depth_) skip_from_ = 0;
-    else if (!skip_from_ && !stack_.empty()) stack_.pop_back();
+    if (skip_from_ == depth_) {
+      skip_from_ = 0;
+    } else if (!skip_from_ && list_ && depth_ == 3) {  // the shape / data_offsets array ends
+      stack_.clear();
+      list_ = nullptr;
+    } else if (!skip_from_ && !stack_.empty()) {
+      stack_.pop_back();
+    }
     --depth_;
     return true;
   }
 };
+
+// The JSON that safetensors writers produce, read straight into the SAX events: strings (escapes
+// and UTF-8 checked as nlohmann's lexer does), non-negative integers, objects and arrays. Gives up
+// (false) on anything else -- negative or non-integer numbers, literals, deep nesting, and every
+// syntax error -- and then nlohmann's parser reads the header again: its events, its messages.
+// nlohmann's lexer takes ~2 ms for a LoRA's 110 kB header; this takes a fraction of that.
+template <class Sax>
+bool fast_sax_parse(const char* p, const char* const end, Sax& sax) {
+  std::string s;
+  auto ws = [&] {
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) ++p;
+  };
+  auto hex4 = [&](uint32_t* out) {
+    if (end - p < 4) return false;
+    uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) {
+      const char c = *p++;
+      v <<= 4;
+      if (c >= '0' && c <= '9') v |= uint32_t(c - '0');
+      else if (c >= 'a' && c <= 'f') v |= uint32_t(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F') v |= uint32_t(c - 'A' + 10);
+      else return false;
+    }
+    *out = v;
+    return true;
+  };
+  auto utf8 = [&](uint32_t cp) {
+    if (cp < 0x80) {
+      s.push_back(char(cp));
+    } else if (cp < 0x800) {
+      s.push_back(char(0xC0 | (cp >> 6)));
+      s.push_back(char(0x80 | (cp & 0x3F)));
+    } else if (cp < 0x10000) {
+      s.push_back(char(0xE0 | (cp >> 12)));
+      s.push_back(char(0x80 | ((cp >> 6) & 0x3F)));
+      s.push_back(char(0x80 | (cp & 0x3F)));
+    } else {
+      s.push_back(char(0xF0 | (cp >> 18)));
+      s.push_back(char(0x80 | ((cp >> 12) & 0x3F)));
+      s.push_back(char(0x80 | ((cp >> 6) & 0x3F)));
+      s.push_back(char(0x80 | (cp & 0x3F)));
+    }
+  };
+  auto string = [&]() -> bool {  // at the opening quote; the text goes into s
+    s.clear();
+    ++p;
+    for (;;) {
+      const char* run = p;
+      while (p < end && *p != '"' && *p != '\\' && static_cast<unsigned char>(*p) >= 0x20 &&
+             static_cast<unsigned char>(*p) < 0x80)
+        ++p;
+      s.append(run, p);
+      if (p == end) return false;
+      const auto c = static_cast<unsigned char>(*p);
+      if (c == '"') {
+        ++p;
+        return true;
+      }
+      if (c < 0x20) return false;
+      if (c == '\\') {
+        if (++p == end) return false;
+        switch (*p++) {
+          case '"': s.push_back('"'); break;
+          case '\\': s.push_back('\\'); break;
+          case '/': s.push_back('/'); break;
+          case 'b': s.push_back('\b'); break;
+          case 'f': s.push_back('\f'); break;
+          case 'n': s.push_back('\n'); break;
+          case 'r': s.push_back('\r'); break;
+          case 't': s.push_back('\t'); break;
+          case 'u': {
+            uint32_t cp = 0, lo = 0;
+            if (!hex4(&cp)) return false;
+            if (cp >= 0xDC00 && cp <= 0xDFFF) return false;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+              if (end - p < 2 || p[0] != '\\' || p[1] != 'u') return false;
+              p += 2;
+              if (!hex4(&lo) || lo < 0xDC00 || lo > 0xDFFF) return false;
+              cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            utf8(cp);
+            break;
+          }
+          default: return false;
+        }
+        continue;
+      }
+      // UTF-8 (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF)
+      int more = 0;
+      unsigned char lo = 0x80, hi = 0xBF;
+      if (c >= 0xC2 && c <= 0xDF) more = 1;
+      else if (c == 0xE0) more = 2, lo = 0xA0;
+      else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) more = 2;
+      else if (c == 0xED) more = 2, hi = 0x9F;
+      else if (c == 0xF0) more = 3, lo = 0x90;
+      else if (c >= 0xF1 && c <= 0xF3) more = 3;
+      else if (c == 0xF4) more = 3, hi = 0x8F;
+      else return false;
+      if (end - p <= more) return false;
+      for (int i = 1; i <= more; ++i) {
+        const auto b = static_cast<unsigned char>(p[i]);
+        if (b < (i == 1 ? lo : 0x80) || b > (i == 1 ? hi : 0xBF)) return false;
+      }
+      s.append(p, p + more + 1);
+      p += more + 1;
+    }
+  };
+  std::vector<bool> in_object;  // the containers open: object or array
+  ws();
+  for (;;) {
+    // a value
+    if (p == end) return false;
+    if (*p == '{') {
+      ++p;
+      if (!sax.start_object(std::size_t(-1))) return false;
+      ws();
+      if (p < end && *p == '}') {
+        ++p;
+        if (!sax.end_object()) return false;
+      } else {
+        in_object.push_back(true);
+        goto key;
+      }
+    } else if (*p == '[') {
+      ++p;
+      if (!sax.start_array(std::size_t(-1))) return false;
+      ws();
+      if (p < end && *p == ']') {
+        ++p;
+        if (!sax.end_array()) return false;
+      } else {
+        in_object.push_back(false);
+        continue;
+      }
+    } else if (*p == '"') {
+      if (!string() || !sax.string(s)) return false;
+    } else if (*p >= '0' && *p <= '9') {
+      if (*p == '0' && end - p > 1 && p[1] >= '0' && p[1] <= '9') return false;
+      uint64_t v = 0;
+      for (; p < end && *p >= '0' && *p <= '9'; ++p) {
+        const uint64_t d = uint64_t(*p - '0');
+        if (v > (UINT64_MAX - d) / 10) return false;
+        v = v * 10 + d;
+      }
+      if (p < end && (*p == '.' || *p == 'e' || *p == 'E')) return false;
+      if (!sax.number_unsigned(v)) return false;
+    } else {
+      return false;
+    }
+    // after a value: the next one, or the end of containers
+    for (;;) {
+      ws();
+      if (in_object.empty()) return p == end;
+      if (p == end) return false;
+      if (*p == ',') {
+        ++p;
+        ws();
+        if (in_object.back()) goto key;
+        break;  // the next array element
+      }
+      if (*p != (in_object.back() ? '}' : ']')) return false;
+      ++p;
+      if (!(in_object.back() ? sax.end_object() : sax.end_array())) return false;
+      in_object.pop_back();
+    }
+    continue;
+  key:
+    if (p == end || *p != '"' || !string() || !sax.key(s)) return false;
+    ws();
+    if (p == end || *p != ':') return false;
+    ++p;
+    ws();
+  }
+}
 }  // namespace
 
 std::string shape_str(const std::vector<int64_t>& shape) {
@@ -245,22 +444,40 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   data_offset_ = 8 + n;
   const uint64_t data_size = file_size - data_offset_;
 
-  HeaderReader reader;
   const char* first = reinterpret_cast<const char*>(bytes + 8);
-  if (!nlohmann::json::sax_parse(first, first + n, &reader))
-    LOUPE_THROW(BadModel, path << ": header is not valid JSON (byte " << reader.error_byte << "): " << reader.error);
-  if (!reader.top_is_object) LOUPE_THROW(BadModel, path << ": header JSON is not an object");
+  auto reader = std::make_unique<HeaderReader>();
+  if (!fast_sax_parse(first, first + n, *reader)) {
+    reader = std::make_unique<HeaderReader>();
+    if (!nlohmann::json::sax_parse(first, first + n, reader.get()))
+      LOUPE_THROW(BadModel, path << ": header is not valid JSON (byte " << reader->error_byte << "): " << reader->error);
+  }
+  if (!reader->top_is_object) LOUPE_THROW(BadModel, path << ": header JSON is not an object");
 
   // Validated in name order (as a JSON object keeps its keys), so the first problem reported does
   // not depend on the order in the file; a repeated key counts once, with its last value.
-  auto& entries = reader.entries;
-  std::stable_sort(entries.begin(), entries.end(),
-                   [](const RawEntry& a, const RawEntry& b) { return a.name < b.name; });
+  auto& entries = reader->entries;
+  std::vector<uint32_t> order(entries.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<uint32_t>(i);
+  const auto by_name = [&](uint32_t a, uint32_t b) { return entries[a].name < entries[b].name; };
+  if (!std::is_sorted(order.begin(), order.end(), by_name)) std::stable_sort(order.begin(), order.end(), by_name);
+  // The elements of a shape / data_offsets that is an array.
+  const auto elements = [&](const RawList& l) -> std::pair<const json*, const json*> {
+    if (l.is_nested) {
+      const auto& a = l.nested.get_ref<const json::array_t&>();
+      return {a.data(), a.data() + a.size()};
+    }
+    const json* b = reader->items.data() + l.first;
+    return {b, b + l.count};
+  };
+  const auto dump = [&](const RawList& l) {
+    const auto [b, e] = elements(l);
+    return json(json::array_t(b, e)).dump();
+  };
   std::vector<std::pair<std::pair<uint64_t, uint64_t>, const std::string*>> ranges;
   ranges.reserve(entries.size());
-  for (size_t i = 0; i < entries.size(); ++i) {
-    if (i + 1 < entries.size() && entries[i + 1].name == entries[i].name) continue;
-    RawEntry& v = entries[i];
+  for (size_t k = 0; k < order.size(); ++k) {
+    if (k + 1 < order.size() && entries[order[k + 1]].name == entries[order[k]].name) continue;
+    RawEntry& v = entries[order[k]];
     const std::string& name = v.name;
     if (name == "__metadata__") {
       if (!v.is_object) LOUPE_THROW(BadModel, path << ": __metadata__ is not an object");
@@ -275,8 +492,10 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     const auto where = [&] { return path + ": tensor '" + name + "'"; };
     if (!v.is_object) LOUPE_THROW(BadModel, where() << ": entry is not an object");
     if (!v.dtype_is_string) LOUPE_THROW(BadModel, where() << ": missing dtype");
-    if (!v.shape.is_array()) LOUPE_THROW(BadModel, where() << ": missing shape");
-    if (!v.offsets.is_array() || v.offsets.size() != 2)
+    if (!v.shape.is_array) LOUPE_THROW(BadModel, where() << ": missing shape");
+    const auto [shape_begin, shape_end] = elements(v.shape);
+    const auto [offsets_begin, offsets_end] = elements(v.offsets);
+    if (!v.offsets.is_array || offsets_end - offsets_begin != 2)
       LOUPE_THROW(BadModel, where() << ": missing data_offsets [begin, end]");
     TensorInfo ti;
     ti.dtype = std::move(v.dtype);
@@ -286,23 +505,24 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
                                     << "' (known: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL F8_E4M3 F8_E5M2 U16 U32 U64)");
     uint64_t numel = 1;
     bool overflow = false;
-    ti.shape.reserve(v.shape.size());
-    for (const auto& d : v.shape) {
+    ti.shape.reserve(static_cast<size_t>(shape_end - shape_begin));
+    for (const json* it = shape_begin; it != shape_end; ++it) {
+      const json& d = *it;
       if (!d.is_number_integer() || d.get<int64_t>() < 0)
-        LOUPE_THROW(BadModel, where() << ": shape " << v.shape.dump() << " has a negative or non-integer size");
+        LOUPE_THROW(BadModel, where() << ": shape " << dump(v.shape) << " has a negative or non-integer size");
       const uint64_t dim = d.get<uint64_t>();
       if (dim != 0 && numel > UINT64_MAX / dim) overflow = true;
       numel *= dim;
       ti.shape.push_back(static_cast<int64_t>(dim));
     }
     if (overflow || numel > UINT64_MAX / esize || numel * esize > data_size)
-      LOUPE_THROW(BadModel, where() << ": shape " << v.shape.dump() << " of " << ti.dtype
+      LOUPE_THROW(BadModel, where() << ": shape " << dump(v.shape) << " of " << ti.dtype
                                     << " needs more bytes than the file's data area (" << data_size << " bytes)");
-    for (const auto& o : v.offsets)
-      if (!o.is_number_integer() || o.get<int64_t>() < 0)
-        LOUPE_THROW(BadModel, where() << ": data_offsets " << v.offsets.dump() << " are not non-negative integers");
-    ti.begin = v.offsets[0].get<uint64_t>();
-    ti.end = v.offsets[1].get<uint64_t>();
+    for (const json* o = offsets_begin; o != offsets_end; ++o)
+      if (!o->is_number_integer() || o->get<int64_t>() < 0)
+        LOUPE_THROW(BadModel, where() << ": data_offsets " << dump(v.offsets) << " are not non-negative integers");
+    ti.begin = offsets_begin[0].get<uint64_t>();
+    ti.end = offsets_begin[1].get<uint64_t>();
     if (ti.begin > ti.end)
       LOUPE_THROW(BadModel, where() << ": data_offsets begin " << ti.begin << " > end " << ti.end);
     if (ti.end > data_size)
@@ -311,7 +531,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     if (ti.end - ti.begin != numel * esize)
       LOUPE_THROW(BadModel, where() << ": byte size " << ti.end - ti.begin << " does not match dtype " << ti.dtype
                                     << " x shape " << shape_str(ti.shape) << " = " << numel * esize << " bytes");
-    auto it = tensors_.emplace_hint(tensors_.end(), name, std::move(ti));
+    auto it = tensors_.emplace_hint(tensors_.end(), std::move(v.name), std::move(ti));
     ranges.push_back({{it->second.begin, it->second.end}, &it->first});
   }
   std::sort(ranges.begin(), ranges.end(), [](const auto& a, const auto& b) {
@@ -349,7 +569,16 @@ torch::Tensor SafetensorsFile::load(const std::string& name, torch::Device devic
   const auto* src = static_cast<const uint8_t*>(map_->addr) + data_offset_ + ti.begin;
   // Copy out of the mapping (handles any alignment); then convert and move.
   auto t = torch::empty(ti.shape, torch::TensorOptions().dtype(st));
-  if (ti.end > ti.begin) std::memcpy(t.data_ptr(), src, ti.end - ti.begin);
+  if (ti.end > ti.begin) {
+    std::memcpy(t.data_ptr(), src, ti.end - ti.begin);
+    // The copy is ours now: hand the file's pages back, so that loading a model never holds the
+    // weights twice (mapped file + tensors; the page cache keeps them for a later load). The
+    // mapping is read-only and private, so a page touched again is simply read again.
+    static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    const uintptr_t a = reinterpret_cast<uintptr_t>(src), b = a + (ti.end - ti.begin);
+    const uintptr_t first = (a + page - 1) & ~(page - 1), last = b & ~(page - 1);
+    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+  }
   const auto target = dtype.value_or(st);
   if (target != st || device != t.device()) t = t.to(device, target);
   return t;

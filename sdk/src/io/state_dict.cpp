@@ -155,7 +155,7 @@ Plan plan(torch::nn::Module& module, const Checkpoint& ckpt, const BindOptions& 
   PrefixFix fix;
   if (!missing.empty()) fix = find_prefix_fix(missing, ckpt, o.scope, direct);
   if (!fix.prefix.empty())
-    pl.report.prefix_rule = std::string(fix.strip ? "without" : "with the extra") + " the prefix '" + fix.prefix + "'";
+    pl.report.prefix_rule = std::string(fix.strip ? "without the prefix '" : "with the extra prefix '") + fix.prefix + "'";
   for (auto& e : pl.entries) {
     if (ckpt.has(e.key)) continue;
     const std::string f = fix.prefix.empty() ? std::string() : fix.apply(e.key, o.scope);

@@ -44,11 +44,11 @@ torch::Tensor AttentionImpl::forward_spatial(const torch::Tensor& x) {
 
 ResnetBlock2DImpl::ResnetBlock2DImpl(int64_t in, int64_t out, int64_t temb_channels, int64_t groups, double eps) {
   norm1 = register_module("norm1", torch::nn::GroupNorm(GroupNormOptions(groups, in).eps(eps)));
-  conv1 = register_module("conv1", torch::nn::Conv2d(Conv2dOptions(in, out, 3).padding(1)));
+  conv1 = register_module("conv1", loupe::nn::Conv2d(Conv2dOptions(in, out, 3).padding(1)));
   if (temb_channels > 0) time_emb_proj = register_module("time_emb_proj", loupe::nn::Linear(temb_channels, out));
   norm2 = register_module("norm2", torch::nn::GroupNorm(GroupNormOptions(groups, out).eps(eps)));
-  conv2 = register_module("conv2", torch::nn::Conv2d(Conv2dOptions(out, out, 3).padding(1)));
-  if (in != out) conv_shortcut = register_module("conv_shortcut", torch::nn::Conv2d(Conv2dOptions(in, out, 1)));
+  conv2 = register_module("conv2", loupe::nn::Conv2d(Conv2dOptions(out, out, 3).padding(1)));
+  if (in != out) conv_shortcut = register_module("conv_shortcut", loupe::nn::Conv2d(Conv2dOptions(in, out, 1)));
 }
 
 torch::Tensor ResnetBlock2DImpl::forward(const torch::Tensor& x, const torch::Tensor& temb) {
@@ -59,7 +59,7 @@ torch::Tensor ResnetBlock2DImpl::forward(const torch::Tensor& x, const torch::Te
 }
 
 Downsample2DImpl::Downsample2DImpl(int64_t channels, int64_t padding_) : padding(padding_) {
-  conv = register_module("conv", torch::nn::Conv2d(Conv2dOptions(channels, channels, 3).stride(2).padding(padding)));
+  conv = register_module("conv", loupe::nn::Conv2d(Conv2dOptions(channels, channels, 3).stride(2).padding(padding)));
 }
 
 torch::Tensor Downsample2DImpl::forward(const torch::Tensor& x) {
@@ -68,13 +68,17 @@ torch::Tensor Downsample2DImpl::forward(const torch::Tensor& x) {
 }
 
 Upsample2DImpl::Upsample2DImpl(int64_t channels) {
-  conv = register_module("conv", torch::nn::Conv2d(Conv2dOptions(channels, channels, 3).padding(1)));
+  conv = register_module("conv", loupe::nn::Conv2d(Conv2dOptions(channels, channels, 3).padding(1)));
 }
 
 torch::Tensor Upsample2DImpl::forward(const torch::Tensor& x, c10::optional<std::vector<int64_t>> size) {
-  auto opts = F::InterpolateFuncOptions().mode(torch::kNearest);
-  if (size) opts.size(*size);
-  else opts.scale_factor(std::vector<double>{2.0, 2.0});
+  if (!size) {
+    // Nearest 2x is each pixel repeated 2 x 2: one copy through a broadcast view, in any dtype (the
+    // interpolation kernel would need a float32 round trip for bfloat16), same values exactly.
+    const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+    return conv(x.reshape({B, C, H, 1, W, 1}).expand({B, C, H, 2, W, 2}).reshape({B, C, 2 * H, 2 * W}));
+  }
+  auto opts = F::InterpolateFuncOptions().mode(torch::kNearest).size(*size);
   // bfloat16 nearest upsampling is not implemented everywhere: go through float32 as diffusers does
   auto h = x.scalar_type() == torch::kBFloat16 ? F::interpolate(x.to(torch::kFloat32), opts).to(x.scalar_type())
                                                : F::interpolate(x, opts);
@@ -111,11 +115,11 @@ Transformer2DImpl::Transformer2DImpl(int64_t channels, int64_t heads, int64_t he
   const int64_t inner = heads * head_dim;
   norm = register_module("norm", torch::nn::GroupNorm(GroupNormOptions(groups, channels).eps(1e-6)));
   if (linear) proj_in_linear = register_module("proj_in", loupe::nn::Linear(channels, inner));
-  else proj_in_conv = register_module("proj_in", torch::nn::Conv2d(Conv2dOptions(channels, inner, 1)));
+  else proj_in_conv = register_module("proj_in", loupe::nn::Conv2d(Conv2dOptions(channels, inner, 1)));
   transformer_blocks = register_module("transformer_blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < layers; ++i) transformer_blocks->push_back(BasicTransformerBlock(inner, heads, head_dim, context_dim));
   if (linear) proj_out_linear = register_module("proj_out", loupe::nn::Linear(inner, channels));
-  else proj_out_conv = register_module("proj_out", torch::nn::Conv2d(Conv2dOptions(inner, channels, 1)));
+  else proj_out_conv = register_module("proj_out", loupe::nn::Conv2d(Conv2dOptions(inner, channels, 1)));
 }
 
 torch::Tensor Transformer2DImpl::forward(const torch::Tensor& x, const torch::Tensor& context) {

@@ -7,6 +7,7 @@
 
 #include <torch/torch.h>
 
+#include "nn/conv.h"
 #include "nn/linear.h"
 
 namespace loupe::sd {
@@ -29,7 +30,7 @@ struct ResnetBlock2DImpl : torch::nn::Module {
   ResnetBlock2DImpl(int64_t in, int64_t out, int64_t temb_channels, int64_t groups, double eps);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& temb = {});
   torch::nn::GroupNorm norm1{nullptr}, norm2{nullptr};
-  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv_shortcut{nullptr};
+  loupe::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv_shortcut{nullptr};
   loupe::nn::Linear time_emb_proj{nullptr};
 };
 TORCH_MODULE(ResnetBlock2D);
@@ -38,7 +39,7 @@ TORCH_MODULE(ResnetBlock2D);
 struct Downsample2DImpl : torch::nn::Module {
   Downsample2DImpl(int64_t channels, int64_t padding);
   torch::Tensor forward(const torch::Tensor& x);
-  torch::nn::Conv2d conv{nullptr};
+  loupe::nn::Conv2d conv{nullptr};
   int64_t padding;
 };
 TORCH_MODULE(Downsample2D);
@@ -47,7 +48,7 @@ TORCH_MODULE(Downsample2D);
 struct Upsample2DImpl : torch::nn::Module {
   explicit Upsample2DImpl(int64_t channels);
   torch::Tensor forward(const torch::Tensor& x, c10::optional<std::vector<int64_t>> size = c10::nullopt);
-  torch::nn::Conv2d conv{nullptr};
+  loupe::nn::Conv2d conv{nullptr};
 };
 TORCH_MODULE(Upsample2D);
 
@@ -67,7 +68,7 @@ struct Transformer2DImpl : torch::nn::Module {
                     int64_t groups, bool linear_projection);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context);
   torch::nn::GroupNorm norm{nullptr};
-  torch::nn::Conv2d proj_in_conv{nullptr}, proj_out_conv{nullptr};      // SD 1.x
+  loupe::nn::Conv2d proj_in_conv{nullptr}, proj_out_conv{nullptr};      // SD 1.x
   loupe::nn::Linear proj_in_linear{nullptr}, proj_out_linear{nullptr};  // SD 2.x
   torch::nn::ModuleList transformer_blocks;
   bool linear;

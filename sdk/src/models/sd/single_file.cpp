@@ -291,6 +291,8 @@ SingleFile read_single_file(const std::string& path, const torch::Device& device
   if (has_sidecar) tj["num_hidden_layers"] = layers;
   const auto tc = clip::TextConfig::from_json(tj, where);
 
+  // Each network is checked against the header as soon as it is built (a wrong size stops before
+  // the next one is allocated); the weights are read only once all three fit.
   io::BindOptions bo;
   bo.device = device;
   bo.dtype = dtype;
@@ -298,22 +300,22 @@ SingleFile read_single_file(const std::string& path, const torch::Device& device
   sf.unet->to(device, dtype);
   bo.keymap = unet_single_file_keymap(sf.unet->cfg);
   bo.scope = kUNet;
+  io::check(*sf.unet, ck, bo);
   sf.vae = AutoencoderKL(vcfg);
   io::BindOptions vo = bo;
   if (dtype == torch::kFloat16 && sf.vae->cfg.force_upcast) vo.dtype = torch::kFloat32;
   sf.vae->to(device, *vo.dtype);
   vo.keymap = vae_single_file_keymap(sf.vae->cfg);
   vo.scope = kVae;
+  io::check(*sf.vae, ck, vo);
   sf.text = clip::ClipTextModel(tc);
   sf.text->to(device, dtype);
   io::BindOptions to = bo;
   to.keymap = clip_single_file_keymap(sd2, tc.hidden_size);
   to.scope = sd2 ? kOpenClip : kClip;
   to.allow_missing = [](const std::string& k) { return k.find("position_ids") != std::string::npos; };
-  check_components(sf, path);
-  io::check(*sf.unet, ck, bo);
-  io::check(*sf.vae, ck, vo);
   io::check(*sf.text, ck, to);
+  check_components(sf, path);
   io::bind(*sf.unet, ck, bo);
   io::bind(*sf.vae, ck, vo);
   io::bind(*sf.text, ck, to);

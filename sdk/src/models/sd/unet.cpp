@@ -99,7 +99,7 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& c) : cfg(c)
   const size_t n = boc.size();
   const int64_t temb = boc[0] * 4, groups = c.norm_num_groups;
   const double eps = c.norm_eps;
-  conv_in = register_module("conv_in", torch::nn::Conv2d(Conv2dOptions(c.in_channels, boc[0], 3).padding(1)));
+  conv_in = register_module("conv_in", loupe::nn::Conv2d(Conv2dOptions(c.in_channels, boc[0], 3).padding(1)));
   auto te = register_module("time_embedding", std::make_shared<torch::nn::Module>());
   time_linear_1 = te->register_module("linear_1", loupe::nn::Linear(boc[0], temb));
   time_linear_2 = te->register_module("linear_2", loupe::nn::Linear(temb, temb));
@@ -161,7 +161,7 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& c) : cfg(c)
   }
   conv_norm_out = register_module("conv_norm_out",
                                   torch::nn::GroupNorm(torch::nn::GroupNormOptions(groups, boc[0]).eps(eps)));
-  conv_out = register_module("conv_out", torch::nn::Conv2d(Conv2dOptions(boc[0], c.out_channels, 3).padding(1)));
+  conv_out = register_module("conv_out", loupe::nn::Conv2d(Conv2dOptions(boc[0], c.out_channels, 3).padding(1)));
 }
 
 torch::Tensor UNet2DConditionModelImpl::forward(const torch::Tensor& sample, const torch::Tensor& timestep,

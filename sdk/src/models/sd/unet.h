@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "nn/conv.h"
 #include "nn/linear.h"
 
 #include "models/sd/blocks.h"
@@ -47,7 +48,7 @@ struct UNet2DConditionModelImpl : torch::nn::Module {
   // sample [B, in, h, w], timestep [B] or [1] (float), context [B, S, D] -> [B, out, h, w]
   torch::Tensor forward(const torch::Tensor& sample, const torch::Tensor& timestep, const torch::Tensor& context);
   UNetConfig cfg;
-  torch::nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
+  loupe::nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
   loupe::nn::Linear time_linear_1{nullptr}, time_linear_2{nullptr};
   torch::nn::ModuleList down_blocks, up_blocks;
   UNetBlock mid_block{nullptr};

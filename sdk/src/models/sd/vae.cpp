@@ -54,7 +54,7 @@ VaeCoderImpl::VaeCoderImpl(const VaeConfig& c, bool enc) : encoder(enc) {
   const int64_t g = c.norm_num_groups;
   blocks = torch::nn::ModuleList();
   if (encoder) {
-    conv_in = register_module("conv_in", torch::nn::Conv2d(Conv2dOptions(c.in_channels, boc[0], 3).padding(1)));
+    conv_in = register_module("conv_in", loupe::nn::Conv2d(Conv2dOptions(c.in_channels, boc[0], 3).padding(1)));
     register_module("down_blocks", blocks.ptr());
     int64_t out = boc[0];
     for (size_t i = 0; i < n; ++i) {
@@ -71,9 +71,9 @@ VaeCoderImpl::VaeCoderImpl(const VaeConfig& c, bool enc) : encoder(enc) {
     }
     mid_block = register_module("mid_block", make_mid(c));
     conv_norm_out = register_module("conv_norm_out", torch::nn::GroupNorm(torch::nn::GroupNormOptions(g, boc[n - 1]).eps(1e-6)));
-    conv_out = register_module("conv_out", torch::nn::Conv2d(Conv2dOptions(boc[n - 1], 2 * c.latent_channels, 3).padding(1)));
+    conv_out = register_module("conv_out", loupe::nn::Conv2d(Conv2dOptions(boc[n - 1], 2 * c.latent_channels, 3).padding(1)));
   } else {
-    conv_in = register_module("conv_in", torch::nn::Conv2d(Conv2dOptions(c.latent_channels, boc[n - 1], 3).padding(1)));
+    conv_in = register_module("conv_in", loupe::nn::Conv2d(Conv2dOptions(c.latent_channels, boc[n - 1], 3).padding(1)));
     mid_block = register_module("mid_block", make_mid(c));
     register_module("up_blocks", blocks.ptr());
     int64_t prev = boc[n - 1];
@@ -90,7 +90,7 @@ VaeCoderImpl::VaeCoderImpl(const VaeConfig& c, bool enc) : encoder(enc) {
       blocks->push_back(blk);
     }
     conv_norm_out = register_module("conv_norm_out", torch::nn::GroupNorm(torch::nn::GroupNormOptions(g, boc[0]).eps(1e-6)));
-    conv_out = register_module("conv_out", torch::nn::Conv2d(Conv2dOptions(boc[0], c.out_channels, 3).padding(1)));
+    conv_out = register_module("conv_out", loupe::nn::Conv2d(Conv2dOptions(boc[0], c.out_channels, 3).padding(1)));
   }
 }
 
@@ -118,8 +118,8 @@ AutoencoderKLImpl::AutoencoderKLImpl(const VaeConfig& c) : cfg(c) {
   encoder = register_module("encoder", VaeCoder(c, true));
   decoder = register_module("decoder", VaeCoder(c, false));
   const int64_t L = c.latent_channels;
-  if (c.use_quant_conv) quant_conv = register_module("quant_conv", torch::nn::Conv2d(Conv2dOptions(2 * L, 2 * L, 1)));
-  if (c.use_post_quant_conv) post_quant_conv = register_module("post_quant_conv", torch::nn::Conv2d(Conv2dOptions(L, L, 1)));
+  if (c.use_quant_conv) quant_conv = register_module("quant_conv", loupe::nn::Conv2d(Conv2dOptions(2 * L, 2 * L, 1)));
+  if (c.use_post_quant_conv) post_quant_conv = register_module("post_quant_conv", loupe::nn::Conv2d(Conv2dOptions(L, L, 1)));
 }
 
 std::pair<torch::Tensor, torch::Tensor> AutoencoderKLImpl::encode(const torch::Tensor& image) {

@@ -30,7 +30,7 @@ struct VaeCoderImpl : torch::nn::Module {
   VaeCoderImpl(const VaeConfig& c, bool encoder);
   torch::Tensor forward(torch::Tensor x);
   bool encoder;
-  torch::nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
+  loupe::nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
   torch::nn::ModuleList blocks;  // down_blocks / up_blocks (UNetBlock: resnets + samplers)
   UNetBlock mid_block{nullptr};
   torch::nn::GroupNorm conv_norm_out{nullptr};
@@ -53,7 +53,7 @@ struct AutoencoderKLImpl : torch::nn::Module {
   torch::Tensor decode_tiled(const torch::Tensor& z, int64_t tile = 64, int64_t overlap = 16);
   VaeConfig cfg;
   VaeCoder encoder{nullptr}, decoder{nullptr};
-  torch::nn::Conv2d quant_conv{nullptr}, post_quant_conv{nullptr};
+  loupe::nn::Conv2d quant_conv{nullptr}, post_quant_conv{nullptr};
 };
 TORCH_MODULE(AutoencoderKL);
 

@@ -1,0 +1,17 @@
+// 2-D convolutions as every model declares them: torch::nn::Conv2d's parameters and names, with a
+// forward that sends fp32/bf16 convolutions on the CPU to oneDNN always. libtorch 1.13 decides per
+// call and sends some (1 x 1 kernels at small batches on one thread) to its im2col + BLAS path,
+// several times slower here; the result is the same convolution up to floating-point rounding.
+#pragma once
+#include <torch/torch.h>
+
+namespace loupe::nn {
+
+class Conv2dImpl : public torch::nn::Conv2dImpl {
+ public:
+  using torch::nn::Conv2dImpl::Conv2dImpl;
+  torch::Tensor forward(const torch::Tensor& x);
+};
+TORCH_MODULE(Conv2d);
+
+}  // namespace loupe::nn
