@@ -21,6 +21,8 @@
 
 #include "loupe/loupe.h"
 
+#include "../support/scoped_env.h"
+
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -29,22 +31,6 @@ namespace {
 const std::string kFix = LOUPE_FIXTURES_DIR;
 const std::string kServer = LOUPE_HUB_SERVER;
 
-class Env {
- public:
-  Env(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
-    if (value) setenv(name, value, 1);
-    else unsetenv(name);
-  }
-  ~Env() {
-    if (had_) setenv(name_.c_str(), old_.c_str(), 1);
-    else unsetenv(name_.c_str());
-  }
-
- private:
-  std::string name_, old_;
-  bool had_ = false;
-};
 
 std::string read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);

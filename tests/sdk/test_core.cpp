@@ -6,6 +6,8 @@
 #include "core/cpu.h"
 #include "core/runtime.h"
 
+#include "../support/scoped_env.h"
+
 using namespace loupe;
 
 TEST(Request, RangeChecksNameTheParameter) {
@@ -187,19 +189,19 @@ TEST(Runtime, OutOfMemoryIsACleanStatusAndTheRuntimeStaysUsable) {
 // ------------------------------------------------------------------ the CPU: threads, BLAS, ISA
 
 TEST(Cpu, ThreadsDefaultToPhysicalCoresAndHonourTheEnvironment) {
-  const char* saved = std::getenv("LOUPE_NUM_THREADS");
-  const std::string keep = saved ? saved : "";
-  unsetenv("LOUPE_NUM_THREADS");
+  {
+    Env unset("LOUPE_NUM_THREADS", nullptr);
+    EXPECT_EQ(cpu::resolve_threads(0), cpu::info().physical);
+    EXPECT_GE(cpu::info().physical, 1);
+    EXPECT_LE(cpu::info().physical, cpu::info().logical);
+  }
+  {
+    Env five("LOUPE_NUM_THREADS", "5");
+    EXPECT_EQ(cpu::resolve_threads(0), 5);
+    EXPECT_EQ(cpu::resolve_threads(3), 3);  // the option wins over the environment
+  }
+  Env lots("LOUPE_NUM_THREADS", "lots");  // not a number: ignored
   EXPECT_EQ(cpu::resolve_threads(0), cpu::info().physical);
-  EXPECT_GE(cpu::info().physical, 1);
-  EXPECT_LE(cpu::info().physical, cpu::info().logical);
-  EXPECT_EQ(cpu::resolve_threads(3), 3);  // the option wins over the environment
-  setenv("LOUPE_NUM_THREADS", "5", 1);
-  EXPECT_EQ(cpu::resolve_threads(0), 5);
-  setenv("LOUPE_NUM_THREADS", "lots", 1);  // not a number: ignored
-  EXPECT_EQ(cpu::resolve_threads(0), cpu::info().physical);
-  if (saved) setenv("LOUPE_NUM_THREADS", keep.c_str(), 1);
-  else unsetenv("LOUPE_NUM_THREADS");
 }
 
 // The count reaches the thread that runs jobs (OpenMP's count is per thread) and diagnostics.

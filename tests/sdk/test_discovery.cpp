@@ -13,6 +13,8 @@
 #include "io/safetensors.h"
 #include "io/sha256.h"
 
+#include "../support/scoped_env.h"
+
 namespace fs = std::filesystem;
 using namespace loupe;
 using nlohmann::json;
@@ -28,23 +30,6 @@ fs::path temp_dir(const std::string& name) {
   return d;
 }
 
-// Sets (or with nullptr unsets) an environment variable for the scope.
-class Env {
- public:
-  Env(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
-    if (value) setenv(name, value, 1);
-    else unsetenv(name);
-  }
-  ~Env() {
-    if (had_) setenv(name_.c_str(), old_.c_str(), 1);
-    else unsetenv(name_.c_str());
-  }
-
- private:
-  std::string name_, old_;
-  bool had_ = false;
-};
 
 void copy_into(const fs::path& from, const fs::path& to) {
   fs::create_directories(to.parent_path());

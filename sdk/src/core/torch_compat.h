@@ -4,6 +4,8 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <variant>
+
 namespace loupe::compat {
 
 constexpr bool kTorch2 = TORCH_VERSION_MAJOR >= 2;
@@ -30,6 +32,17 @@ inline torch::Tensor sdpa(const torch::Tensor& q, const torch::Tensor& k, const 
   // softmax in fp32 for half inputs, as the fused kernels do
   auto probs = torch::softmax(scores.to(torch::kFloat32), -1).to(q.scalar_type());
   return torch::matmul(probs, v);
+#endif
+}
+
+// The alternative T of an option variant (Conv2dOptions::padding(), padding_mode()), or nullptr:
+// c10::variant in 1.13, std::variant from 2.1 on.
+template <class T, class V>
+const T* variant_get_if(const V& v) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+  return std::get_if<T>(&v);
+#else
+  return c10::get_if<T>(&v);
 #endif
 }
 
