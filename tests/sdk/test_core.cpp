@@ -239,4 +239,11 @@ TEST(Cpu, OptimisedBlasIsInUseAndReported) {
   bool flagged = false;
   for (auto& p : cpu::problems(2)) flagged = flagged || p["id"] == "reference_blas";
   EXPECT_EQ(flagged, b.kind == "reference");
+  if (b.kind == "openblas") {
+    EXPECT_FALSE(b.core.empty());
+    // generic kernels on a processor with AVX2/AVX-512 are a problem with a remedy
+    bool generic = false;
+    for (auto& p : cpu::problems(2)) generic = generic || p["id"] == "blas_generic_kernels";
+    if (generic) EXPECT_TRUE(cpu::info().has("avx2") || cpu::info().has("avx512f"));
+  }
 }

@@ -125,7 +125,8 @@ void TroubleshootingPanel::refresh() {
                  .arg(cpu.value("threads").toInt())
                  .arg(cpu.value("physical_cores").toInt())
                  .arg(isa.isEmpty() ? tr("none detected") : isa.join(QLatin1Char(' ')));
-    lines << tr("BLAS: %1 (%2)").arg(blas.value("kind").toString(), blas.value("library").toString());
+    lines << tr("BLAS: %1 %2 (%3)")
+                 .arg(blas.value("kind").toString(), blas.value("core").toString(), blas.value("library").toString());
   }
   const auto sessions = d.value("sessions").toArray();
   if (sessions.isEmpty()) lines << tr("No model loaded.");

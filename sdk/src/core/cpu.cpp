@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <sstream>
 
@@ -108,6 +109,8 @@ Blas blas() {
   if (auto get_config = reinterpret_cast<GetConfig>(find_symbol("openblas_get_config"))) {
     b.kind = "openblas";
     if (const char* c = get_config()) b.version = c;
+    if (auto get_core = reinterpret_cast<GetConfig>(find_symbol("openblas_get_corename")))
+      if (const char* c = get_core()) b.core = c;
   } else if (find_symbol("mkl_get_max_threads")) {
     b.kind = "mkl";
   } else if (find_symbol("bli_info_get_version_str")) {
@@ -150,7 +153,7 @@ nlohmann::json to_json(int threads) {
           {"isa", in.isa},
           {"fast_bf16", in.fast_bf16()},
           {"threads", threads},
-          {"blas", {{"kind", b.kind}, {"library", b.library}, {"version", b.version}}}};
+          {"blas", {{"kind", b.kind}, {"library", b.library}, {"version", b.version}, {"core", b.core}}}};
 }
 
 nlohmann::json problems(int threads) {
@@ -164,6 +167,20 @@ nlohmann::json problems(int threads) {
                    {"remedy", "install an optimised BLAS: sudo apt-get install libopenblas0-pthread (it becomes the "
                               "libblas.so.3 alternative; check with update-alternatives --display "
                               "libblas.so.3-x86_64-linux-gnu)"}});
+  // OpenBLAS picks its kernels from the processor's model; on processors it does not know (new
+  // ones, virtual machines) it falls back to generic SSE kernels, several times slower.
+  static const char* generic[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom", "Katmai",
+                                  "Coppermine", "Northwood", "Banias"};
+  const bool is_generic = std::find(std::begin(generic), std::end(generic), b.core) != std::end(generic);
+  if (b.kind == "openblas" && is_generic && (info().has("avx512f") || info().has("avx2")))
+    out.push_back({{"id", "blas_generic_kernels"},
+                   {"severity", "warning"},
+                   {"message", "OpenBLAS did not recognise this processor and uses its generic " + b.core +
+                                   " kernels, although the processor has " +
+                                   (info().has("avx512f") ? "AVX-512" : "AVX2") +
+                                   " (Loupe's own heavy products go to oneDNN and are not affected)"},
+                   {"remedy", std::string("start the program with OPENBLAS_CORETYPE=") +
+                                  (info().has("avx512f") ? "SkylakeX" : "Haswell") + " in its environment"}});
   if (threads == 1 && info().logical > 1)
     out.push_back({{"id", "single_thread"},
                    {"severity", "warning"},

@@ -13,6 +13,7 @@ struct Blas {
   std::string library;  // the file that provides sgemm_ (symlinks resolved), "" if none
   std::string kind;     // "openblas", "mkl", "blis", "reference" (netlib), "unknown"
   std::string version;  // e.g. OpenBLAS' config string, "" if unknown
+  std::string core;     // OpenBLAS: the kernels it chose for this processor (e.g. "SkylakeX", "Prescott")
 };
 
 struct Info {
