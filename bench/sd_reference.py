@@ -71,6 +71,7 @@ def combine_cpu(work, out_path):
               "median process CPU time (all threads; less disturbed by other programs on the machine); "
               "peak resident set sampled every ms while the case runs",
               "machine": {"cpu": ref["machine"], "threads": ref["threads"], "platform": platform.platform()},
+              "environment": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "LOUPE_NUM_THREADS")},
               "versions": ref["versions"], "diffusers_attention": ref.get("attention_processor"),
               "loupe_build": runs.get("loupe-fp32", {}).get("build"),
               "cases": cases, "peak_memory_bytes": memory, "output_distance_from_diffusers_fp32": distance,

@@ -152,6 +152,17 @@ Image gray_image(int w, int h) {
   return img;
 }
 
+// Both folders load and give the same result for one task on one image.
+void expect_same_florence2_results(const std::string& a, const std::string& b, const std::string& task,
+                                   const Image& image, int64_t max_new_tokens) {
+  auto ma = florence2::family().load(a, ModelOptions{}), mb = florence2::family().load(b, ModelOptions{});
+  Request r;
+  r.task = task;
+  r.images.push_back(image);
+  r.ints["max_new_tokens"] = max_new_tokens;
+  EXPECT_EQ(run(*ma, r).to_json(), run(*mb, r).to_json());
+}
+
 std::string error_of(const std::function<void()>& f, Status* status = nullptr) {
   try {
     f();
@@ -205,12 +216,7 @@ TEST(Layouts, Florence2ProcessorSettingsFromEitherFile) {
   const std::string e = error_of([&] { florence2::Config::load(none); });
   EXPECT_NE(e.find("processor_config.json"), std::string::npos) << e;
   // and the model gives the same results from both folders
-  auto ma = florence2::family().load(kFlorence, ModelOptions{}), mb = florence2::family().load(v5, ModelOptions{});
-  Request r;
-  r.task = "detect";
-  r.images.push_back(gray_image(96, 64));
-  r.ints["max_new_tokens"] = 16;
-  EXPECT_EQ(run(*ma, r).to_json(), run(*mb, r).to_json());
+  expect_same_florence2_results(kFlorence, v5, "detect", gray_image(96, 64), 16);
 }
 
 // The one key-prefix rule applies to Florence-2 too: a bare Florence2Model's weights ("vision_tower.*",
@@ -221,12 +227,7 @@ TEST(Layouts, Florence2WeightsWithoutTheModelPrefix) {
   copy_dir(kFlorence, dir);
   rewrite(kFlorence + "/model.safetensors", dir + "/model.safetensors",
           [](const std::string& n) { return n.rfind("model.", 0) == 0 ? n.substr(6) : n; });
-  auto ma = florence2::family().load(kFlorence, ModelOptions{}), mb = florence2::family().load(dir, ModelOptions{});
-  Request r;
-  r.task = "caption";
-  r.images.push_back(gray_image(80, 72));
-  r.ints["max_new_tokens"] = 12;
-  EXPECT_EQ(run(*ma, r).to_json(), run(*mb, r).to_json());
+  expect_same_florence2_results(kFlorence, dir, "caption", gray_image(80, 72), 12);
 }
 
 // ------------------------------------------------------------------------------ CLIP text

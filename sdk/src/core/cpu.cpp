@@ -125,6 +125,16 @@ Blas blas() {
   return b;
 }
 
+namespace {
+// OpenBLAS picks its kernels from the processor's model; on processors it does not know (new ones,
+// virtual machines) it falls back to generic SSE kernels, several times slower.
+bool openblas_generic(const Blas& b) {
+  static const char* generic[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom", "Katmai",
+                                  "Coppermine", "Northwood", "Banias"};
+  return std::find(std::begin(generic), std::end(generic), b.core) != std::end(generic);
+}
+}  // namespace
+
 int resolve_threads(int requested) {
   if (requested > 0) return requested;
   if (const char* env = std::getenv("LOUPE_NUM_THREADS")) {
@@ -167,12 +177,7 @@ nlohmann::json problems(int threads) {
                    {"remedy", "install an optimised BLAS: sudo apt-get install libopenblas0-pthread (it becomes the "
                               "libblas.so.3 alternative; check with update-alternatives --display "
                               "libblas.so.3-x86_64-linux-gnu)"}});
-  // OpenBLAS picks its kernels from the processor's model; on processors it does not know (new
-  // ones, virtual machines) it falls back to generic SSE kernels, several times slower.
-  static const char* generic[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom", "Katmai",
-                                  "Coppermine", "Northwood", "Banias"};
-  const bool is_generic = std::find(std::begin(generic), std::end(generic), b.core) != std::end(generic);
-  if (b.kind == "openblas" && is_generic && (info().has("avx512f") || info().has("avx2")))
+  if (b.kind == "openblas" && openblas_generic(b) && (info().has("avx512f") || info().has("avx2")))
     out.push_back({{"id", "blas_generic_kernels"},
                    {"severity", "warning"},
                    {"message", "OpenBLAS did not recognise this processor and uses its generic " + b.core +
