@@ -36,6 +36,9 @@
 #include "pipelines/diffusion.h"
 #include "text/bpe_tokenizer.h"
 
+#include "../support/scoped_env.h"
+#include "../support/sd_request.h"
+
 namespace fs = std::filesystem;
 using namespace loupe;
 
@@ -57,23 +60,6 @@ struct TempDir {
     fs::remove_all(path, ec);
   }
   std::string operator/(const std::string& p) const { return (path / p).string(); }
-};
-
-// Sets environment variables for one test and puts the old values back.
-struct EnvGuard {
-  std::vector<std::pair<std::string, std::optional<std::string>>> saved;
-  void set(const std::string& name, const std::optional<std::string>& value) {
-    const char* old = std::getenv(name.c_str());
-    saved.emplace_back(name, old ? std::optional<std::string>(old) : std::nullopt);
-    if (value) ::setenv(name.c_str(), value->c_str(), 1);
-    else ::unsetenv(name.c_str());
-  }
-  ~EnvGuard() {
-    for (auto it = saved.rbegin(); it != saved.rend(); ++it) {
-      if (it->second) ::setenv(it->first.c_str(), it->second->c_str(), 1);
-      else ::unsetenv(it->first.c_str());
-    }
-  }
 };
 
 // No tokenizer on this machine can leak into a test: every place looked in is under `root`.
@@ -131,15 +117,6 @@ Result run(Model& m, const Request& r) {
   Job job([](const Progress&) { return true; });
   JobContext ctx(&job);
   return m.run(r, ctx);
-}
-
-Request sd_request(const std::string& task, const std::string& prompt) {
-  Request r;
-  r.task = task;
-  r.strings["prompt"] = prompt;
-  r.ints["steps"] = 3;
-  r.ints["seed"] = 11;
-  return r;
 }
 
 Image gray_image(int w, int h) {

@@ -20,6 +20,8 @@
 #include "pipelines/compose.h"
 #include "text/bpe_tokenizer.h"
 
+#include "../support/sd_request.h"
+
 using namespace loupe;
 
 namespace {
@@ -68,15 +70,6 @@ Image box_mask(int w, int h, int x0, int y0, int x1, int y1) {
   for (int y = y0; y < y1; ++y)
     for (int x = x0; x < x1; ++x) m.row(y)[x] = 255;
   return m;
-}
-
-Request request(const std::string& task, const std::string& prompt) {
-  Request r;
-  r.task = task;
-  r.strings["prompt"] = prompt;
-  r.ints["steps"] = 3;
-  r.ints["seed"] = 11;
-  return r;
 }
 
 std::string error_of(const std::function<void()>& f) {
@@ -145,7 +138,7 @@ TEST(SdPrompt, LongPromptsAreChunkedAt75Tokens) {
 }
 
 TEST(SdSession, SeedsAreReproducibleAndBatchesCountUp) {
-  auto r = request("txt2img", "a (red:1.2) car, photo of the sky");
+  auto r = sd_request("txt2img", "a (red:1.2) car, photo of the sky");
   r.ints["width"] = 48;
   const auto a = run("tiny-sd15", r), b = run("tiny-sd15", r);
   ASSERT_EQ(a.images.size(), 1u);
@@ -170,7 +163,7 @@ TEST(SdSession, SeedsAreReproducibleAndBatchesCountUp) {
 }
 
 TEST(SdSession, NegativePromptEmphasisAndClipSkipChangeTheImage) {
-  auto r = request("txt2img", "a red car");
+  auto r = sd_request("txt2img", "a red car");
   const auto base = run("tiny-sd15", r);
   auto r2 = r;
   r2.strings["negative_prompt"] = "blue sky";
@@ -188,7 +181,7 @@ TEST(SdSession, NegativePromptEmphasisAndClipSkipChangeTheImage) {
 }
 
 TEST(SdSession, ProgressPreviewAndCancel) {
-  auto r = request("txt2img", "a cat");
+  auto r = sd_request("txt2img", "a cat");
   r.ints["steps"] = 5;
   std::vector<Progress> seen;
   std::vector<Image> previews;
@@ -211,7 +204,7 @@ TEST(SdSession, InpaintingKeepsEverythingOutsideTheMask) {
   for (const std::string model : {"tiny-sd15-inpaint", "tiny-sd15"}) {
     for (int only_masked : {0, 1}) {
       SCOPED_TRACE(model + (only_masked ? " only masked" : " whole image"));
-      auto r = request("inpaint", "a cat");
+      auto r = sd_request("inpaint", "a cat");
       r.images.push_back(gray_image(100, 76, 70));  // not a multiple of 8: processed at 104x80, resized back
       r.mask = box_mask(100, 76, 30, 20, 70, 50);
       r.ints["only_masked"] = only_masked;
@@ -279,17 +272,17 @@ TEST(SdCompose, ColorCorrectionRemovesAColorCast) {
 }
 
 TEST(SdSession, BadInputGetsSpecificErrors) {
-  auto r = request("txt2img", "a cat");
+  auto r = sd_request("txt2img", "a cat");
   r.ints["width"] = 60;
   EXPECT_NE(error_of([&] { run("tiny-sd15", r); }).find("multiples of 8"), std::string::npos);
-  r = request("txt2img", "a cat");
+  r = sd_request("txt2img", "a cat");
   r.strings["sampler"] = "heun++";
   EXPECT_NE(error_of([&] { run("tiny-sd15", r); }).find("unknown sampler 'heun++'"), std::string::npos);
-  r = request("img2img", "a cat");
+  r = sd_request("img2img", "a cat");
   r.images.push_back(gray_image(64, 64, 10));
   r.floats["strength"] = 1.5;
   EXPECT_NE(error_of([&] { run("tiny-sd15", r); }).find("'strength' = 1.5 is out of range"), std::string::npos);
-  r = request("inpaint", "a cat");
+  r = sd_request("inpaint", "a cat");
   r.images.push_back(gray_image(64, 64, 10));
   r.mask = box_mask(32, 64, 0, 0, 10, 10);
   EXPECT_NE(error_of([&] { run("tiny-sd15", r); }).find("the mask is 32x64 but the image is 64x64"), std::string::npos);
@@ -297,7 +290,7 @@ TEST(SdSession, BadInputGetsSpecificErrors) {
   EXPECT_NE(error_of([&] { run("tiny-sd15", r); }).find("the mask is empty"), std::string::npos);
   r.mask.reset();
   EXPECT_NE(error_of([&] { run("tiny-sd15", r); }).find("needs a mask"), std::string::npos);
-  r = request("detect", "x");
+  r = sd_request("detect", "x");
   EXPECT_NE(error_of([&] { run("tiny-sd15", r); }).find("does not do task 'detect'"), std::string::npos);
 }
 
@@ -324,7 +317,7 @@ TEST(SdSingleFile, SameImagesAsTheDiffusersFolder) {
     auto file = sd::family().load(single + "/" + name + ".safetensors", ModelOptions{});
     EXPECT_EQ(file->variant(), open_model(name)->variant());
     for (const std::string task : {"txt2img", "img2img"}) {
-      auto r = request(task, "a (red:1.2) car BREAK the sky");
+      auto r = sd_request(task, "a (red:1.2) car BREAK the sky");
       r.strings["negative_prompt"] = "blue";
       if (task == "img2img") r.images.push_back(gray_image(64, 64, 50));
       Job job([](const Progress&) { return true; });
@@ -400,7 +393,7 @@ TEST(SdLora, MergesExactlyAndComesOffAgain) {
 
 TEST(SdLora, ThroughTheSession) {
   auto model = sd::family().load(kSd + "/tiny-sd15", ModelOptions{});  // its own copy: LoRA changes it
-  auto r = request("txt2img", "a red car");
+  auto r = sd_request("txt2img", "a red car");
   Job job([](const Progress&) { return true; });
   JobContext ctx(&job);
   const auto plain = model->run(r, ctx);
@@ -429,7 +422,7 @@ TEST(SdSession, Bf16OnTheCpuStaysCloseToFp32) {
   ModelOptions o;
   o.dtype = torch::kBFloat16;
   auto bf16 = sd::family().load(kSd + "/tiny-sd15", o);
-  const auto r = request("txt2img", "a red car");
+  const auto r = sd_request("txt2img", "a red car");
   Job job([](const Progress&) { return true; });
   JobContext ctx(&job);
   const auto lo = bf16->run(r, ctx), hi = run("tiny-sd15", r);

@@ -1,24 +1,32 @@
-// Sets (or with nullptr unsets) an environment variable for a scope and restores it after; shared
-// by the C++ test binaries.
+// Environment variables set (or unset) for a scope and put back after, in reverse order; shared by
+// the C++ test binaries.
 #pragma once
 #include <cstdlib>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
-class Env {
- public:
-  Env(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old, had_ = true;
-    if (value) setenv(name, value, 1);
-    else unsetenv(name);
+struct EnvGuard {
+  EnvGuard() = default;
+  EnvGuard(const EnvGuard&) = delete;
+  EnvGuard& operator=(const EnvGuard&) = delete;
+  void set(const std::string& name, const std::optional<std::string>& value) {
+    const char* old = std::getenv(name.c_str());
+    saved.emplace_back(name, old ? std::optional<std::string>(old) : std::nullopt);
+    if (value) ::setenv(name.c_str(), value->c_str(), 1);
+    else ::unsetenv(name.c_str());
   }
-  ~Env() {
-    if (had_) setenv(name_.c_str(), old_.c_str(), 1);
-    else unsetenv(name_.c_str());
+  ~EnvGuard() {
+    for (auto it = saved.rbegin(); it != saved.rend(); ++it) {
+      if (it->second) ::setenv(it->first.c_str(), it->second->c_str(), 1);
+      else ::unsetenv(it->first.c_str());
+    }
   }
-  Env(const Env&) = delete;
-  Env& operator=(const Env&) = delete;
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved;
+};
 
- private:
-  std::string name_, old_;
-  bool had_ = false;
+// One variable: Env e("HF_TOKEN", "abc"); Env e("HF_HOME", nullptr) unsets it.
+struct Env : EnvGuard {
+  Env(const char* name, const char* value) { set(name, value ? std::optional<std::string>(value) : std::nullopt); }
 };
