@@ -9,7 +9,7 @@ int main(int argc, char** argv) {
   QApplication app(argc, argv);
   QCoreApplication::setOrganizationName(QStringLiteral("Loupe"));
   QCoreApplication::setApplicationName(QStringLiteral("Loupe Editor"));
-  QCoreApplication::setApplicationVersion(QStringLiteral("0.1.0"));
+  QCoreApplication::setApplicationVersion(QStringLiteral("0.2.0"));
 
   QCommandLineParser parser;
   parser.setApplicationDescription(QStringLiteral("Loupe image editor; AI tasks come from plugins."));

@@ -3,6 +3,7 @@
  * the job; model sessions are covered with the fixture models (LOUPE_FIXTURES_DIR). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 
@@ -68,7 +69,7 @@ static loupe_request *small_selftest(int64_t iterations) {
 }
 
 static void test_version_and_status(void) {
-  CHECK(strcmp(loupe_version(), "0.1.0") == 0);
+  CHECK(strcmp(loupe_version(), "0.2.0") == 0);
   CHECK(loupe_version_number() == LOUPE_VERSION_NUMBER);
   CHECK(strcmp(loupe_status_name(LOUPE_ERROR_BAD_MODEL), "LOUPE_ERROR_BAD_MODEL") == 0);
   CHECK(strcmp(loupe_status_name((loupe_status)-99), "LOUPE_ERROR_UNKNOWN") == 0);
@@ -154,7 +155,7 @@ static void test_jobs(loupe_runtime *rt) {
   loupe_job_state state;
   float fraction = -1;
   double v = 0;
-  loupe_box box;
+  loupe_box box = LOUPE_BOX_INIT;
   progress_calls = 0;
   CHECK(loupe_runtime_submit(&job, rt, rq, on_progress, NULL) == LOUPE_OK);
   loupe_request_free(rq); /* submit copied it */
@@ -169,7 +170,9 @@ static void test_jobs(loupe_runtime *rt) {
   CHECK(loupe_result_number(res, "ok", &v) == LOUPE_OK && v == 1.0);
   CHECK(loupe_result_number(res, "matmul_max_abs_error", &v) == LOUPE_OK && v == 0.0);
   CHECK_ERR(loupe_result_number(res, "nope", &v), LOUPE_ERROR_NOT_FOUND, "nope");
-  CHECK_ERR(loupe_result_box(res, 0, &box), LOUPE_ERROR_NOT_FOUND, "out of range");
+  CHECK_ERR(loupe_result_get_box(res, 0, &box), LOUPE_ERROR_NOT_FOUND, "out of range");
+  box.struct_size = 0;
+  CHECK_ERR(loupe_result_get_box(res, 0, &box), LOUPE_ERROR_INVALID_ARGUMENT, "LOUPE_BOX_INIT");
   CHECK(strstr(loupe_result_json(res), "\"matmul_tflops\"") != NULL);
   CHECK(strstr(loupe_result_text(res), "self-test passed") != NULL);
   loupe_result_free(res);
@@ -240,6 +243,85 @@ static void test_sd_session(loupe_runtime *rt, const char *fixtures) {
   loupe_session_close(s);
 }
 
+/* The task table: every task described, with typed parameters; a session's subset with its
+ * defaults; the JSON form; the init functions. */
+static void test_task_table(void) {
+  size_t n = loupe_task_count(NULL), i, j, idx = 0, seen_params = 0;
+  loupe_task_info t = LOUPE_TASK_INFO_INIT;
+  loupe_param_info p = LOUPE_PARAM_INFO_INIT;
+  char *json = NULL;
+  int found_region_category = 0;
+  CHECK(n >= 20);
+  for (i = 0; i < n; ++i) {
+    CHECK(loupe_task_describe(NULL, i, &t) == LOUPE_OK);
+    CHECK(t.name && *t.name && t.label && *t.label && t.help && *t.help && t.group && *t.group);
+    CHECK(t.outputs != 0);
+    if (strcmp(t.name, "region_category") == 0)
+      found_region_category = (t.required & LOUPE_INPUT_REGION) && (t.outputs & LOUPE_OUTPUT_TEXT);
+    for (j = 0; j < t.param_count; ++j) {
+      CHECK(loupe_task_param(NULL, i, j, &p) == LOUPE_OK);
+      CHECK(p.name && *p.name && p.label && *p.label && p.help && p.unit && p.default_string);
+      if (p.type == LOUPE_PARAM_INT || p.type == LOUPE_PARAM_FLOAT)
+        CHECK(p.min <= p.default_number && p.default_number <= p.max);
+      if (p.type == LOUPE_PARAM_CHOICE) CHECK(p.choice_count > 0 && p.choices[0] && *p.choices[0]);
+      ++seen_params;
+    }
+    CHECK_ERR(loupe_task_param(NULL, i, t.param_count, &p), LOUPE_ERROR_NOT_FOUND, "out of range");
+  }
+  CHECK(found_region_category);
+  CHECK(seen_params > 40);
+  CHECK_ERR(loupe_task_describe(NULL, n, &t), LOUPE_ERROR_NOT_FOUND, "out of range");
+  CHECK(loupe_task_find(NULL, "txt2img", &idx) == LOUPE_OK);
+  CHECK(loupe_task_describe(NULL, idx, &t) == LOUPE_OK && strcmp(t.text_key, "prompt") == 0);
+  CHECK((t.inputs & LOUPE_INPUT_TEXT) && !(t.required & LOUPE_INPUT_TEXT) && (t.outputs & LOUPE_OUTPUT_IMAGES));
+  CHECK_ERR(loupe_task_find(NULL, "paint", &idx), LOUPE_ERROR_NOT_FOUND, "txt2img");
+  CHECK(loupe_tasks_json(NULL, &json) == LOUPE_OK);
+  CHECK(json && strstr(json, "\"region_category\"") && strstr(json, "\"choices\"") && strstr(json, "\"euler_a\""));
+  loupe_string_free(json);
+  /* an older, smaller info struct is filled only up to its struct_size */
+  {
+    struct {
+      loupe_task_info head;
+      char guard[8];
+    } small;
+    memset(&small, 0x5a, sizeof small);
+    small.head.struct_size = (uint32_t)(offsetof(loupe_task_info, label));
+    CHECK(loupe_task_describe(NULL, 0, &small.head) == LOUPE_OK);
+    CHECK(small.head.name && *small.head.name);
+    CHECK(((unsigned char *)&small.head)[offsetof(loupe_task_info, label)] == 0x5a);
+  }
+  /* the init functions give the INIT macros' values */
+  {
+    loupe_runtime_options a = LOUPE_RUNTIME_OPTIONS_INIT, b;
+    loupe_box bx;
+    memset(&b, 0x7f, sizeof b);
+    CHECK(loupe_runtime_options_init(&b, (uint32_t)sizeof b) == LOUPE_OK);
+    CHECK(b.struct_size == a.struct_size && b.device == NULL && b.log_level == a.log_level && b.num_threads == 0);
+    CHECK(loupe_box_init(&bx, (uint32_t)sizeof bx) == LOUPE_OK && bx.kind == LOUPE_SHAPE_BOX && bx.struct_size == sizeof bx);
+    CHECK_ERR(loupe_runtime_options_init(&b, (uint32_t)sizeof b + 8), LOUPE_ERROR_INVALID_ARGUMENT, "newer header");
+    CHECK_ERR(loupe_param_info_init(NULL, 64), LOUPE_ERROR_INVALID_ARGUMENT, "NULL");
+  }
+}
+
+/* A session's tasks: the Florence-2 fixture offers region_category, not txt2img; its generation
+ * defaults come from its config. */
+static void test_session_tasks(loupe_session *s) {
+  size_t n = loupe_task_count(s), i, idx = 0;
+  loupe_task_info t = LOUPE_TASK_INFO_INIT;
+  loupe_param_info p = LOUPE_PARAM_INFO_INIT;
+  int beams = 0;
+  CHECK(n == 14);
+  CHECK(loupe_task_find(s, "region_category", &idx) == LOUPE_OK);
+  CHECK_ERR(loupe_task_find(s, "txt2img", &idx), LOUPE_ERROR_NOT_FOUND, "region_category");
+  CHECK(loupe_task_find(s, "caption", &idx) == LOUPE_OK);
+  CHECK(loupe_task_describe(s, idx, &t) == LOUPE_OK && strcmp(t.name, "caption") == 0 && t.text_key[0] == 0);
+  for (i = 0; i < t.param_count; ++i) {
+    CHECK(loupe_task_param(s, idx, i, &p) == LOUPE_OK);
+    if (strcmp(p.name, "num_beams") == 0) beams = (int)p.default_number;
+  }
+  CHECK(beams >= 1);
+}
+
 /* A real session through the ABI: the tiny Florence-2 fixture (random weights, real layout). */
 static void test_session(loupe_runtime *rt) {
   char path[1024];
@@ -282,11 +364,16 @@ static void test_session(loupe_runtime *rt) {
   loupe_request_free(rq);
   CHECK(loupe_request_create(&rq, "ground") == LOUPE_OK);
   CHECK(loupe_request_set_image(rq, &im) == LOUPE_OK);
-  CHECK(loupe_session_submit(&job, s, rq, NULL, NULL) == LOUPE_OK);
-  CHECK(loupe_job_wait(job, -1) == LOUPE_OK);
-  CHECK_ERR(loupe_job_take_result(&res, job), LOUPE_ERROR_INVALID_ARGUMENT, "needs a text");
-  loupe_job_free(job);
+  CHECK_ERR(loupe_session_submit(&job, s, rq, NULL, NULL), LOUPE_ERROR_INVALID_ARGUMENT, "needs a caption");
+  /* requests are checked against the session's description at submit */
+  CHECK(loupe_request_set_string(rq, "text", "a cat") == LOUPE_OK);
+  CHECK(loupe_request_set_int(rq, "num_beams", 99) == LOUPE_OK);
+  CHECK_ERR(loupe_session_submit(&job, s, rq, NULL, NULL), LOUPE_ERROR_INVALID_ARGUMENT, "'num_beams' = 99 is out of range [1, 16]");
+  CHECK(loupe_request_set_int(rq, "num_beams", 1) == LOUPE_OK);
+  CHECK(loupe_request_set_int(rq, "num_beam", 1) == LOUPE_OK);
+  CHECK_ERR(loupe_session_submit(&job, s, rq, NULL, NULL), LOUPE_ERROR_INVALID_ARGUMENT, "has no parameter 'num_beam'");
   loupe_request_free(rq);
+  test_session_tasks(s);
   CHECK_ERR(loupe_session_set_vae(s, path), LOUPE_ERROR_UNSUPPORTED, "does not take an external VAE");
   CHECK_ERR(loupe_session_set_vae(NULL, path), LOUPE_ERROR_INVALID_ARGUMENT, "session is NULL");
   loupe_session_close(s);
@@ -331,6 +418,7 @@ int main(void) {
   test_version_and_status();
   test_free_null();
   test_old_struct_size();
+  test_task_table();
   CHECK(loupe_runtime_create(&rt, &ro) == LOUPE_OK);
   test_bad_arguments(rt);
   test_jobs(rt);

@@ -144,12 +144,14 @@ TEST(Florence2, CudaGraphDecodingGivesTheSameIds) {
 
 TEST(Florence2, EveryTaskRunsEndToEnd) {
   auto m = load_tiny();
-  for (const auto& spec : tasks()) {
+  for (const auto& spec : florence2::tasks()) {
     Request r;
     r.task = spec.abi_task;
     r.images.push_back(test_image(120, 80));
-    r.strings["text"] = "a red car";
-    r.region = std::array<float, 4>{10, 10, 60, 40};
+    // the inputs the task's description says it takes (others are refused)
+    const auto desc = loupe::tasks::get(spec.abi_task);
+    if (desc.inputs & (loupe::tasks::kText | loupe::tasks::kQuestion)) r.strings[desc.text_key] = "a red car";
+    if (desc.inputs & loupe::tasks::kRegion) r.region = std::array<float, 4>{10, 10, 60, 40};
     r.ints["max_new_tokens"] = 12;
     Job job({});
     JobContext ctx(&job);
@@ -215,7 +217,7 @@ TEST(Florence2, BadInputGivesSpecificErrors) {
   Request ground;
   ground.task = "ground";
   ground.images.push_back(test_image(64, 64));
-  expect(ground, Status::InvalidArgument, "needs a text");
+  expect(ground, Status::InvalidArgument, "needs a caption");
   Request region;
   region.task = "region_caption";
   region.images.push_back(test_image(64, 64));
@@ -230,7 +232,7 @@ TEST(Florence2, BadInputGivesSpecificErrors) {
   expect(huge, Status::InvalidArgument, "over 64 Mpixel");
   Request none;
   none.task = "caption";
-  expect(none, Status::InvalidArgument, "needs an image");
+  expect(none, Status::InvalidArgument, "needs an input image");
 }
 
 TEST(Florence2, ShapeMismatchNamesTheKeyAndBothShapes) {

@@ -87,7 +87,7 @@ TEST(Schedulers, UnknownSamplerAndBadConfigAreErrors) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(e.status(), Status::InvalidArgument);
-    EXPECT_NE(std::string(e.what()).find("known: euler, euler_a, ddim, dpmpp_2m"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("known: euler_a, euler, ddim, dpmpp_2m"), std::string::npos);
   }
   EXPECT_THROW(SchedulerConfig::from_json({{"prediction_type", "sample"}}, "scheduler_config.json"), Error);
   EXPECT_THROW(SchedulerConfig::from_json({{"beta_schedule", "squaredcos_cap_v2"}}, "scheduler_config.json"), Error);

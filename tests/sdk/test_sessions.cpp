@@ -27,14 +27,14 @@ class LinearModel : public Model {
   }
   std::string family() const override { return "test-linear"; }
   std::string variant() const override { return "test-linear-64"; }
-  std::vector<std::string> tasks() const override { return {"caption"}; }
+  std::vector<tasks::Task> tasks() const override { return {tasks::get("caption")}; }
   uint64_t bytes() const override { return 64 * 64 * 4; }
   void to(torch::Device d) override {
     lin_->to(d);
     device_ = d;
     moves_++;
   }
-  Result run(const Request& r, JobContext& ctx) override {
+  Result run_task(const Request& r, JobContext& ctx) override {
     ctx.progress(0, 1, "run");
     Result out;
     out.task = r.task;
@@ -75,6 +75,7 @@ void register_once() {
 Result run(Runtime& rt, std::shared_ptr<Session> s) {
   Request r;
   r.task = "caption";
+  r.images.push_back(Image{4, 4, 3, std::vector<uint8_t>(48, 0)});  // the task's required input
   auto job = rt.submit_session(s, r, {}, false);
   EXPECT_TRUE(job->wait(30000));
   EXPECT_EQ(job->status(), Status::Ok) << job->message();

@@ -13,9 +13,12 @@
  *  - Inputs are borrowed for the duration of the call (the SDK copies what it keeps). Results are
  *    owned by the caller and freed with the matching free. Pointers read from a result (strings,
  *    pixel data, point arrays) live as long as that result.
- *  - Option structs start with `uint32_t struct_size` and are initialised with their LOUPE_*_INIT
- *    macro. The SDK reads only the first struct_size bytes, so a program compiled against an older
- *    header keeps working: fields are only ever appended.
+ *  - Option and info structs start with `uint32_t struct_size` and are initialised with their
+ *    LOUPE_*_INIT macro or, from languages without C macros (bindings), their loupe_*_init function.
+ *    The SDK reads or writes only the first struct_size bytes, so a program compiled against an
+ *    older header keeps working: fields are only ever appended.
+ *  - Tasks and their parameters are described by the library (loupe_task_count, loupe_task_describe,
+ *    loupe_task_param, loupe_tasks_json): build forms, command lines and bindings from them.
  *
  * Threading:
  *  - loupe_runtime: thread-safe. Create and free it on any thread; free it once, after you are done
@@ -60,7 +63,7 @@ typedef struct loupe_result loupe_result;   /* what a finished job produced */
 
 /* ---------------------------------------------------------------- version */
 #define LOUPE_VERSION_MAJOR 0
-#define LOUPE_VERSION_MINOR 1
+#define LOUPE_VERSION_MINOR 2
 #define LOUPE_VERSION_PATCH 0
 #define LOUPE_VERSION_NUMBER (LOUPE_VERSION_MAJOR * 10000 + LOUPE_VERSION_MINOR * 100 + LOUPE_VERSION_PATCH)
 
@@ -192,6 +195,14 @@ typedef struct loupe_session_info {
 
 #define LOUPE_SESSION_INFO_INIT { (uint32_t)sizeof(loupe_session_info), NULL, NULL, NULL, NULL, NULL, NULL, 0, 0 }
 
+/* The INIT macros as functions (as libgit2's *_options_init), for bindings: fill the first
+ * struct_size bytes of *out with the defaults and set out->struct_size. struct_size is the size the
+ * caller's layout has (sizeof in C); LOUPE_ERROR_INVALID_ARGUMENT if it is larger than this
+ * library's struct (a layout from a newer header) or too small to hold struct_size. */
+LOUPE_API loupe_status loupe_runtime_options_init(loupe_runtime_options *out, uint32_t struct_size);
+LOUPE_API loupe_status loupe_session_options_init(loupe_session_options *out, uint32_t struct_size);
+LOUPE_API loupe_status loupe_session_info_init(loupe_session_info *out, uint32_t struct_size);
+
 /** Opens a model folder (Hugging Face layout) or single-file checkpoint. Relative paths are
  *  resolved against the runtime's models_dir, then the working directory. options may be NULL.
  *  If the weights would exceed the VRAM budget, idle sessions used least recently are moved to
@@ -214,10 +225,10 @@ LOUPE_API loupe_status loupe_session_set_lora(loupe_session *session, const char
 LOUPE_API loupe_status loupe_session_set_vae(loupe_session *session, const char *path);
 
 /* ---------------------------------------------------------------- requests */
-/** Tasks: "selftest" and "download" (runtime), "caption", "detailed_caption", "more_detailed_caption", "detect",
- *  "dense_caption", "region_proposal", "ground", "segment", "region_segment", "open_vocabulary_detect",
- *  "region_category", "region_caption", "ocr", "ocr_regions", "vqa", "txt2img", "img2img", "inpaint".
- *  Which ones a session offers: loupe_session_info.tasks. */
+/** A request for a task of the library's table (see "task descriptions": loupe_task_count(NULL)
+ *  and loupe_task_describe list them, with their parameters). Which ones a session offers:
+ *  loupe_task_count(session) and loupe_task_describe, or loupe_session_info.tasks. An unknown task
+ *  is LOUPE_ERROR_INVALID_ARGUMENT listing the known ones. */
 LOUPE_API loupe_status loupe_request_create(loupe_request **out, const char *task);
 LOUPE_API void loupe_request_free(loupe_request *request);
 /** Sets the (first) input image; replaces all images set before. The pixels are copied. */
@@ -226,7 +237,9 @@ LOUPE_API loupe_status loupe_request_set_image(loupe_request *request, const lou
 LOUPE_API loupe_status loupe_request_add_image(loupe_request *request, const loupe_image *image);
 /** Sets the mask (GRAY8, same size as the image, 255 = repaint). Copied. */
 LOUPE_API loupe_status loupe_request_set_mask(loupe_request *request, const loupe_image *mask);
-/** Text parameters: "text"/"prompt", "negative_prompt", "sampler", ... value NULL removes it. */
+/** Parameters, named and typed as the task's description says (loupe_task_param). The text input:
+ *  its text_key ("prompt", "text", "question"; "text" and "prompt" are accepted for one another).
+ *  String and choice parameters: "negative_prompt", "sampler", ... value NULL removes it. */
 LOUPE_API loupe_status loupe_request_set_string(loupe_request *request, const char *key, const char *value);
 /** Integer parameters: "seed", "steps", "width", "height", "max_new_tokens", "num_beams", ... */
 LOUPE_API loupe_status loupe_request_set_int(loupe_request *request, const char *key, int64_t value);
@@ -234,6 +247,95 @@ LOUPE_API loupe_status loupe_request_set_int(loupe_request *request, const char 
 LOUPE_API loupe_status loupe_request_set_float(loupe_request *request, const char *key, double value);
 /** A region input in image pixels (region tasks). */
 LOUPE_API loupe_status loupe_request_set_region(loupe_request *request, float x0, float y0, float x1, float y1);
+
+/* ---------------------------------------------------------------- task descriptions */
+/* One table inside libloupe describes every task: its inputs, its parameters (type, default, range
+ * or choices, unit, one-line help) and its outputs. A session offers some of the tasks, with
+ * defaults fitted to its model (e.g. its native image size, its generation settings). Hosts build
+ * their task lists and forms from this description, so a task or parameter added to the library
+ * appears in them without host code. Requests are checked against it at submit: unknown
+ * parameters, wrong types, values out of range or not among the choices, and missing required
+ * inputs are LOUPE_ERROR_INVALID_ARGUMENT naming the task, the key and what is accepted; parameters
+ * not set take the session's defaults. "text" and "prompt" both name a task's text input.
+ *
+ * In the functions below, session NULL means the whole table with the library's generic defaults
+ * (also the runtime tasks "selftest" and "download"); otherwise the tasks the session offers.
+ * Strings read from the structs live as long as the session (session NULL: as long as the library
+ * is loaded). Thread-safe. */
+typedef enum loupe_param_type {
+  LOUPE_PARAM_INT = 1,    /* loupe_request_set_int; min, max, step */
+  LOUPE_PARAM_FLOAT = 2,  /* loupe_request_set_float; min, max, step (0 = any) */
+  LOUPE_PARAM_STRING = 3, /* loupe_request_set_string */
+  LOUPE_PARAM_BOOL = 4,   /* loupe_request_set_int with 0 or 1 */
+  LOUPE_PARAM_CHOICE = 5  /* loupe_request_set_string with one of choices */
+} loupe_param_type;
+
+/* Inputs (bits of loupe_task_info.inputs and .required). */
+#define LOUPE_INPUT_IMAGE 0x1u    /* loupe_request_set_image */
+#define LOUPE_INPUT_MASK 0x2u     /* loupe_request_set_mask */
+#define LOUPE_INPUT_TEXT 0x4u     /* a text: the string parameter text_key */
+#define LOUPE_INPUT_REGION 0x8u   /* loupe_request_set_region */
+#define LOUPE_INPUT_QUESTION 0x10u /* a question about the image: the string parameter text_key */
+/* Outputs (bits of loupe_task_info.outputs). */
+#define LOUPE_OUTPUT_TEXT 0x1u     /* loupe_result_text */
+#define LOUPE_OUTPUT_BOXES 0x2u    /* loupe_result_get_box */
+#define LOUPE_OUTPUT_POLYGONS 0x4u /* loupe_result_get_polygon */
+#define LOUPE_OUTPUT_MASKS 0x8u    /* loupe_result_image: GRAY8 masks */
+#define LOUPE_OUTPUT_IMAGES 0x10u  /* loupe_result_image */
+#define LOUPE_OUTPUT_NUMBERS 0x20u /* loupe_result_number */
+
+typedef struct loupe_task_info {
+  uint32_t struct_size;
+  const char *name;       /* the name for loupe_request_create, e.g. "caption" */
+  const char *label;      /* for a menu: "Caption" */
+  const char *help;       /* one line */
+  const char *group;      /* "describe", "find", "read", "generate", "edit", "runtime" */
+  uint32_t inputs;        /* LOUPE_INPUT_* bits it uses */
+  uint32_t required;      /* LOUPE_INPUT_* bits it cannot run without */
+  uint32_t outputs;       /* LOUPE_OUTPUT_* bits */
+  const char *text_key;   /* the string parameter of its text input ("prompt", "text", "question"); "" = none */
+  const char *text_label; /* e.g. "prompt", "caption", "question" */
+  const char *text_help;
+  int32_t runtime;        /* 1 = run with loupe_runtime_submit, not by a session */
+  size_t param_count;     /* parameters, read with loupe_task_param (the text input is not one) */
+} loupe_task_info;
+
+#define LOUPE_TASK_INFO_INIT { (uint32_t)sizeof(loupe_task_info), NULL, NULL, NULL, NULL, 0, 0, 0, NULL, NULL, NULL, 0, 0 }
+
+typedef struct loupe_param_info {
+  uint32_t struct_size;
+  const char *name;            /* the request key, e.g. "steps" */
+  loupe_param_type type;
+  const char *label;           /* for a form: "Steps" */
+  const char *help;            /* one line */
+  const char *unit;            /* "px", "steps", "tokens", ... or "" */
+  double default_number;       /* INT, FLOAT, BOOL (0 or 1) */
+  const char *default_string;  /* STRING, CHOICE; "" otherwise */
+  double min, max, step;       /* INT, FLOAT */
+  size_t choice_count;         /* CHOICE */
+  const char *const *choices;  /* choice_count strings */
+  int32_t advanced;            /* 1 = a host may fold it away */
+} loupe_param_info;
+
+#define LOUPE_PARAM_INFO_INIT { (uint32_t)sizeof(loupe_param_info), NULL, LOUPE_PARAM_INT, NULL, NULL, NULL, 0, NULL, 0, 0, 0, 0, NULL, 0 }
+
+LOUPE_API loupe_status loupe_task_info_init(loupe_task_info *out, uint32_t struct_size);
+LOUPE_API loupe_status loupe_param_info_init(loupe_param_info *out, uint32_t struct_size);
+
+/** How many tasks the session offers (session NULL: the whole table). 0 for a closed session. */
+LOUPE_API size_t loupe_task_count(loupe_session *session);
+/** The task at index (0 .. loupe_task_count - 1). */
+LOUPE_API loupe_status loupe_task_describe(loupe_session *session, size_t index, loupe_task_info *out);
+/** The index of a task by name; LOUPE_ERROR_NOT_FOUND (naming the tasks offered) if not offered. */
+LOUPE_API loupe_status loupe_task_find(loupe_session *session, const char *name, size_t *out_index);
+/** The parameter at param_index (0 .. param_count - 1) of the task at task_index. */
+LOUPE_API loupe_status loupe_task_param(loupe_session *session, size_t task_index, size_t param_index,
+                                        loupe_param_info *out);
+/** The same description as JSON: [{name, label, help, group, runtime, inputs: ["image", ...],
+ *  required: [...], outputs: [...], text: {key, label, help} (when it takes a text), params: [{name,
+ *  type ("int", "float", "string", "bool", "choice"), label, help, unit, advanced, default, min, max,
+ *  step, choices}]}]. Free *out_json with loupe_string_free. */
+LOUPE_API loupe_status loupe_tasks_json(loupe_session *session, char **out_json);
 
 /* ---------------------------------------------------------------- jobs */
 typedef enum loupe_job_state {
@@ -276,18 +378,36 @@ LOUPE_API loupe_status loupe_job_take_result(loupe_result **out, loupe_job *job)
 LOUPE_API void loupe_job_free(loupe_job *job);
 
 /* ---------------------------------------------------------------- results */
+/* What a box or polygon of a result is. */
+typedef enum loupe_shape_kind {
+  LOUPE_SHAPE_BOX = 1,     /* an axis-aligned box */
+  LOUPE_SHAPE_QUAD = 2,    /* four corners, clockwise from top-left (OCR lines) */
+  LOUPE_SHAPE_POLYGON = 3  /* an outline of any number of points (segmentation) */
+} loupe_shape_kind;
+
 typedef struct loupe_box {
-  float x0, y0, x1, y1; /* image pixels, x1/y1 exclusive */
-  float score;          /* 1 when the model gives none */
-  const char *label;    /* "" when none */
+  uint32_t struct_size;  /* set by the caller (LOUPE_BOX_INIT / loupe_box_init) */
+  loupe_shape_kind kind; /* LOUPE_SHAPE_BOX */
+  float x0, y0, x1, y1;  /* image pixels, x1/y1 exclusive */
+  float score;           /* 1 when the model gives none */
+  const char *label;     /* "" when none */
 } loupe_box;
 
+#define LOUPE_BOX_INIT { (uint32_t)sizeof(loupe_box), LOUPE_SHAPE_BOX, 0, 0, 0, 0, 0, NULL }
+
 typedef struct loupe_polygon {
-  const float *points;  /* x0, y0, x1, y1, ... in image pixels */
-  size_t point_count;   /* number of points (the array has 2 * point_count floats) */
-  const char *label;    /* "" when none; OCR regions: the text */
-  int32_t group;        /* polygons of one object (segmentation) share a group index */
+  uint32_t struct_size;  /* set by the caller (LOUPE_POLYGON_INIT / loupe_polygon_init) */
+  loupe_shape_kind kind; /* LOUPE_SHAPE_QUAD or LOUPE_SHAPE_POLYGON */
+  const float *points;   /* x0, y0, x1, y1, ... in image pixels */
+  size_t point_count;    /* number of points (the array has 2 * point_count floats) */
+  const char *label;     /* "" when none; OCR regions: the text */
+  int32_t group;         /* polygons of one object (segmentation) share a group index */
 } loupe_polygon;
+
+#define LOUPE_POLYGON_INIT { (uint32_t)sizeof(loupe_polygon), LOUPE_SHAPE_POLYGON, NULL, 0, NULL, 0 }
+
+LOUPE_API loupe_status loupe_box_init(loupe_box *out, uint32_t struct_size);
+LOUPE_API loupe_status loupe_polygon_init(loupe_polygon *out, uint32_t struct_size);
 
 LOUPE_API void loupe_result_free(loupe_result *result);
 /** The task that made it. */
@@ -297,13 +417,31 @@ LOUPE_API const char *loupe_result_json(const loupe_result *result);
 /** The text output ("" if none): captions, OCR text, VQA answers. */
 LOUPE_API const char *loupe_result_text(const loupe_result *result);
 LOUPE_API size_t loupe_result_box_count(const loupe_result *result);
-LOUPE_API loupe_status loupe_result_box(const loupe_result *result, size_t index, loupe_box *out);
+/** Box index; out->struct_size says how much of *out to fill. */
+LOUPE_API loupe_status loupe_result_get_box(const loupe_result *result, size_t index, loupe_box *out);
 LOUPE_API size_t loupe_result_polygon_count(const loupe_result *result);
-LOUPE_API loupe_status loupe_result_polygon(const loupe_result *result, size_t index, loupe_polygon *out);
+/** Polygon index; out->struct_size says how much of *out to fill. */
+LOUPE_API loupe_status loupe_result_get_polygon(const loupe_result *result, size_t index, loupe_polygon *out);
 LOUPE_API size_t loupe_result_image_count(const loupe_result *result);
 LOUPE_API loupe_status loupe_result_image(const loupe_result *result, size_t index, loupe_image *out);
 /** A named number of the result (e.g. selftest "matmul_tflops"); LOUPE_ERROR_NOT_FOUND if absent. */
 LOUPE_API loupe_status loupe_result_number(const loupe_result *result, const char *key, double *out);
+
+/* The 0.1 forms of boxes and polygons (fixed layouts, no kind), kept so that programs built against
+ * libloupe 0.1 run unchanged. New code: loupe_result_get_box / loupe_result_get_polygon. */
+typedef struct loupe_box_v0 {
+  float x0, y0, x1, y1;
+  float score;
+  const char *label;
+} loupe_box_v0;
+typedef struct loupe_polygon_v0 {
+  const float *points;
+  size_t point_count;
+  const char *label;
+  int32_t group;
+} loupe_polygon_v0;
+LOUPE_API loupe_status loupe_result_box(const loupe_result *result, size_t index, loupe_box_v0 *out);
+LOUPE_API loupe_status loupe_result_polygon(const loupe_result *result, size_t index, loupe_polygon_v0 *out);
 
 /* ---------------------------------------------------------------- discovery and downloads */
 /* Models people already have are found without loading weights (safetensors headers and config
@@ -324,6 +462,8 @@ typedef struct loupe_scan_options {
 } loupe_scan_options;
 
 #define LOUPE_SCAN_OPTIONS_INIT { (uint32_t)sizeof(loupe_scan_options), NULL, 0, 0, NULL }
+
+LOUPE_API loupe_status loupe_scan_options_init(loupe_scan_options *out, uint32_t struct_size);
 
 /** Finds models on disk without loading them. JSON:
  *  {roots: [{path, source, exists}],

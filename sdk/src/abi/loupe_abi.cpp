@@ -7,6 +7,7 @@
 #include "loupe/loupe.h"
 #include "core/discovery.h"
 #include "core/runtime.h"
+#include "core/tasks.h"
 #include "core/torch_compat.h"
 #include "io/convert.h"
 
@@ -19,9 +20,25 @@ namespace {
 struct RuntimeH {
   std::shared_ptr<loupe::Runtime> rt;
 };
+// Task descriptions as the C structs read them: the tasks, and per parameter its choices as a
+// const char* array. Immutable once built.
+struct TaskTableC {
+  std::vector<loupe::tasks::Task> tasks;
+  std::vector<std::vector<std::vector<const char*>>> choices;  // [task][param][choice]
+  explicit TaskTableC(std::vector<loupe::tasks::Task> t) : tasks(std::move(t)) {
+    for (const auto& task : tasks) {
+      choices.emplace_back();
+      for (const auto& p : task.params) {
+        choices.back().emplace_back();
+        for (const auto& c : p.choices) choices.back().back().push_back(c.c_str());
+      }
+    }
+  }
+};
 struct SessionH {
   std::shared_ptr<loupe::Session> s;
   std::string family, variant, tasks, device, dtype, path;  // storage for loupe_session_info
+  std::shared_ptr<const TaskTableC> task_table;             // the tasks it offers (set at open)
 };
 struct RequestH {
   loupe::Request r;
@@ -54,6 +71,18 @@ static_assert(LOUPE_ERROR_CANCELLED == static_cast<int>(Status::Cancelled), "sta
 static_assert(LOUPE_ERROR_TIMEOUT == static_cast<int>(Status::Timeout), "status mismatch");
 static_assert(LOUPE_ERROR_INVALID_STATE == static_cast<int>(Status::InvalidState), "status mismatch");
 static_assert(LOUPE_ERROR_INTERNAL == static_cast<int>(Status::Internal), "status mismatch");
+namespace lt = loupe::tasks;
+static_assert(LOUPE_PARAM_INT == static_cast<int>(lt::ParamType::Int) && LOUPE_PARAM_FLOAT == static_cast<int>(lt::ParamType::Float) &&
+                  LOUPE_PARAM_STRING == static_cast<int>(lt::ParamType::String) &&
+                  LOUPE_PARAM_BOOL == static_cast<int>(lt::ParamType::Bool) &&
+                  LOUPE_PARAM_CHOICE == static_cast<int>(lt::ParamType::Choice),
+              "parameter type mismatch");
+static_assert(LOUPE_INPUT_IMAGE == lt::kImage && LOUPE_INPUT_MASK == lt::kMask && LOUPE_INPUT_TEXT == lt::kText &&
+                  LOUPE_INPUT_REGION == lt::kRegion && LOUPE_INPUT_QUESTION == lt::kQuestion,
+              "input bits mismatch");
+static_assert(LOUPE_OUTPUT_TEXT == lt::kTextOut && LOUPE_OUTPUT_BOXES == lt::kBoxes && LOUPE_OUTPUT_POLYGONS == lt::kPolygons &&
+                  LOUPE_OUTPUT_MASKS == lt::kMasks && LOUPE_OUTPUT_IMAGES == lt::kImages && LOUPE_OUTPUT_NUMBERS == lt::kNumbers,
+              "output bits mismatch");
 
 namespace {
 
@@ -71,7 +100,10 @@ loupe_status guarded(const char* fn, F&& f) {
     f();
     return LOUPE_OK;
   } catch (const Error& e) {
-    return fail(e.status(), e.what());
+    // LOUPE_ARG and check_index inside the entry point's lambda see __func__ as "operator()".
+    std::string m = e.what();
+    if (m.rfind("operator(): ", 0) == 0) m = std::string(fn) + m.substr(10);
+    return fail(e.status(), m);
   } catch (const std::bad_alloc&) {
     return fail(Status::OutOfMemory, std::string(fn) + ": out of host memory");
   } catch (const std::exception& e) {
@@ -102,6 +134,38 @@ T read_options(const T* in, const T& defaults, const char* fn) {
   std::memcpy(static_cast<void*>(&out), in, n);
   out.struct_size = sizeof(T);
   return out;
+}
+
+// An info struct the SDK fills: its struct_size (set by the caller's INIT) must hold at least the
+// struct_size field itself.
+template <class T>
+void check_out_struct(const T* out, const char* fn, const char* init) {
+  if (!out) throw Error(Status::InvalidArgument, std::string(fn) + ": out is NULL");
+  if (out->struct_size <= sizeof(uint32_t))
+    throw Error(Status::InvalidArgument, std::string(fn) + ": out->struct_size = " + std::to_string(out->struct_size) +
+                                             " is too small: initialise the struct with " + init);
+}
+
+// Writes the first out->struct_size bytes of full (a caller built against an older header has a
+// smaller struct); struct_size stays the caller's.
+template <class T>
+void write_out(T full, T* out) {
+  const uint32_t n = std::min<uint32_t>(out->struct_size, sizeof(T));
+  full.struct_size = out->struct_size;
+  std::memcpy(static_cast<void*>(out), &full, n);
+}
+
+// loupe_*_init: the defaults of the INIT macro, for the first struct_size bytes.
+template <class T>
+loupe_status init_struct(T* out, uint32_t struct_size, const T& defaults, const char* fn) {
+  if (!out) return fail(Status::InvalidArgument, std::string(fn) + ": out is NULL");
+  if (struct_size <= sizeof(uint32_t) || struct_size > sizeof(T))
+    return fail(Status::InvalidArgument, std::string(fn) + ": struct_size " + std::to_string(struct_size) +
+                                             " is not a size of this struct (this library's is " + std::to_string(sizeof(T)) +
+                                             "; a larger one comes from a newer header than the library's)");
+  std::memcpy(static_cast<void*>(out), &defaults, struct_size);
+  out->struct_size = struct_size;
+  return LOUPE_OK;
 }
 
 int bytes_per_pixel(loupe_pixel_format f) {
@@ -298,7 +362,8 @@ loupe_status loupe_session_open(loupe_session** out, loupe_runtime* runtime, con
     const loupe_session_options defaults = LOUPE_SESSION_OPTIONS_INIT;
     const loupe_session_options o = read_options(options, defaults, __func__);
     auto s = H(runtime)->rt->open_session(path, o.device ? o.device : "", to_precision(o.precision, __func__));
-    *out = to_c<loupe_session>(new SessionH{std::move(s), {}, {}, {}, {}, {}, {}});
+    auto table = std::make_shared<const TaskTableC>(s->model()->tasks());
+    *out = to_c<loupe_session>(new SessionH{std::move(s), {}, {}, {}, {}, {}, {}, std::move(table)});
   });
 }
 
@@ -322,7 +387,7 @@ loupe_status loupe_session_describe(loupe_session* session, loupe_session_info* 
     H(session)->family = m->family();
     H(session)->variant = m->variant();
     H(session)->tasks.clear();
-    for (const auto& t : m->tasks()) H(session)->tasks += (H(session)->tasks.empty() ? "" : ",") + t;
+    for (const auto& t : H(session)->task_table->tasks) H(session)->tasks += (H(session)->tasks.empty() ? "" : ",") + t.name;
     H(session)->device = H(session)->s->device().str();
     H(session)->dtype = loupe::dtype_name(H(session)->s->dtype());
     H(session)->path = H(session)->s->path();
@@ -366,18 +431,8 @@ loupe_status loupe_request_create(loupe_request** out, const char* task) {
   return guarded(__func__, [&] {
     LOUPE_ARG(out, "out is NULL");
     LOUPE_ARG(task && *task, "task is NULL or empty");
-    static const char* known[] = {"selftest", "download", "caption", "detailed_caption", "more_detailed_caption", "detect",
-                                  "dense_caption", "region_proposal", "ground", "segment", "region_segment",
-                                  "open_vocabulary_detect", "region_category", "region_caption", "ocr",
-                                  "ocr_regions", "vqa", "txt2img", "img2img", "inpaint"};
-    bool ok = false;
-    for (const char* k : known) ok = ok || std::strcmp(k, task) == 0;
-    if (!ok)
-      throw Error(Status::InvalidArgument, std::string(__func__) + ": unknown task '" + task +
-                                               "'; tasks: selftest, download, caption, detailed_caption, more_detailed_caption, "
-                                               "detect, dense_caption, region_proposal, ground, segment, "
-                                               "region_segment, open_vocabulary_detect, region_category, "
-                                               "region_caption, ocr, ocr_regions, vqa, txt2img, img2img, inpaint");
+    if (!loupe::tasks::find(task))
+      throw Error(Status::InvalidArgument, std::string(__func__) + ": unknown task '" + task + "'; tasks: " + loupe::tasks::names());
     auto r = new RequestH;
     r->r.task = task;
     *out = to_c<loupe_request>(r);
@@ -545,23 +600,44 @@ static void check_index(const char* fn, size_t index, size_t count, const char* 
                                       " is out of range (the result has " + std::to_string(count) + ")");
 }
 
-loupe_status loupe_result_box(const loupe_result* result, size_t index, loupe_box* out) {
+loupe_status loupe_result_get_box(const loupe_result* result, size_t index, loupe_box* out) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(result, "result is NULL");
+    check_out_struct(out, __func__, "LOUPE_BOX_INIT");
+    check_index(__func__, index, H(result)->r->boxes.size(), "box");
+    const auto& b = H(result)->r->boxes[index];
+    write_out(loupe_box{sizeof(loupe_box), LOUPE_SHAPE_BOX, b.x0, b.y0, b.x1, b.y1, b.score, b.label.c_str()}, out);
+  });
+}
+
+loupe_status loupe_result_get_polygon(const loupe_result* result, size_t index, loupe_polygon* out) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(result, "result is NULL");
+    check_out_struct(out, __func__, "LOUPE_POLYGON_INIT");
+    check_index(__func__, index, H(result)->r->polygons.size(), "polygon");
+    const auto& p = H(result)->r->polygons[index];
+    const loupe_shape_kind kind = p.kind == "quad" ? LOUPE_SHAPE_QUAD : LOUPE_SHAPE_POLYGON;
+    write_out(loupe_polygon{sizeof(loupe_polygon), kind, p.points.data(), p.points.size() / 2, p.label.c_str(), p.group}, out);
+  });
+}
+
+loupe_status loupe_result_box(const loupe_result* result, size_t index, loupe_box_v0* out) {
   return guarded(__func__, [&] {
     LOUPE_ARG(result, "result is NULL");
     LOUPE_ARG(out, "out is NULL");
     check_index(__func__, index, H(result)->r->boxes.size(), "box");
     const auto& b = H(result)->r->boxes[index];
-    *out = loupe_box{b.x0, b.y0, b.x1, b.y1, b.score, b.label.c_str()};
+    *out = loupe_box_v0{b.x0, b.y0, b.x1, b.y1, b.score, b.label.c_str()};
   });
 }
 
-loupe_status loupe_result_polygon(const loupe_result* result, size_t index, loupe_polygon* out) {
+loupe_status loupe_result_polygon(const loupe_result* result, size_t index, loupe_polygon_v0* out) {
   return guarded(__func__, [&] {
     LOUPE_ARG(result, "result is NULL");
     LOUPE_ARG(out, "out is NULL");
     check_index(__func__, index, H(result)->r->polygons.size(), "polygon");
     const auto& p = H(result)->r->polygons[index];
-    *out = loupe_polygon{p.points.data(), p.points.size() / 2, p.label.c_str(), p.group};
+    *out = loupe_polygon_v0{p.points.data(), p.points.size() / 2, p.label.c_str(), p.group};
   });
 }
 
@@ -612,6 +688,102 @@ loupe_status loupe_models_scan(loupe_runtime* runtime, const loupe_scan_options*
     }
     // File names need not be UTF-8: dump replaces invalid bytes instead of throwing.
     *out_json = dup_string(loupe::scan_models(so).dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
+  });
+}
+
+// ------------------------------------------------------------------ struct init functions
+
+#define LOUPE_INIT_FN(T, INIT)                                 \
+  loupe_status T##_init(T* out, uint32_t struct_size) {        \
+    static const T defaults = INIT;                            \
+    return init_struct(out, struct_size, defaults, #T "_init"); \
+  }
+LOUPE_INIT_FN(loupe_runtime_options, LOUPE_RUNTIME_OPTIONS_INIT)
+LOUPE_INIT_FN(loupe_session_options, LOUPE_SESSION_OPTIONS_INIT)
+LOUPE_INIT_FN(loupe_session_info, LOUPE_SESSION_INFO_INIT)
+LOUPE_INIT_FN(loupe_scan_options, LOUPE_SCAN_OPTIONS_INIT)
+LOUPE_INIT_FN(loupe_task_info, LOUPE_TASK_INFO_INIT)
+LOUPE_INIT_FN(loupe_param_info, LOUPE_PARAM_INFO_INIT)
+LOUPE_INIT_FN(loupe_box, LOUPE_BOX_INIT)
+LOUPE_INIT_FN(loupe_polygon, LOUPE_POLYGON_INIT)
+#undef LOUPE_INIT_FN
+
+// ------------------------------------------------------------------ task descriptions
+
+static std::shared_ptr<const TaskTableC> task_table_of(loupe_session* session, const char* fn) {
+  if (!session) {
+    static const auto all = std::make_shared<const TaskTableC>(loupe::tasks::table());
+    return all;
+  }
+  if (!H(session)->s->model())
+    throw Error(Status::InvalidState, std::string(fn) + ": the session was closed");
+  return H(session)->task_table;
+}
+
+size_t loupe_task_count(loupe_session* session) {
+  try {
+    return task_table_of(session, __func__)->tasks.size();
+  } catch (...) {
+    return 0;
+  }
+}
+
+loupe_status loupe_task_describe(loupe_session* session, size_t index, loupe_task_info* out) {
+  return guarded(__func__, [&] {
+    check_out_struct(out, __func__, "LOUPE_TASK_INFO_INIT");
+    const auto table = task_table_of(session, __func__);
+    check_index(__func__, index, table->tasks.size(), "task");
+    const auto& t = table->tasks[index];
+    write_out(loupe_task_info{sizeof(loupe_task_info), t.name.c_str(), t.label.c_str(), t.help.c_str(), t.group.c_str(),
+                              t.inputs, t.required, t.outputs, t.text_key.c_str(), t.text_label.c_str(),
+                              t.text_help.c_str(), t.runtime ? 1 : 0, t.params.size()},
+              out);
+  });
+}
+
+loupe_status loupe_task_find(loupe_session* session, const char* name, size_t* out_index) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(name, "name is NULL");
+    LOUPE_ARG(out_index, "out_index is NULL");
+    const auto table = task_table_of(session, __func__);
+    std::string offered;
+    for (size_t i = 0; i < table->tasks.size(); ++i) {
+      if (table->tasks[i].name == name) {
+        *out_index = i;
+        return;
+      }
+      offered += (offered.empty() ? "" : ", ") + table->tasks[i].name;
+    }
+    throw Error(Status::NotFound, std::string(__func__) + ": task '" + name + "' is not " +
+                                      (session ? "offered by this session" : "known") + "; " +
+                                      (session ? "it offers: " : "tasks: ") + offered);
+  });
+}
+
+loupe_status loupe_task_param(loupe_session* session, size_t task_index, size_t param_index, loupe_param_info* out) {
+  return guarded(__func__, [&] {
+    check_out_struct(out, __func__, "LOUPE_PARAM_INFO_INIT");
+    const auto table = task_table_of(session, __func__);
+    check_index(__func__, task_index, table->tasks.size(), "task");
+    const auto& t = table->tasks[task_index];
+    check_index(__func__, param_index, t.params.size(), "parameter");
+    const auto& p = t.params[param_index];
+    const auto& ch = table->choices[task_index][param_index];
+    static const char* const no_choices[] = {nullptr};
+    write_out(loupe_param_info{sizeof(loupe_param_info), p.name.c_str(), static_cast<loupe_param_type>(p.type), p.label.c_str(),
+                               p.help.c_str(), p.unit.c_str(), p.def, p.def_string.c_str(), p.min, p.max, p.step, ch.size(),
+                               ch.empty() ? no_choices : ch.data(), p.advanced ? 1 : 0},
+              out);
+  });
+}
+
+loupe_status loupe_tasks_json(loupe_session* session, char** out_json) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(out_json, "out_json is NULL");
+    const auto table = task_table_of(session, __func__);
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& t : table->tasks) j.push_back(loupe::tasks::to_json(t));
+    *out_json = dup_string(j.dump(2));
   });
 }
 

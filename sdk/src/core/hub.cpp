@@ -589,7 +589,7 @@ DownloadSpec download_spec(const Request& r, const std::string& models_dir) {
     folder = repo.substr(repo.find('/') + 1);
   }
   check_repo(s.repo);
-  if (r.has_string("files")) {
+  if (!r.get_string("files").empty()) {
     s.files = split(r.get_string("files"), ',');
     if (s.files.empty()) LOUPE_THROW(InvalidArgument, "download: 'files' lists no file (comma-separated paths in the repo)");
   } else if (catalog_id.empty()) {
@@ -598,12 +598,12 @@ DownloadSpec download_spec(const Request& r, const std::string& models_dir) {
   }
   for (const auto& entry : s.files)
     for (const auto& f : split(entry[0] == '?' ? entry.substr(1) : entry, '|')) check_file_name(f);
-  if (r.has_string("revision")) {
+  if (!r.get_string("revision").empty()) {
     s.revision = trim(r.get_string("revision"));
     if (s.revision.empty() || s.revision.find("..") != std::string::npos)
       LOUPE_THROW(InvalidArgument, "download: revision '" << r.get_string("revision") << "' is not a branch, tag or commit");
   }
-  s.endpoint = r.has_string("endpoint") ? trim(r.get_string("endpoint")) : endpoint();
+  s.endpoint = !r.get_string("endpoint").empty() ? trim(r.get_string("endpoint")) : endpoint();
   while (!s.endpoint.empty() && s.endpoint.back() == '/') s.endpoint.pop_back();
   if (s.endpoint.rfind("http://", 0) != 0 && s.endpoint.rfind("https://", 0) != 0)
     LOUPE_THROW(InvalidArgument, "download: endpoint '" << s.endpoint << "' is not an http:// or https:// URL (HF_ENDPOINT or 'endpoint')");

@@ -2,6 +2,19 @@
 
 namespace loupe {
 
+Result Model::run(const Request& request, JobContext& ctx) {
+  const auto offered = tasks();
+  for (const auto& t : offered) {
+    if (t.name != request.task) continue;
+    Request resolved = request;
+    tasks::resolve(t, resolved);
+    return run_task(resolved, ctx);
+  }
+  std::string list;
+  for (const auto& t : offered) list += " " + t.name;
+  LOUPE_THROW(InvalidArgument, "task '" << request.task << "' is not offered by " << variant() << "; it offers:" << list);
+}
+
 void Model::set_lora(const std::string& path, float) {
   LOUPE_THROW(Unsupported, variant() << " does not take LoRA files ('" << path << "')");
 }

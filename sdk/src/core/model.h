@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "core/job.h"
+#include "core/tasks.h"
 #include "core/types.h"
 
 namespace loupe {
@@ -26,17 +27,25 @@ class Model {
   virtual ~Model() = default;
   virtual std::string family() const = 0;   // "florence2", "stable-diffusion", ...
   virtual std::string variant() const = 0;  // "florence2-base", "sd15", ...
-  virtual std::vector<std::string> tasks() const = 0;
+  // The tasks it offers: entries of the task table (tasks::get), with defaults and ranges adjusted
+  // to this model where they differ (its native size, its generation settings).
+  virtual std::vector<loupe::tasks::Task> tasks() const = 0;
   virtual uint64_t bytes() const = 0;       // bytes of all weights
   // Moves all weights to `device` (keeping the dtype). Used for offloading to host memory.
   virtual void to(torch::Device device) = 0;
-  // Runs one request. Long loops call ctx.check_cancelled() between steps and report progress.
-  virtual Result run(const Request& request, JobContext& ctx) = 0;
+  // Runs one request: checks it against the description of its task in tasks() (tasks::resolve:
+  // defaults filled in, types, ranges and choices checked), then run_task.
+  Result run(const Request& request, JobContext& ctx);
   // Optional: LoRA (diffusion families). Default: Unsupported error.
   virtual void set_lora(const std::string& path, float weight);
   // Optional: uses an external VAE (diffusion families); "" restores the checkpoint's own. Default:
   // Unsupported error.
   virtual void set_vae(const std::string& path);
+
+ protected:
+  // Runs a resolved request: every parameter of its task is there and checked (Request::integer,
+  // real, flag, text). Long loops call ctx.check_cancelled() between steps and report progress.
+  virtual Result run_task(const Request& request, JobContext& ctx) = 0;
 };
 
 // A family registers a detector and a loader. detect() looks at a folder/file without loading

@@ -1,9 +1,12 @@
 #include "core/runtime.h"
 
+#include "core/tasks.h"
+
 #include <filesystem>
 #include <sstream>
 
 #include "core/hub.h"
+#include "core/tasks.h"
 #include "core/cpu.h"
 #include "core/torch_compat.h"
 
@@ -316,7 +319,10 @@ std::shared_ptr<Job> Runtime::submit(Work work, ProgressFn progress, bool wants_
   return job;
 }
 
-std::shared_ptr<Job> Runtime::submit_request(const Request& request, ProgressFn progress, bool wants_preview) {
+std::shared_ptr<Job> Runtime::submit_request(const Request& unresolved, ProgressFn progress, bool wants_preview) {
+  const tasks::Task* spec = tasks::find(unresolved.task);
+  Request request = unresolved;
+  if (spec && spec->runtime) tasks::resolve(*spec, request);
   if (request.task == "download") {
     const hub::DownloadSpec spec = hub::download_spec(request, options_.models_dir);
     return submit_background([spec](JobContext& ctx) { return hub::download(spec, ctx); }, std::move(progress));
@@ -352,18 +358,24 @@ std::shared_ptr<Job> Runtime::submit_background(Work work, ProgressFn progress) 
   return job;
 }
 
-std::shared_ptr<Job> Runtime::submit_session(std::shared_ptr<Session> session, const Request& request,
+std::shared_ptr<Job> Runtime::submit_session(std::shared_ptr<Session> session, const Request& unresolved,
                                              ProgressFn progress, bool wants_preview) {
   auto model = session->model();
   if (!model) LOUPE_THROW(InvalidState, "the session '" << session->path() << "' was closed");
-  const auto tasks = model->tasks();
-  if (std::find(tasks.begin(), tasks.end(), request.task) == tasks.end()) {
+  const auto offered = model->tasks();
+  const tasks::Task* spec = nullptr;
+  for (const auto& t : offered)
+    if (t.name == unresolved.task) spec = &t;
+  if (!spec) {
     std::ostringstream os;
-    os << "task '" << request.task << "' is not offered by " << model->variant() << " (" << session->path()
+    os << "task '" << unresolved.task << "' is not offered by " << model->variant() << " (" << session->path()
        << "); it offers:";
-    for (const auto& t : tasks) os << " " << t;
+    for (const auto& t : offered) os << " " << t.name;
     throw Error(Status::InvalidArgument, os.str());
   }
+  // Defaults filled in, values checked: the model reads parameters that are always there.
+  Request request = unresolved;
+  tasks::resolve(*spec, request);
   Session* raw = session.get();
   return submit(
       [this, raw, request](JobContext& ctx) {

@@ -27,9 +27,14 @@ double seconds_of(const torch::Device& d, F&& f) {
 std::unique_ptr<Result> run_selftest(const torch::Device& device, const Request& request, JobContext& ctx) {
   const bool gpu = device.is_cuda();
   // Parameters (small defaults on the CPU so that the test suite stays quick).
-  const int64_t mib = request.get_int("alloc_mib", gpu ? 1024 : 64, 1, int64_t(1) << 30);
-  const int64_t n = request.get_int("matmul_size", gpu ? 8192 : 512, 64, 16384);
-  const int64_t iterations = request.get_int("iterations", gpu ? 20 : 3, 1, 100000);
+  // 0 (the task table's default) = the device's default.
+  auto param = [&](const char* key, int64_t gpu_def, int64_t cpu_def, int64_t lo, int64_t hi) {
+    const int64_t v = request.get_int(key, 0, 0, hi);
+    return v == 0 ? (gpu ? gpu_def : cpu_def) : request.get_int(key, 0, lo, hi);
+  };
+  const int64_t mib = param("alloc_mib", 1024, 64, 1, int64_t(1) << 30);
+  const int64_t n = param("matmul_size", 8192, 512, 64, 16384);
+  const int64_t iterations = param("iterations", 20, 3, 1, 100000);
   const int total = static_cast<int>(3 + iterations);
   int step = 0;
   auto result = std::make_unique<Result>();

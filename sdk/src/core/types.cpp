@@ -50,6 +50,24 @@ std::string Request::get_string(const std::string& key, const std::string& def) 
   return it == strings.end() ? def : it->second;
 }
 
+int64_t Request::integer(const std::string& key) const {
+  auto it = ints.find(key);
+  if (it == ints.end()) LOUPE_THROW(Internal, "task '" << task << "': integer parameter '" << key << "' was not resolved (not in the task table)");
+  return it->second;
+}
+
+double Request::real(const std::string& key) const {
+  auto it = floats.find(key);
+  if (it == floats.end()) LOUPE_THROW(Internal, "task '" << task << "': parameter '" << key << "' was not resolved (not in the task table)");
+  return it->second;
+}
+
+const std::string& Request::text(const std::string& key) const {
+  auto it = strings.find(key);
+  if (it == strings.end()) LOUPE_THROW(Internal, "task '" << task << "': text parameter '" << key << "' was not resolved (not in the task table)");
+  return it->second;
+}
+
 const Image& Request::image() const {
   if (images.empty())
     LOUPE_THROW(InvalidArgument, "task '" << task

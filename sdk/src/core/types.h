@@ -42,6 +42,12 @@ struct Request {
   double get_float(const std::string& key, double def, double lo, double hi) const;
   std::string get_string(const std::string& key, const std::string& def = "") const;
   bool has_string(const std::string& key) const { return strings.count(key) != 0; }
+  // A parameter of a request resolved against its task's description (tasks::resolve: every
+  // parameter is there, checked). Internal error if it is absent: the task table lacks it.
+  int64_t integer(const std::string& key) const;
+  double real(const std::string& key) const;
+  bool flag(const std::string& key) const { return integer(key) != 0; }
+  const std::string& text(const std::string& key) const;
   // The single input image, or an InvalidArgument error saying the task needs one.
   const Image& image() const;
 };

@@ -16,6 +16,14 @@ void check_size(const DiffusionModels& m, int width, int height) {
     LOUPE_THROW(InvalidArgument, "width and height must be positive multiples of 8 (got " << width << "x" << height << ")");
 }
 
+// A 9-channel UNet takes the mask and the masked image's latents besides the latents; txt2img and
+// img2img run on it as an inpaint with a full mask.
+bool is_inpainting_unet(const DiffusionModels& m) { return m.unet->cfg.in_channels == 9; }
+
+torch::Tensor full_mask(const torch::Tensor& image) {
+  return torch::ones({1, 1, image.size(2), image.size(3)}, image.options().dtype(torch::kFloat32));
+}
+
 torch::Tensor randn_cpu(at::IntArrayRef shape, at::Generator& gen) {
   return torch::randn(shape, gen, torch::TensorOptions().dtype(torch::kFloat32));
 }
@@ -91,6 +99,14 @@ torch::Tensor txt2img(DiffusionModels& m, const torch::Tensor& cond, const torch
                       const StepFn& on_step) {
   check_size(m, p.width, p.height);
   torch::NoGradGuard ng;
+  if (is_inpainting_unet(m)) {
+    // StableDiffusionInpaintPipeline with a full mask at strength 1 (the web UIs' txt2img
+    // conditioning for inpainting models): the masked image is all zeros, so any image will do.
+    DiffusionParams q = p;
+    q.strength = 1.0;
+    const auto gray = torch::zeros({1, 3, p.height, p.width});
+    return inpaint(m, cond, uncond, gray, full_mask(gray), q, on_step);
+  }
   Loop L(m, cond, uncond, p);
   const int64_t f = m.vae->cfg.scale_factor();
   auto latents = randn_cpu({1, m.unet->cfg.out_channels, p.height / f, p.width / f}, L.gen).to(m.device);
@@ -109,6 +125,9 @@ torch::Tensor img2img(DiffusionModels& m, const torch::Tensor& cond, const torch
   torch::NoGradGuard ng;
   Loop L(m, cond, uncond, p);
   const size_t start = L.start_index(), n = L.sched->timesteps().size();
+  // StableDiffusionInpaintPipeline with a full mask at this strength (the web UIs' img2img on
+  // inpainting models): noised latents of the image, the masked image all zeros.
+  if (is_inpainting_unet(m) && start < n) return inpaint(m, cond, uncond, image, full_mask(image), p, on_step);
   auto init = L.encode_sample(image);
   if (start >= n) return L.decode(init);  // strength 0: the image itself, through the VAE
   auto noise = randn_cpu(init.sizes(), L.gen).to(m.device);

@@ -41,6 +41,10 @@ using StepFn = std::function<void(int, int, const torch::Tensor&)>;
 // cond / uncond: [1, S, D] prompt embeddings (uncond may be undefined when guidance_scale <= 1).
 // Images are [1, 3, H, W] float in [-1, 1]; masks [1, 1, H, W] in {0, 1} (1 = repaint).
 // All return the decoded image [1, 3, H, W] in [0, 1] on the CPU in float32.
+// On a 9-channel (inpainting) UNet, txt2img and img2img are inpaint with a full mask (diffusers'
+// StableDiffusionInpaintPipeline with mask_image all white; the web UIs' conditioning for
+// inpainting models): txt2img at strength 1, img2img at its strength (strength 0 still returns the
+// image through the VAE).
 torch::Tensor txt2img(DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const DiffusionParams& p,
                       const StepFn& on_step = {});
 torch::Tensor img2img(DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const torch::Tensor& image,

@@ -261,13 +261,20 @@ class DpmPP2M : public Scheduler {
 
 }  // namespace
 
+const std::vector<std::string>& names() {
+  static const std::vector<std::string> n = {"euler_a", "euler", "ddim", "dpmpp_2m", "dpmpp_2m_karras"};
+  return n;
+}
+
 std::unique_ptr<Scheduler> make(const std::string& name, const SchedulerConfig& c) {
   if (name == "euler") return std::make_unique<Euler>(c);
   if (name == "euler_a") return std::make_unique<EulerAncestral>(c);
   if (name == "ddim") return std::make_unique<Ddim>(c);
   if (name == "dpmpp_2m") return std::make_unique<DpmPP2M>(c, false);
   if (name == "dpmpp_2m_karras") return std::make_unique<DpmPP2M>(c, true);
-  LOUPE_THROW(InvalidArgument, "unknown sampler '" << name << "' (known: euler, euler_a, ddim, dpmpp_2m, dpmpp_2m_karras)");
+  std::string known;
+  for (const auto& n : names()) known += (known.empty() ? "" : ", ") + n;
+  LOUPE_THROW(InvalidArgument, "unknown sampler '" << name << "' (known: " << known << ")");
 }
 
 }  // namespace loupe::schedulers

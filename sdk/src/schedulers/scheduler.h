@@ -51,7 +51,9 @@ class Scheduler {
   std::vector<double> sigmas_;  // per step, plus the final 0
 };
 
-// "euler", "euler_a", "ddim", "dpmpp_2m", "dpmpp_2m_karras"; InvalidArgument otherwise.
+// The samplers by name, in the order hosts list them (the task table's "sampler" choices).
+const std::vector<std::string>& names();
+// One of names(); InvalidArgument otherwise.
 std::unique_ptr<Scheduler> make(const std::string& name, const SchedulerConfig& c);
 
 }  // namespace loupe::schedulers

@@ -74,9 +74,19 @@ class Florence2Model : public Model {
 
   std::string family() const override { return "florence2"; }
   std::string variant() const override { return variant_of(cfg_); }
-  std::vector<std::string> tasks() const override {
-    std::vector<std::string> t;
-    for (const auto& s : florence2::tasks()) t.push_back(s.abi_task);
+  std::vector<loupe::tasks::Task> tasks() const override {
+    std::vector<loupe::tasks::Task> t;
+    for (const auto& s : florence2::tasks()) {
+      auto x = loupe::tasks::get(s.abi_task);
+      // The generation settings of the checkpoint's config are the defaults.
+      x.param("num_beams").def = cfg_.num_beams;
+      x.param("no_repeat_ngram_size").def = cfg_.no_repeat_ngram_size;
+      // The decoder's learned positions bound the output (decoder start token included).
+      auto& mnt = x.param("max_new_tokens");
+      mnt.max = cfg_.text.max_position_embeddings - 1;
+      mnt.def = std::min<double>(cfg_.max_new_tokens, mnt.max);
+      t.push_back(std::move(x));
+    }
     return t;
   }
   uint64_t bytes() const override { return bytes_; }
@@ -85,18 +95,17 @@ class Florence2Model : public Model {
     device_ = d;
   }
 
-  Result run(const Request& r, JobContext& ctx) override {
+  Result run_task(const Request& r, JobContext& ctx) override {
     const TaskSpec* spec = find_task(r.task);
     if (!spec) LOUPE_THROW(InvalidArgument, "Florence-2 does not do task '" << r.task << "'");
     if (r.images.empty()) LOUPE_THROW(InvalidArgument, "task '" << r.task << "' needs an image: set one with loupe_request_set_image");
+    // Parameters resolved against tasks(): present and in range.
     GenerateOptions go;
-    go.num_beams = static_cast<int>(r.get_int("num_beams", cfg_.num_beams, 1, 16));
-    go.no_repeat_ngram_size = static_cast<int>(r.get_int("no_repeat_ngram_size", cfg_.no_repeat_ngram_size, 0, 16));
-    go.max_new_tokens = static_cast<int>(r.get_int("max_new_tokens", cfg_.max_new_tokens, 1, 4096));
+    go.num_beams = static_cast<int>(r.integer("num_beams"));
+    go.no_repeat_ngram_size = static_cast<int>(r.integer("no_repeat_ngram_size"));
+    go.max_new_tokens = static_cast<int>(r.integer("max_new_tokens"));
     go.early_stopping = cfg_.early_stopping;
     go.length_penalty = cfg_.length_penalty;
-    // The decoder's learned positions bound the output (decoder start token included).
-    go.max_new_tokens = std::min(go.max_new_tokens, cfg_.text.max_position_embeddings - 1);
     Result out;
     out.task = r.task;
     const int n_images = static_cast<int>(r.images.size());

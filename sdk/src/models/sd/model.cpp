@@ -143,7 +143,17 @@ class StableDiffusionModel : public Model {
 
   std::string family() const override { return "stable-diffusion"; }
   std::string variant() const override { return variant_; }
-  std::vector<std::string> tasks() const override { return {"txt2img", "img2img", "inpaint"}; }
+  std::vector<loupe::tasks::Task> tasks() const override {
+    const int native = static_cast<int>(unet_->cfg.sample_size * vae_->cfg.scale_factor());
+    std::vector<loupe::tasks::Task> out;
+    for (const char* name : {"txt2img", "img2img", "inpaint"}) {
+      auto t = loupe::tasks::get(name);
+      t.param("clip_skip").max = std::max(1, text_->cfg.num_hidden_layers);
+      if (t.name == "txt2img") t.param("width").def = t.param("height").def = native;
+      out.push_back(std::move(t));
+    }
+    return out;
+  }
   uint64_t bytes() const override { return bytes_; }
   void to(torch::Device d) override {
     unet_->to(d);
@@ -152,7 +162,7 @@ class StableDiffusionModel : public Model {
     opts_.device = d;
   }
 
-  Result run(const Request& r, JobContext& ctx) override {
+  Result run_task(const Request& r, JobContext& ctx) override {
     std::lock_guard<std::mutex> lock(mu_);
     torch::NoGradGuard ng;
     if (r.task != "txt2img" && r.task != "img2img" && r.task != "inpaint")
@@ -160,22 +170,23 @@ class StableDiffusionModel : public Model {
     const int64_t f = vae_->cfg.scale_factor();
     const int native = static_cast<int>(unet_->cfg.sample_size * f);
     pipelines::DiffusionParams p;
-    p.sampler = r.get_string("sampler", "euler_a");
-    schedulers::make(p.sampler, sched_);  // unknown sampler: the error names the known ones
-    p.steps = static_cast<int>(r.get_int("steps", 20, 1, 150));
-    p.guidance_scale = r.get_float("guidance_scale", 7.5, 0.0, 50.0);
-    p.strength = r.get_float("strength", r.task == "inpaint" ? 1.0 : 0.75, 0.0, 1.0);
-    p.tiled_vae = r.get_int("vae_tiling", 0, 0, 1) == 1;
-    const int clip_skip = static_cast<int>(r.get_int("clip_skip", 1, 1, std::max(1, text_->cfg.num_hidden_layers)));
-    const int batch = static_cast<int>(r.get_int("batch_count", 1, 1, 16));
-    int64_t seed = r.get_int("seed", -1, -1, std::numeric_limits<int64_t>::max());
+    // Parameters resolved against tasks(): present and in range.
+    p.sampler = r.text("sampler");
+    schedulers::make(p.sampler, sched_);
+    p.steps = static_cast<int>(r.integer("steps"));
+    p.guidance_scale = r.real("guidance_scale");
+    p.strength = r.task == "txt2img" ? 1.0 : r.real("strength");
+    p.tiled_vae = r.flag("vae_tiling");
+    const int clip_skip = static_cast<int>(r.integer("clip_skip"));
+    const int batch = static_cast<int>(r.integer("batch_count"));
+    int64_t seed = r.integer("seed");
     if (seed < 0) seed = static_cast<int64_t>(std::random_device{}() & 0x7fffffff);
     // An empty prompt is valid (unconditional generation): like diffusers, "" is BOS, EOS, padding.
-    const std::string prompt = r.get_string("prompt");
+    const std::string prompt = r.text("prompt");
 
     // prompts -> embeddings (same number of 77-token windows for both)
     auto pos = tokenize_prompt(*tok_, ids_, prompt);
-    auto neg = tokenize_prompt(*tok_, ids_, r.get_string("negative_prompt"));
+    auto neg = tokenize_prompt(*tok_, ids_, r.text("negative_prompt"));
     const size_t n = std::max(pos.size(), neg.size());
     auto cond = encode_prompt(text_, ids_, pos, n, clip_skip, opts_.device);
     torch::Tensor uncond;
@@ -219,8 +230,9 @@ class StableDiffusionModel : public Model {
  private:
   Image txt2img(pipelines::DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const Request& r,
                 pipelines::DiffusionParams& p, int native, const pipelines::StepFn& on_step) {
-    p.width = static_cast<int>(r.get_int("width", native, 8, 8192));
-    p.height = static_cast<int>(r.get_int("height", native, 8, 8192));
+    (void)native;  // the task's default size (tasks())
+    p.width = static_cast<int>(r.integer("width"));
+    p.height = static_cast<int>(r.integer("height"));
     if (p.width % 8 || p.height % 8)
       LOUPE_THROW(InvalidArgument, "txt2img: width and height must be multiples of 8 (got " << p.width << "x" << p.height << ")");
     auto_tiling(p);
@@ -248,16 +260,16 @@ class StableDiffusionModel : public Model {
                                                   << src.height << "; they must be the same size");
     const pipelines::Rect painted = pipelines::mask_bounds(mask);
     if (painted.empty()) LOUPE_THROW(InvalidArgument, "the mask is empty: paint the area to repaint in white");
-    const double blur = r.get_float("mask_blur", 4.0, 0.0, 64.0);
-    const double feather = r.get_float("feather", 8.0, 0.0, 256.0);
-    const bool only_masked = r.get_int("only_masked", 0, 0, 1) == 1;
-    const bool color_fix = r.get_int("color_correction", 0, 0, 1) == 1;
+    const double blur = r.real("mask_blur");
+    const double feather = r.real("feather");
+    const bool only_masked = r.flag("only_masked");
+    const bool color_fix = r.flag("color_correction");
 
     pipelines::Rect region{0, 0, src.width, src.height};
     if (only_masked) {
-      const int padding = static_cast<int>(r.get_int("padding", 32, 0, 4096));
+      const int padding = static_cast<int>(r.integer("padding"));
       // generate at the model's native size (or the requested one) with the crop's aspect ratio
-      int pw = static_cast<int>(r.get_int("width", 0, 0, 8192)), ph = static_cast<int>(r.get_int("height", 0, 0, 8192));
+      int pw = static_cast<int>(r.integer("width")), ph = static_cast<int>(r.integer("height"));
       if (pw == 0 || ph == 0) {
         const pipelines::Rect grown = pipelines::crop_region(painted, padding, painted.w, painted.h, src.width, src.height);
         const double s = double(native) / std::max(grown.w, grown.h);
@@ -293,8 +305,9 @@ class StableDiffusionModel : public Model {
   // img2img / inpainting work at the image's size rounded to multiples of 8 unless width/height
   // are given (the result is resized back to the image).
   void processing_size(const Request& r, int w, int h, pipelines::DiffusionParams& p) {
-    p.width = static_cast<int>(r.get_int("width", round8(w), 8, 8192));
-    p.height = static_cast<int>(r.get_int("height", round8(h), 8, 8192));
+    // 0 (the task's default) = the image's size rounded to multiples of 8
+    p.width = r.integer("width") ? static_cast<int>(r.integer("width")) : round8(w);
+    p.height = r.integer("height") ? static_cast<int>(r.integer("height")) : round8(h);
     if (p.width % 8 || p.height % 8)
       LOUPE_THROW(InvalidArgument, r.task << ": width and height must be multiples of 8 (got " << p.width << "x" << p.height << ")");
   }
