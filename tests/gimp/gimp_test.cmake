@@ -9,7 +9,11 @@ set(OUT ${WORK}/out)
 set(FLORENCE ${FIXTURES}/florence2/tiny)
 set(SD ${FIXTURES}/sd/tiny-sd15)
 set(SD_INPAINT ${FIXTURES}/sd/tiny-sd15-inpaint)
+set(FLORENCE_ORIGINAL ${FIXTURES}/florence2/tiny-original)
 set(failures "")
+if(NOT GIMP_TIMEOUT) # seconds for one GIMP run or one loupe-gimp-expect (CMakeLists.txt sets it per case)
+  set(GIMP_TIMEOUT 100)
+endif()
 
 function(expect_eq what actual expected)
   if(NOT actual STREQUAL expected)
@@ -43,7 +47,7 @@ function(run_gimp label expr fonts)
     list(APPEND flags -f)
   endif()
   execute_process(COMMAND ${gimp} ${flags} -b "(begin (load \"${SCRIPT}\") ${expr})" -b "(gimp-quit 1)"
-    RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 100)
+    RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT ${GIMP_TIMEOUT})
   file(WRITE ${WORK}/${label}.log "${out}\n${err}")
   if(NOT rc EQUAL 0 OR "${out}${err}" MATCHES "experienced an execution error")
     message(FATAL_ERROR "gimp.${CASE}: gimp-console (${label}) failed (${rc}):\n${out}\n${err}")
@@ -54,36 +58,38 @@ endfunction()
 function(run_expect name task ppm)
   file(MAKE_DIRECTORY ${OUT}/expect-${name})
   execute_process(COMMAND ${EXPECT} ${FLORENCE} ${task} ${OUT}/${ppm} ${OUT}/expect-${name} ${ARGN}
-    RESULT_VARIABLE rc ERROR_VARIABLE err TIMEOUT 60)
+    RESULT_VARIABLE rc ERROR_VARIABLE err TIMEOUT ${GIMP_TIMEOUT})
   if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "gimp.${CASE}: loupe-gimp-expect ${task} ${ppm} failed: ${err}")
+    message(FATAL_ERROR "gimp.${CASE}: loupe-gimp-expect ${task} ${ppm} failed (${rc}): ${err}")
   endif()
 endfunction()
 
-function(sd_family var path)
-  set(${var} "" PARENT_SCOPE)
-  if(EXISTS ${path})
-    execute_process(COMMAND ${EXPECT} --inspect ${path} OUTPUT_VARIABLE json RESULT_VARIABLE rc)
-    if(rc EQUAL 0)
-      string(JSON family ERROR_VARIABLE err GET "${json}" family)
-      if(NOT err)
-        set(${var} "${family}" PARENT_SCOPE)
-      endif()
-    endif()
+# The Stable Diffusion fixtures must be there and be recognised by the SDK; otherwise the case fails
+# (it never skips), with what loupe_model_inspect said.
+function(require_sd path)
+  if(NOT EXISTS ${path})
+    message(FATAL_ERROR "gimp.${CASE}: the fixture ${path} is missing (tests/fixtures/gen/make_sd_tiny.py makes it)")
+  endif()
+  execute_process(COMMAND ${EXPECT} --inspect ${path} OUTPUT_VARIABLE json ERROR_VARIABLE err RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "gimp.${CASE}: the SDK cannot inspect ${path} (loupe-gimp-expect --inspect, exit ${rc}): ${err}")
+  endif()
+  string(JSON family ERROR_VARIABLE json_err GET "${json}" family)
+  if(json_err)  # json_err is NOTFOUND (false) when there is a family
+    set(family "none")
+  endif()
+  if(NOT family STREQUAL "stable-diffusion")
+    message(FATAL_ERROR "gimp.${CASE}: the SDK does not recognise ${path} as a stable-diffusion model "
+      "(family: ${family}); loupe_model_inspect says:\n${json}")
   endif()
 endfunction()
 
-# Stable Diffusion cases need the tiny fixture and an SDK that opens it.
-sd_family(sd_family ${SD})
-if(CASE STREQUAL "generate" OR CASE STREQUAL "inpaint")
-  if(NOT EXISTS ${SD})
-    message("LOUPE_GIMP_TEST_SKIPPED: ${SD} is missing (tests/fixtures/gen/make_sd_tiny.py makes it)")
-    return()
-  endif()
-  if(NOT sd_family STREQUAL "stable-diffusion")
-    message("LOUPE_GIMP_TEST_SKIPPED: this SDK build does not recognise ${SD} as a stable-diffusion model yet")
-    return()
-  endif()
+# Generating, inpainting and the dialogs (Inpaint and Generate among them) need the tiny SD fixtures.
+if(CASE STREQUAL "generate" OR CASE STREQUAL "interactive" OR CASE STREQUAL "dialogs")
+  require_sd(${SD})
+elseif(CASE STREQUAL "inpaint")
+  require_sd(${SD})
+  require_sd(${SD_INPAINT})
 endif()
 
 # A fresh GIMP profile with the plug-in installed, and a home without Loupe settings.
@@ -121,17 +127,24 @@ elseif(CASE STREQUAL "detect")
 elseif(CASE STREQUAL "interactive")
   set(ENV{LOUPE_GIMP_AUTO_OK} 300)
   set(fonts GUI)
-  if(sd_family STREQUAL "stable-diffusion")
-    set(run "(loupe-case-interactive \"${IMAGE}\" \"${OUT}\" #t)")
-  else()
-    message(STATUS "gimp.interactive: no Stable Diffusion model this SDK opens: Inpaint/Generate dialogs not run")
-    set(run "(loupe-case-interactive \"${IMAGE}\" \"${OUT}\" #f)")
-  endif()
 elseif(CASE STREQUAL "inpaint")
-  sd_family(family ${SD_INPAINT})
-  if(family STREQUAL "stable-diffusion")
-    set(ENV{LOUPE_SD_INPAINT_MODEL} ${SD_INPAINT})
-  endif()
+  set(ENV{LOUPE_SD_INPAINT_MODEL} ${SD_INPAINT})
+elseif(CASE STREQUAL "dialogs")
+  # The dialogs as the task descriptions make them: every row dumped (LOUPE_GIMP_DIALOG_DUMP); a
+  # parameter added to the SDK's table by a preloaded library (extra_param.c, also seen by
+  # loupe-gimp-expect); the models a scan finds, here a Florence-2 in a Hugging Face cache under a
+  # catalog repo (the remote-code fixture, another folder than LOUPE_FLORENCE_MODEL's).
+  set(ENV{LOUPE_GIMP_AUTO_OK} 300)
+  set(ENV{LOUPE_GIMP_DIALOG_DUMP} ${OUT})
+  set(ENV{LOUPE_TEST_EXTRA_LOG} ${OUT}/extra.log)
+  set(ENV{LD_PRELOAD} ${SHIM})
+  set(hub ${WORK}/home/.cache/huggingface/hub)
+  set(ENV{HF_HUB_CACHE} ${hub})
+  file(MAKE_DIRECTORY ${hub}/models--microsoft--Florence-2-base/snapshots ${hub}/models--microsoft--Florence-2-base/refs)
+  file(WRITE ${hub}/models--microsoft--Florence-2-base/refs/main "0123456789abcdef")
+  set(snapshot ${hub}/models--microsoft--Florence-2-base/snapshots/0123456789abcdef)
+  file(CREATE_LINK ${FLORENCE_ORIGINAL} ${snapshot} SYMBOLIC)
+  set(fonts GUI)
 endif()
 
 run_gimp(case "${run}" ${fonts})
@@ -211,8 +224,7 @@ elseif(CASE STREQUAL "modes")
   endforeach()
 elseif(CASE STREQUAL "bad_input")
   foreach(pair "no-selection;needs a selection" "selection-outside;does not cover any part of this layer"
-               "channel;works on a layer" "empty-text;needs a description" "bad-detail;detail must be 0, 1 or 2"
-               "empty-prompt;needs a prompt")
+               "channel;works on a layer" "empty-text;needs a description" "bad-detail;detail must be 0, 1 or 2")
     list(GET pair 0 name)
     list(GET pair 1 text)
     fact(message ${name}.txt)
@@ -249,18 +261,80 @@ elseif(CASE STREQUAL "interactive")
   expect_eq("caption with last values" "${repeat}" "${expected}")
   expect_eq("detect dialog: paths" "${count}" "${n}")
   expect_eq("select dialog (last values): regions" "${ground}" "${regions}")
-  if(sd_family STREQUAL "stable-diffusion")
-    expect_eq("inpaint and generate dialogs: new layers"  "${layers}"
-      "Loupe inpaint: a cat|768|512|0|0|0\nLoupe inpaint: a cat|768|512|0|0|0\nLoupe generate: a dog|64|64|0|0|0\nLoupe generate: a dog|64|64|0|0|0\nBackground|768|512|0|0|0\n")
-    expect_eq("models loaded (Florence-2 and Stable Diffusion, once each)" "${loads}" "2")
-  else()
-    expect_eq("models loaded" "${loads}" "1")
-  endif()
+  expect_eq("inpaint and generate dialogs: new layers"  "${layers}"
+    "Loupe inpaint: a cat|768|512|0|0|0\nLoupe inpaint: a cat|768|512|0|0|0\nLoupe generate: a dog|64|64|0|0|0\nLoupe generate: a dog|64|64|0|0|0\nBackground|768|512|0|0|0\n")
+  expect_eq("models loaded (Florence-2 and Stable Diffusion, once each)" "${loads}" "2")
 elseif(CASE STREQUAL "generate")
   fact(layers generate.layers.txt)
   fact(seed seed.txt)
   expect_eq("the seed given is the seed used" "${seed}" "42")
-  expect_eq("a 64x48 layer on top" "${layers}" "Loupe generate: a red square|64|48|0|0|0\nBackground|768|512|0|0|0\n")
+  fact(empty empty-prompt.txt)
+  expect_eq("an empty prompt generates (unconditionally), with the seed given" "${empty}" "7")
+  expect_eq("a 64x48 layer on top, and the unconditional one below it" "${layers}"
+            "Loupe generate: a red square|64|48|0|0|0\nLoupe generate|64|48|0|0|0\nBackground|768|512|0|0|0\n")
+elseif(CASE STREQUAL "dialogs")
+  # Each dialog's parameter rows, read back from its widgets, are the task's parameters as a session
+  # of the same model describes them (loupe_task_param through loupe-gimp-expect --rows).
+  foreach(case "caption;caption;${FLORENCE}" "detect;detect;${FLORENCE}" "select;ground;${FLORENCE}"
+               "inpaint;inpaint;${SD}" "generate;txt2img;${SD}")
+    list(GET case 0 proc)
+    list(GET case 1 task)
+    list(GET case 2 model)
+    execute_process(COMMAND ${EXPECT} --rows ${model} ${task} OUTPUT_VARIABLE expected ERROR_VARIABLE err
+      RESULT_VARIABLE rc TIMEOUT 60)
+    if(NOT rc EQUAL 0 OR expected STREQUAL "")
+      message(FATAL_ERROR "gimp.dialogs: loupe-gimp-expect --rows ${model} ${task} failed (${rc}): ${err}")
+    endif()
+    fact(rows plug-in-loupe-${proc}.${task}.rows.txt)
+    expect_eq("${proc} dialog: one row per parameter of '${task}', as described" "${rows}" "${expected}")
+  endforeach()
+  # The parameter the preloaded library added: a row of Detect's dialog, and sent by its type.
+  fact(rows plug-in-loupe-detect.detect.rows.txt)
+  expect_match("the added parameter is a row of the dialog" "${rows}"
+    "\nloupe_test_style\\|choice\\|GtkComboBoxText\\|Style\\|a parameter the test added to the task table\\|\\|fancy\\|\\|\\|\\|0\\|plain,fancy\n$")
+  # What the dialogs sent, by type (the preloaded library logs every loupe_request_set_*): Detect's
+  # rows, the added one among them; then Caption's after the rebuilds, with the changed value.
+  fact(sent extra.log)
+  expect_eq("the dialogs send every row by its type, the added parameter too" "${sent}"
+    "set_int max_new_tokens=127\nset_int num_beams=3\nset_int no_repeat_ngram_size=3\nset_string loupe_test_style=fancy\nset_int max_new_tokens=20\nset_int num_beams=3\nset_int no_repeat_ngram_size=3\n")
+  # Another task, a changed parameter, another model: rebuilt each time, the change kept.
+  fact(rebuilt rebuilt.txt)
+  expect_eq("caption after choosing another task and model" "${rebuilt}" "no error")
+  fact(rows plug-in-loupe-caption.detailed_caption.rows.txt)
+  expect_match("the changed parameter survives the rebuilds" "${rows}" "^max_new_tokens\\|int\\|GtkSpinButton\\|[^\n]*\\|tokens\\|20\\|")
+  fact(count count.txt)
+  expect_match("Detect with the added parameter runs" "${count}" "^[0-9]+$")
+  # Dialogs answered Cancel change nothing (Caption, Inpaint, Generate).
+  fact(cancel cancel.txt)
+  fact(comment dialogs.comment.txt)
+  fact(layers dialogs.layers.txt)
+  expect_eq("a cancelled dialog is not an error for scripts" "${cancel}" "no error")
+  expect_eq("cancelled caption: no comment" "${comment}" "")
+  expect_eq("cancelled inpaint and generate: no layer" "${layers}" "Background|768|512|0|0|0\n")
+  # Advanced parameters fold away; the diffusion ones are there with their types.
+  fact(rows plug-in-loupe-generate.txt2img.rows.txt)
+  expect_match("generate: the sampler is a combo box" "${rows}" "(^|\n)sampler\\|choice\\|GtkComboBoxText\\|")
+  expect_match("generate: batch_count is advanced" "${rows}" "(^|\n)batch_count\\|int\\|GtkSpinButton\\|[^\n]*\\|1\\|\n")
+  # The model choice: the model the plug-in's own rules find (LOUPE_FLORENCE_MODEL, chosen unless the
+  # person chooses another), and the one loupe_models_scan found, named by its catalog entry.
+  get_filename_component(florence_name ${FLORENCE} NAME)
+  fact(fields plug-in-loupe-detect.fields.txt)
+  expect_match("detect: the model the plug-in's rules find is chosen" "${fields}"
+    "(^|\n)model\\|${florence_name} \\(LOUPE_FLORENCE_MODEL\\)\\|${FLORENCE}\\|active\n")
+  expect_match("detect: the scanned model, by its catalog name" "${fields}"
+    "(^|\n)model\\|Florence-2 base \\(0.23B\\) \\(microsoft/Florence-2-base, Hugging Face cache\\)\\|${snapshot}\\|\n")
+  fact(fields plug-in-loupe-caption.fields.txt) # after the rebuilds
+  expect_match("caption: the model the plug-in's rules find is listed" "${fields}"
+    "(^|\n)model\\|${florence_name} \\(LOUPE_FLORENCE_MODEL\\)\\|${FLORENCE}\\|\n")
+  expect_match("caption: the scanned model was chosen" "${fields}"
+    "(^|\n)model\\|Florence-2 base \\(0.23B\\) \\(microsoft/Florence-2-base, Hugging Face cache\\)\\|${snapshot}\\|active\n")
+  expect_match("caption: the detail choice lists the caption tasks by their labels" "${fields}"
+    "(^|\n)field\\|detail\\|1\\|Caption,Detailed caption,More detailed caption\n")
+  # A text the task needs keeps OK off while empty; the empty prompt of txt2img does not.
+  fact(fields plug-in-loupe-select.fields.txt)
+  expect_match("select: the text is required" "${fields}" "(^|\n)text\\|text\\|Select\\|[^\n]*\\|\\|required\nok\\|0\n")
+  fact(fields plug-in-loupe-generate.fields.txt)
+  expect_match("generate: the empty prompt is allowed" "${fields}" "(^|\n)text\\|prompt\\|Prompt\\|[^\n]*\\|\\|optional\nok\\|1\n")
 elseif(CASE STREQUAL "inpaint")
   fact(layers inpaint.layers.txt)
   fact(outside outside.txt)

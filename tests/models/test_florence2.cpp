@@ -8,7 +8,7 @@
 
 #include "core/runtime.h"
 #include "io/safetensors.h"
-#include "models/florence2/family.h"
+#include "families/florence2.h"
 #include "models/florence2/generate.h"
 #include "models/florence2/modeling.h"
 #include "models/florence2/processor.h"

@@ -5,7 +5,7 @@
 #include <set>
 
 #include "core/job.h"
-#include "models/florence2/family.h"
+#include "families/florence2.h"
 
 using namespace loupe;
 

@@ -7,7 +7,7 @@
 #include "core/cpu.h"
 #include "core/job.h"
 #include "core/runtime.h"
-#include "models/sd/family.h"
+#include "families/sd.h"
 #include "models/sd/prompt.h"
 #include "models/sd/single_file.h"
 #include "models/sd/lora.h"

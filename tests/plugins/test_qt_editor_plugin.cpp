@@ -122,16 +122,12 @@ class QtEditorPluginTest : public QObject {
     auto* task = child<QComboBox>(tasks, "task");
     auto* run = child<QPushButton>(tasks, "run");
     auto* status = child<QLabel>(tasks, "taskStatus");
-    task->setCurrentIndex(task->findData("caption"));
+    // No model open: the list holds no task (it is the session's), and Run says what to do.
+    QCOMPARE(task->findData("caption"), -1);
+    QVERIFY(!task->isEnabled());
     QTest::mouseClick(run, Qt::LeftButton);
     QVERIFY2(status->text().contains("Open a model first"), qPrintable(status->text()));
-    task->setCurrentIndex(task->findData("ground"));
-    QTest::mouseClick(run, Qt::LeftButton);
-    QVERIFY2(status->text().contains("phrase"), qPrintable(status->text()));
-    task->setCurrentIndex(task->findData("inpaint"));
-    child<QLineEdit>(tasks, "text")->setText("a cat");
-    QTest::mouseClick(run, Qt::LeftButton);
-    QVERIFY2(status->text().contains("mask"), qPrintable(status->text()));
+    // (A missing text, mask or region with a model open: test_qt_editor_tasks.cpp.)
   }
 
   void detectWithTheDemoModelThenUseAsMask() {
@@ -161,12 +157,27 @@ class QtEditorPluginTest : public QObject {
     // every region the model returned is an overlay on the canvas
     const int regions = status->text().section(' ', 1, 1).toInt();
     QCOMPARE(m_window->document()->overlays().size(), regions);
-    if (regions > 0) {  // random demo weights: usually some regions, not always
-      auto* doc = m_window->document();
-      const QImage expected = Document::overlayMask(doc->overlays().at(0), doc->mask().size());
-      doc->useOverlayAsMask(0);
-      QCOMPARE(doc->mask(), expected);  // "use as mask" paints exactly the region
+    // The demo weights are random but decoding is deterministic: on this image they give regions,
+    // some of them degenerate (thinner than a pixel). "Use as mask" is checked on the first region
+    // that covers pixels, so that the comparison below cannot pass on two empty masks.
+    QVERIFY2(regions > 0, qPrintable(status->text()));
+    auto* doc = m_window->document();
+    const auto painted = [](const QImage& mask) {
+      int n = 0;
+      for (int y = 0; y < mask.height(); ++y)
+        for (int x = 0; x < mask.width(); ++x) n += qGray(mask.pixel(x, y)) > 0;
+      return n;
+    };
+    int index = -1;
+    QImage expected;
+    for (int i = 0; i < regions && index < 0; ++i) {
+      expected = Document::overlayMask(doc->overlays().at(i), doc->mask().size());
+      if (painted(expected) > 0) index = i;
     }
+    QVERIFY2(index >= 0, qPrintable(QString("none of the %1 regions covers a pixel").arg(regions)));
+    QCOMPARE(painted(doc->mask()), 0);
+    QVERIFY(doc->useOverlayAsMask(index));
+    QCOMPARE(doc->mask(), expected);  // "use as mask" paints exactly the region
   }
 
   void cancelAJob() {
@@ -175,8 +186,11 @@ class QtEditorPluginTest : public QObject {
     auto* status = child<QLabel>(tasks, "taskStatus");
     task->setCurrentIndex(task->findData("more_detailed_caption"));
     QTest::mouseClick(child<QPushButton>(tasks, "run"), Qt::LeftButton);
+    // Cancelled while it generates (random demo weights run to the token limit): the job must end
+    // as cancelled, not finish.
+    QTRY_VERIFY2_WITH_TIMEOUT(status->text().startsWith("generate"), qPrintable(status->text()), 60000);
     QTest::mouseClick(child<QPushButton>(tasks, "cancel"), Qt::LeftButton);
-    QTRY_VERIFY_WITH_TIMEOUT(status->text() == "Cancelled." || status->text().startsWith("Done"), 60000);
+    QTRY_COMPARE_WITH_TIMEOUT(status->text(), QString("Cancelled."), 60000);
     QVERIFY(child<QPushButton>(tasks, "run")->isEnabled());
   }
 
@@ -211,7 +225,7 @@ class QtEditorPluginTest : public QObject {
     child<QLineEdit>(tasks, "text")->setText("a cat");
     child<QSpinBox>(tasks, "steps")->setValue(4);
     // only the masked area: generated at the model's size (64 px for the demo weights), pasted back
-    child<QCheckBox>(tasks, "onlyMasked")->setChecked(true);
+    child<QCheckBox>(tasks, "only_masked")->setChecked(true);
     QTest::mouseClick(child<QPushButton>(tasks, "run"), Qt::LeftButton);
     QTRY_VERIFY2_WITH_TIMEOUT(status->text().startsWith("Done"), qPrintable(status->text()), 60000);
     QCOMPARE(doc->versions().size(), versions + 1);

@@ -2,8 +2,10 @@
 // data, round trips, shard indexes, torch.save archives, config parsing and state-dict binding.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 
 #include "io/checkpoint.h"
 #include "io/config.h"
@@ -77,31 +79,139 @@ TEST(Safetensors, EveryDtypeLoadsWithTheRightValuesAtUnalignedOffsets) {
   }
 }
 
-TEST(Safetensors, EverySingleByteCorruptionIsHandled) {
-  std::ifstream in(kFix + "/io/good.safetensors", std::ios::binary);
+// The bytes a tensor holds.
+static std::string bytes_of(const torch::Tensor& t) {
+  const auto c = t.contiguous();
+  return std::string(static_cast<const char*>(c.data_ptr()), static_cast<size_t>(c.numel()) * c.element_size());
+}
+
+// Every single-byte corruption of a valid file (each byte XOR 0x5a in turn), asserted flip by flip: the
+// file is refused with BadModel and a message that names it and says why, or it opens and every tensor
+// reads exactly the bytes its header declares, with the original dtype, shape and offsets. What may
+// open depends on where the byte is:
+//   - the 8-byte header length: nothing (the JSON is cut short, or runs into the data or past the file);
+//   - the header JSON: only a file with the same tensors in which one tensor is renamed or one
+//     metadata string changed (every other flip breaks the JSON or a dtype, shape or offset);
+//   - the data area: always, names and metadata intact; the tensor over the byte reads it flipped.
+TEST(Safetensors, EverySingleByteCorruptionIsRefusedOrReadsWhatItsHeaderDeclares) {
+  const std::string file = kFix + "/io/good.safetensors";
+  std::ifstream in(file, std::ios::binary);
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_GT(bytes.size(), 8u);
+  uint64_t header_size = 0;
+  for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | static_cast<uint8_t>(bytes[i]);
+  const size_t data_begin = 8 + header_size;
+  ASSERT_LT(data_begin, bytes.size());
+
+  // The original: its tensors, which of them this libtorch can hold (F8 needs torch >= 2.1), its metadata.
+  SafetensorsFile good(file);
+  const std::map<std::string, TensorInfo> want = good.tensors();
+  const std::map<std::string, std::string> want_meta = good.metadata();
+  ASSERT_GE(want.size(), 10u);
+  ASSERT_FALSE(want_meta.empty());
+  std::map<std::string, bool> loads;
+  std::vector<int> owners(bytes.size() - data_begin, 0);  // tensors over each byte of the data area
+  for (const auto& [name, ti] : want) {
+    try {
+      EXPECT_EQ(bytes_of(good.load(name)), bytes.substr(data_begin + ti.begin, ti.end - ti.begin)) << name;
+      loads[name] = true;
+    } catch (const Error& e) {
+      ASSERT_EQ(e.status(), Status::Unsupported) << e.what();
+      loads[name] = false;
+    }
+    for (uint64_t b = ti.begin; b < ti.end; ++b) ++owners.at(b);
+  }
+  // Each data byte belongs to exactly one tensor, so a flip there must show in exactly one tensor.
+  for (size_t b = 0; b < owners.size(); ++b) ASSERT_EQ(owners[b], 1) << "data byte " << b;
+
   const auto path = fs::temp_directory_path() / ("loupe-flip-" + std::to_string(::getpid()) + ".safetensors");
-  int rejected = 0;
+  size_t refused = 0, renamed = 0, metadata_changed = 0, data_changed = 0;
   for (size_t i = 0; i < bytes.size(); ++i) {
+    const bool in_length = i < 8, in_data = i >= data_begin;
+    SCOPED_TRACE("byte " + std::to_string(i) + (in_length ? " (header length)" : in_data ? " (data)" : " (header)") +
+                 " XOR 0x5a");
     std::string bad = bytes;
     bad[i] = static_cast<char>(bad[i] ^ 0x5a);
-    std::ofstream(path, std::ios::binary | std::ios::trunc) << bad;
+    {
+      std::ofstream out(path, std::ios::binary | std::ios::trunc);
+      out << bad;
+    }
+    std::unique_ptr<SafetensorsFile> f;
     try {
-      SafetensorsFile f(path.string());
-      for (const auto& n : f.names()) {
-        try {
-          f.load(n);
-        } catch (const Error& e) {
-          EXPECT_EQ(e.status(), Status::Unsupported) << e.what();  // only F8 & co may refuse here
-        }
-      }
+      f = std::make_unique<SafetensorsFile>(path.string());
     } catch (const Error& e) {
-      EXPECT_TRUE(e.status() == Status::BadModel) << e.what();
-      ++rejected;
+      const std::string what = e.what(), prefix = path.string() + ": ";
+      EXPECT_EQ(e.status(), Status::BadModel) << what;
+      EXPECT_EQ(what.rfind(prefix, 0), 0u) << "the message starts with the file: " << what;
+      EXPECT_GT(what.size(), prefix.size()) << "and says why: " << what;
+      EXPECT_FALSE(in_data) << "a flip in the data area made the header invalid: " << what;
+      ++refused;
+      continue;
+    }
+    EXPECT_FALSE(in_length) << "a corrupted header length was accepted";
+
+    // The same tensors: a name not in the original is the one original name that is gone.
+    const auto& got = f->tensors();
+    std::vector<std::string> gone, added;
+    for (const auto& kv : want)
+      if (!got.count(kv.first)) gone.push_back(kv.first);
+    for (const auto& kv : got)
+      if (!want.count(kv.first)) added.push_back(kv.first);
+    if (got.size() != want.size() || gone.size() > 1 || gone.size() != added.size()) {
+      ADD_FAILURE() << "opened with " << got.size() << " tensors (" << gone.size() << " gone, " << added.size()
+                    << " new) instead of the original " << want.size();
+      continue;
+    }
+    size_t meta_lost = 0;  // original (key, value) pairs the flipped file does not have
+    for (const auto& kv : want_meta) {
+      const auto it = f->metadata().find(kv.first);
+      meta_lost += it == f->metadata().end() || it->second != kv.second;
+    }
+    EXPECT_EQ(f->metadata().size(), want_meta.size());
+
+    // Every tensor: the original dtype, shape and offsets, and exactly the bytes they declare in this file.
+    for (const auto& [name, ti] : got) {
+      const std::string orig = want.count(name) ? name : gone.at(0);
+      const TensorInfo& w = want.at(orig);
+      EXPECT_EQ(ti.dtype, w.dtype) << name;
+      EXPECT_EQ(ti.shape, w.shape) << name;
+      EXPECT_EQ(ti.begin, w.begin) << name;
+      EXPECT_EQ(ti.end, w.end) << name;
+      try {
+        const auto t = f->load(name);
+        EXPECT_TRUE(loads.at(orig)) << name << " loads here but not from the original";
+        EXPECT_EQ(t.sizes().vec(), w.shape) << name;
+        EXPECT_EQ(bytes_of(t), bad.substr(data_begin + w.begin, w.end - w.begin)) << name;
+        const bool over_flip = in_data && i - data_begin >= w.begin && i - data_begin < w.end;
+        EXPECT_EQ(bytes_of(t) != bytes.substr(data_begin + w.begin, w.end - w.begin), over_flip) << name;
+      } catch (const Error& e) {
+        EXPECT_FALSE(loads.at(orig)) << name << ": " << e.what();  // only what the original cannot load either
+        EXPECT_EQ(e.status(), Status::Unsupported) << name << ": " << e.what();
+      }
+    }
+
+    // What changed: one tensor's bytes (data), or one name or one metadata string (header).
+    if (in_data) {
+      EXPECT_TRUE(gone.empty()) << "a flip in the data area renamed " << gone.at(0);
+      EXPECT_EQ(meta_lost, 0u) << "a flip in the data area changed the metadata";
+      ++data_changed;
+    } else if (gone.size() == 1) {
+      EXPECT_EQ(meta_lost, 0u) << "renamed " << gone[0] << " and changed the metadata";
+      ++renamed;
+    } else {
+      EXPECT_EQ(meta_lost, 1u) << "a header flip that opened changed neither a name nor one metadata string";
+      ++metadata_changed;
     }
   }
-  EXPECT_GT(rejected, 100);
   fs::remove(path);
+  // Every flip was one of the four outcomes, each seen; the data area always opens.
+  EXPECT_EQ(refused + renamed + metadata_changed + data_changed, bytes.size());
+  EXPECT_EQ(data_changed, bytes.size() - data_begin);
+  EXPECT_GT(refused, 100u);
+  EXPECT_GT(renamed, 0u);
+  EXPECT_GT(metadata_changed, 0u);
+  std::printf("%zu flips: %zu refused, %zu renamed a tensor, %zu changed the metadata, %zu changed data\n",
+              bytes.size(), refused, renamed, metadata_changed, data_changed);
 }
 
 TEST(Safetensors, SaveLoadRoundTrip) {

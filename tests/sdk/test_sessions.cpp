@@ -84,6 +84,29 @@ Result run(Runtime& rt, std::shared_ptr<Session> s) {
 
 }  // namespace
 
+// A host may let go of the runtime and the session while a job still runs: the job's session then
+// holds the last reference, and the runtime is destroyed on its own worker thread when the job
+// ends (it used to join itself there: std::system_error, terminate).
+TEST(Sessions, HostMayLetGoOfRuntimeAndSessionWhileAJobRuns) {
+  register_once();
+  auto dir = make_model_dir("let-go", 0.25f);
+  for (int i = 0; i < 20; ++i) {
+    std::shared_ptr<Job> job;
+    {
+      RuntimeOptions o;
+      o.device = "cpu";
+      auto rt = Runtime::create(o, {}, LogLevel::Info);
+      auto s = rt->open_session(dir.string(), "", Precision::Auto);
+      Request r;
+      r.task = "caption";
+      r.images.push_back(Image{4, 4, 3, std::vector<uint8_t>(48, 0)});
+      job = rt->submit_session(s, r, {}, false);
+    }
+    ASSERT_TRUE(job->wait(30000));
+    EXPECT_EQ(job->status(), Status::Ok) << job->message();
+  }
+}
+
 TEST(Sessions, OpenDescribeRunAndUnknownTask) {
   register_once();
   auto dir = make_model_dir("a", 0.5f);

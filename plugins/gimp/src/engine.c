@@ -78,15 +78,18 @@ static gboolean ensure_runtime(const LoupeGimpConfig *config, gchar **error) {
   ro.precision = parse_precision(config->precision);
   ro.models_dir = config->models_dir;
   if (g_getenv("LOUPE_GIMP_VERBOSE")) ro.log_fn = log_to_stderr;
-  if (loupe_runtime_create(&g_runtime, &ro) != LOUPE_OK && config->device && strcmp(config->device, "auto") != 0) {
+  if (loupe_runtime_create(&g_runtime, &ro) != LOUPE_OK) {
+    gchar *first = g_strdup(loupe_last_error());
     /* A saved device that is gone (e.g. cuda:1) must not lock the person out. */
     ro.device = "auto";
-    loupe_runtime_create(&g_runtime, &ro);
-  }
-  if (!g_runtime) {
-    *error = g_strdup_printf("Loupe could not start: %s", loupe_last_error());
-    g_free(key);
-    return FALSE;
+    if (!config->device || strcmp(config->device, "auto") == 0 || loupe_runtime_create(&g_runtime, &ro) != LOUPE_OK) {
+      *error = g_strdup_printf("Loupe could not start: %s", first);
+      g_runtime = NULL;
+      g_free(first);
+      g_free(key);
+      return FALSE;
+    }
+    g_free(first);
   }
   g_runtime_key = key;
   return TRUE;
@@ -107,14 +110,13 @@ static gpointer open_thread(gpointer data) {
   return NULL;
 }
 
-loupe_session *loupe_gimp_engine_session(LoupeGimpModelKind kind, LoupeGimpUi *ui, gchar **error) {
+loupe_session *loupe_gimp_engine_open(const gchar *model, LoupeGimpUi *ui, gchar **error) {
   LoupeGimpConfig config;
-  gchar *path;
+  gchar *path = g_strdup(model);
   OpenTask task;
   int i, slot = 0;
   loupe_gimp_config_load(&config);
-  path = loupe_gimp_find_model(&config, kind, error);
-  if (!path || !ensure_runtime(&config, error)) {
+  if (!ensure_runtime(&config, error)) {
     loupe_gimp_config_clear(&config);
     g_free(path);
     return NULL;
@@ -192,7 +194,7 @@ loupe_result *loupe_gimp_engine_run(loupe_session *session, const loupe_request 
   }
   if (ui && ui->dialog) {
     gtk_progress_bar_set_text(GTK_PROGRESS_BAR(ui->progress), "Working…");
-    while (loupe_job_wait(job, 50) == LOUPE_ERROR_TIMEOUT) {
+    while ((st = loupe_job_wait(job, 50)) == LOUPE_ERROR_TIMEOUT) {
       const gint step = g_atomic_int_get(&jp.step), total = g_atomic_int_get(&jp.total);
       if (total > 0) {
         gchar *text = g_strdup_printf("%d / %d", step, total);
@@ -203,20 +205,30 @@ loupe_result *loupe_gimp_engine_run(loupe_session *session, const loupe_request 
         gtk_progress_bar_pulse(GTK_PROGRESS_BAR(ui->progress));
       }
       pump();
-      if (g_atomic_int_get(&ui->cancelled)) {
-        g_atomic_int_set(&jp.cancel, 1);
-        loupe_job_cancel(job);
+      if (g_atomic_int_get(&ui->cancelled) && !g_atomic_int_get(&jp.cancel)) {
+        g_atomic_int_set(&jp.cancel, 1); /* the progress callback stops it too, at its next step */
+        if (loupe_job_cancel(job) != LOUPE_OK) {
+          *error = g_strdup_printf("Loupe could not cancel the job: %s", loupe_last_error());
+          break;
+        }
       }
     }
   } else {
-    loupe_job_wait(job, -1);
+    st = loupe_job_wait(job, -1);
   }
-  st = loupe_job_take_result(&result, job);
-  if (st == LOUPE_ERROR_CANCELLED) result = NULL; /* *error stays NULL: the person asked for it */
-  else if (st != LOUPE_OK) *error = g_strdup_printf("Loupe: %s", loupe_last_error());
-  loupe_job_free(job);
+  if (!*error && st != LOUPE_OK) *error = g_strdup_printf("Loupe could not wait for the job: %s", loupe_last_error());
+  if (!*error) {
+    st = loupe_job_take_result(&result, job);
+    if (st == LOUPE_ERROR_CANCELLED) result = NULL; /* *error stays NULL: the person asked for it */
+    else if (st != LOUPE_OK) *error = g_strdup_printf("Loupe: %s", loupe_last_error());
+  }
+  loupe_job_free(job); /* a job still running (cancel failed) is cancelled and waited for */
   loupe_gimp_engine_touch();
-  return st == LOUPE_OK ? result : NULL;
+  if (*error || st != LOUPE_OK) {
+    loupe_result_free(result);
+    return NULL;
+  }
+  return result;
 }
 
 gint loupe_gimp_engine_loads(void) { return g_loads; }

@@ -15,8 +15,9 @@ typedef struct LoupeGimpUi {
   gint cancelled;      /* set (atomically) by the dialog's Cancel */
 } LoupeGimpUi;
 
-/* The open session for a kind of model, opened on first use. NULL with *error set. */
-loupe_session *loupe_gimp_engine_session(LoupeGimpModelKind kind, LoupeGimpUi *ui, gchar **error);
+/* The open session for a model folder or file, opened on first use (the dialog, if any, shows
+ * that it loads). NULL with *error set. */
+loupe_session *loupe_gimp_engine_open(const gchar *path, LoupeGimpUi *ui, gchar **error);
 
 /* Runs a request on a session and waits (pumping the dialog, if any). NULL with *error set on
  * failure; NULL with *error NULL when the person cancelled. */

@@ -29,6 +29,54 @@ QImage fromLoupeImage(const loupe_image& im) {
   return QImage(im.data, im.width, im.height, im.stride, fmt).copy();
 }
 
+QList<TaskDesc> describeTasks(loupe_session* session, QString* error) {
+  auto str = [](const char* c) { return QString::fromUtf8(c ? c : ""); };
+  QList<TaskDesc> out;
+  const size_t n = loupe_task_count(session);
+  for (size_t i = 0; i < n; ++i) {
+    loupe_task_info t = LOUPE_TASK_INFO_INIT;
+    if (loupe_task_describe(session, i, &t) != LOUPE_OK) {
+      if (error) *error = str(loupe_last_error());
+      return {};
+    }
+    TaskDesc d;
+    d.name = str(t.name);
+    d.label = str(t.label);
+    d.help = str(t.help);
+    d.group = str(t.group);
+    d.inputs = t.inputs;
+    d.required = t.required;
+    d.outputs = t.outputs;
+    d.textKey = str(t.text_key);
+    d.textLabel = str(t.text_label);
+    d.textHelp = str(t.text_help);
+    d.runtime = t.runtime != 0;
+    for (size_t k = 0; k < t.param_count; ++k) {
+      loupe_param_info p = LOUPE_PARAM_INFO_INIT;
+      if (loupe_task_param(session, i, k, &p) != LOUPE_OK) {
+        if (error) *error = str(loupe_last_error());
+        return {};
+      }
+      ParamDesc q;
+      q.name = str(p.name);
+      q.type = p.type;
+      q.label = str(p.label);
+      q.help = str(p.help);
+      q.unit = str(p.unit);
+      q.defaultNumber = p.default_number;
+      q.defaultString = str(p.default_string);
+      q.min = p.min;
+      q.max = p.max;
+      q.step = p.step;
+      for (size_t c = 0; c < p.choice_count; ++c) q.choices << str(p.choices[c]);
+      q.advanced = p.advanced != 0;
+      d.params << q;
+    }
+    out << d;
+  }
+  return out;
+}
+
 LoupeClient::LoupeClient(QObject* parent) : QObject(parent) {
   qRegisterMetaType<loupe::qt::JobOutput>();
 }
@@ -39,7 +87,7 @@ LoupeClient::~LoupeClient() {
   joinDownload();
   cancel();
   joinWorker();
-  closeSession();
+  closeSession(false);
   loupe_runtime_free(m_runtime);
 }
 
@@ -47,7 +95,8 @@ void LoupeClient::joinWorker() {
   if (m_worker.joinable()) m_worker.join();
 }
 
-void LoupeClient::closeSession() {
+void LoupeClient::closeSession(bool notify) {
+  const bool wasOpen = m_session != nullptr;
   loupe_session_close(m_session);
   m_session = nullptr;
   m_sessionName.clear();
@@ -56,6 +105,13 @@ void LoupeClient::closeSession() {
   m_appliedVae.clear();
   m_appliedLora.clear();
   m_appliedLoraWeight = 0.0;
+  if (wasOpen && notify) emit sessionClosed();
+}
+
+const TaskDesc* LoupeClient::sessionTask(const QString& name) const {
+  for (const auto& t : m_sessionTasks)
+    if (t.name == name) return &t;
+  return nullptr;
 }
 
 bool LoupeClient::sessionIsDemo() const {
@@ -134,13 +190,13 @@ void LoupeClient::openSession(const QString& path) {
     const loupe_status st = loupe_session_open(&s, rt, p.constData(), nullptr);
     QString err = st == LOUPE_OK ? QString() : QString::fromUtf8(loupe_last_error());
     QString desc;
-    QStringList tasks;
+    QList<TaskDesc> tasks;
     if (s) {
+      tasks = describeTasks(s, &err);
       loupe_session_info info = LOUPE_SESSION_INFO_INIT;
       if (loupe_session_describe(s, &info) == LOUPE_OK) {
         desc = QStringLiteral("%1 (%2, %3, %4)").arg(QString::fromUtf8(info.variant), QString::fromUtf8(info.device),
                                                      QString::fromUtf8(info.dtype), formatBytes(qint64(info.bytes)));
-        tasks = QString::fromUtf8(info.tasks).split(',', Qt::SkipEmptyParts);
       }
     }
     QMetaObject::invokeMethod(this, [this, s, err, desc, tasks, p] {
@@ -174,13 +230,20 @@ bool LoupeClient::run(const TaskInput& in, QString* error) {
     return false;
   };
   if (!m_runtime) return fail(tr("The runtime is not started."));
-  const bool runtimeTask = in.task == QLatin1String("selftest");
+  const QByteArray task = in.task.toUtf8();
+  // Runtime tasks (the self-test) run on the runtime, the rest on the session: the table says which.
+  bool runtimeTask = false;
+  {
+    size_t index = 0;
+    loupe_task_info info = LOUPE_TASK_INFO_INIT;
+    if (loupe_task_find(nullptr, task.constData(), &index) == LOUPE_OK && loupe_task_describe(nullptr, index, &info) == LOUPE_OK)
+      runtimeTask = info.runtime != 0;
+  }
   if (!runtimeTask && !m_session) return fail(tr("Open a model first (Models panel)."));
   if (m_busy.exchange(true)) return fail(tr("A job is already running: wait for it or cancel it."));
   joinWorker();
 
   loupe_request* rq = nullptr;
-  const QByteArray task = in.task.toUtf8();
   QString err;
   auto check = [&](loupe_status st) {
     if (st != LOUPE_OK && err.isEmpty()) err = QString::fromUtf8(loupe_last_error());
@@ -274,18 +337,18 @@ bool LoupeClient::run(const TaskInput& in, QString* error) {
       out.text = QString::fromUtf8(loupe_result_text(res));
       out.json = QString::fromUtf8(loupe_result_json(res));
       for (size_t i = 0; i < loupe_result_box_count(res); ++i) {
-        loupe_box b;
-        loupe_result_box(res, i, &b);
+        loupe_box b = LOUPE_BOX_INIT;
+        loupe_result_get_box(res, i, &b);
         out.overlays << loupe::Overlay::box(QRectF(QPointF(b.x0, b.y0), QPointF(b.x1, b.y1)),
                                             QString::fromUtf8(b.label), b.score);
       }
       for (size_t i = 0; i < loupe_result_polygon_count(res); ++i) {
-        loupe_polygon p;
-        loupe_result_polygon(res, i, &p);
+        loupe_polygon p = LOUPE_POLYGON_INIT;
+        loupe_result_get_polygon(res, i, &p);
         QPolygonF poly;
         for (size_t k = 0; k < p.point_count; ++k) poly << QPointF(p.points[2 * k], p.points[2 * k + 1]);
-        out.overlays << (p.point_count == 4 && out.task.startsWith("ocr") ? loupe::Overlay::quad(poly, QString::fromUtf8(p.label))
-                                                                           : loupe::Overlay::polygon(poly, QString::fromUtf8(p.label)));
+        out.overlays << (p.kind == LOUPE_SHAPE_QUAD ? loupe::Overlay::quad(poly, QString::fromUtf8(p.label))
+                                                     : loupe::Overlay::polygon(poly, QString::fromUtf8(p.label)));
       }
       for (size_t i = 0; i < loupe_result_image_count(res); ++i) {
         loupe_image im;

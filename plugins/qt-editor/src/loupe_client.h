@@ -25,6 +25,30 @@ struct JobOutput {
   QMap<QString, double> numbers;
 };
 
+// A parameter of a task as the session describes it (loupe_task_param), copied into Qt types.
+struct ParamDesc {
+  QString name;  // the request key
+  loupe_param_type type = LOUPE_PARAM_INT;
+  QString label, help, unit;
+  double defaultNumber = 0;  // INT, FLOAT, BOOL
+  QString defaultString;     // STRING, CHOICE
+  double min = 0, max = 0, step = 0;
+  QStringList choices;
+  bool advanced = false;
+};
+
+// A task as the session offers it (loupe_task_describe), with its parameters.
+struct TaskDesc {
+  QString name, label, help, group;
+  uint32_t inputs = 0, required = 0, outputs = 0;  // LOUPE_INPUT_* / LOUPE_OUTPUT_* bits
+  QString textKey, textLabel, textHelp;            // textKey "" = it takes no text
+  bool runtime = false;
+  QList<ParamDesc> params;
+};
+
+// The tasks a session offers (session NULL: the library's whole table), or an empty list + *error.
+QList<TaskDesc> describeTasks(loupe_session* session, QString* error = nullptr);
+
 // Input of a task, built on the UI thread.
 struct TaskInput {
   QString task;
@@ -62,7 +86,9 @@ class LoupeClient : public QObject {
   QString sessionPath() const { return m_sessionPath; }
   // Demo weights shipped with Loupe (resources/demo-models/demo-*: tiny, random) are open.
   bool sessionIsDemo() const;
-  QStringList sessionTasks() const { return m_sessionTasks; }
+  // The tasks the open session offers, as it describes them (read once when it opened).
+  const QList<TaskDesc>& sessionTasks() const { return m_sessionTasks; }
+  const TaskDesc* sessionTask(const QString& name) const;
   QString modelsDir() const { return QString::fromUtf8(m_modelsDir); }
   // The external VAE and LoRA the session has now ("" = none).
   QString appliedVae() const { return m_appliedVae; }
@@ -92,6 +118,7 @@ class LoupeClient : public QObject {
   void logRecord(int level, const QString& message);
   void sessionOpening(const QString& path);
   void sessionOpened(const QString& description);
+  void sessionClosed();  // the open session was closed (another model opens, the runtime restarts)
   void sessionFailed(const QString& error);
   void progress(int step, int total, const QString& stage, const QImage& preview);
   void finished(const loupe::qt::JobOutput& output);
@@ -108,13 +135,13 @@ class LoupeClient : public QObject {
   void joinDownload();
   void joinScan();
   void joinWorker();
-  void closeSession();
+  void closeSession(bool notify = true);
 
   loupe_runtime* m_runtime = nullptr;
   loupe_session* m_session = nullptr;
   QString m_sessionName;
   QString m_sessionPath;
-  QStringList m_sessionTasks;
+  QList<TaskDesc> m_sessionTasks;
   QString m_appliedVae, m_appliedLora;
   double m_appliedLoraWeight = 0.0;
   bool m_cancelRequested = false;  // guarded by m_jobMutex: Cancel before the job was submitted

@@ -1,8 +1,7 @@
 #include "tasks_panel.h"
 
-#include <QCheckBox>
-
 #include <QApplication>
+#include <QCheckBox>
 #include <QClipboard>
 #include <QComboBox>
 #include <QDir>
@@ -16,44 +15,43 @@
 #include <QPlainTextEdit>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QSignalBlocker>
 #include <QSpinBox>
+#include <QStandardItemModel>
 #include <QToolButton>
 #include <QVBoxLayout>
+#include <algorithm>
+#include <cmath>
+#include <limits>
 
 #include "loupe_host/plugin.h"
 
 namespace loupe::qt {
 
 namespace {
-struct TaskDef {
-  const char* id;
-  const char* label;
-  bool text;        // needs a phrase / prompt
-  bool generative;  // diffusion parameters
-  bool region;      // uses the selected overlay as its region
-};
-const TaskDef kTasks[] = {
-    {"caption", "Caption", false, false, false},
-    {"detailed_caption", "Detailed caption", false, false, false},
-    {"more_detailed_caption", "More detailed caption", false, false, false},
-    {"detect", "Detect objects", false, false, false},
-    {"dense_caption", "Dense region captions", false, false, false},
-    {"region_proposal", "Propose regions", false, false, false},
-    {"ground", "Find a phrase (grounding)", true, false, false},
-    {"segment", "Segment by description", true, false, false},
-    {"open_vocabulary_detect", "Open-vocabulary detection", true, false, false},
-    {"region_caption", "Describe selected region", false, false, true},
-    {"region_segment", "Segment selected region", false, false, true},
-    {"ocr", "Read text (OCR)", false, false, false},
-    {"ocr_regions", "Read text with regions", false, false, false},
-    {"txt2img", "Generate (txt2img)", true, true, false},
-    {"img2img", "Vary image (img2img)", true, true, false},
-    {"inpaint", "Inpaint the mask", true, true, false},
-};
-const TaskDef* findTask(const QString& id) {
-  for (const auto& t : kTasks)
-    if (id == QLatin1String(t.id)) return &t;
-  return nullptr;
+// "describe" -> "Describe": a group or label from the description as a heading.
+QString title(const QString& s) { return s.isEmpty() ? s : s.left(1).toUpper() + s.mid(1); }
+
+int toInt(double v) { return int(qBound(double(std::numeric_limits<int>::min()), v, double(std::numeric_limits<int>::max()))); }
+
+// Decimals a float parameter needs to show its step, default and minimum exactly (2 when any step goes).
+int decimalsFor(const ParamDesc& p) {
+  for (int d = 0; d <= 6; ++d) {
+    const double f = std::pow(10.0, d);
+    auto whole = [f](double x) { return std::abs(x * f - std::round(x * f)) < 1e-6 * std::max(1.0, std::abs(x * f)); };
+    if ((p.step <= 0 || whole(p.step)) && whole(p.defaultNumber) && whole(p.min)) return p.step > 0 ? d : std::max(d, 2);
+  }
+  return 6;
+}
+
+// A mask with at least one selected pixel.
+bool anyPixel(const QImage& mask) {
+  for (int y = 0; y < mask.height(); ++y) {
+    const uchar* row = mask.constScanLine(y);
+    for (int x = 0; x < mask.width(); ++x)
+      if (row[x] != 0) return true;
+  }
+  return false;
 }
 }  // namespace
 
@@ -77,24 +75,24 @@ TasksPanel::TasksPanel(LoupeClient* client, loupe::HostContext* host, QWidget* p
   };
   connect(m_client, &LoupeClient::sessionOpened, this, updateDemo);
   connect(m_client, &LoupeClient::sessionOpening, this, updateDemo);
-  connect(m_client, &LoupeClient::sessionOpened, this, [this] { refreshAdapters(); });
+  // The task list is the open session's: it changes with the session.
+  connect(m_client, &LoupeClient::sessionOpened, this, [this] { refreshTasks(); });
+  connect(m_client, &LoupeClient::sessionClosed, this, [this] { refreshTasks(); });
   auto* form = m_form = new QFormLayout;
   m_task = new QComboBox(this);
   m_task->setObjectName("task");
-  for (const auto& t : kTasks) m_task->addItem(tr(t.label), QString::fromLatin1(t.id));
+  m_task->setPlaceholderText(tr("open a model first"));
   form->addRow(tr("Task"), m_task);
+  m_taskHelp = new QLabel(this);
+  m_taskHelp->setObjectName("taskHelp");
+  m_taskHelp->setWordWrap(true);
+  form->addRow(QString(), m_taskHelp);
+  m_textLabel = new QLabel(tr("Text"), this);
   m_text = new QLineEdit(this);
   m_text->setObjectName("text");
-  m_text->setPlaceholderText(tr("a phrase, or a prompt"));
-  form->addRow(tr("Text"), m_text);
-  m_negative = new QLineEdit(this);
-  m_negative->setPlaceholderText(tr("what to avoid"));
-  form->addRow(tr("Negative"), m_negative);
-  m_sampler = new QComboBox(this);
-  m_sampler->addItems({"euler_a", "euler", "ddim", "dpmpp_2m", "dpmpp_2m_karras"});
-  form->addRow(tr("Sampler"), m_sampler);
+  form->addRow(m_textLabel, m_text);
   // Stable Diffusion: an external VAE and a LoRA, from the models folder (A1111 / ComfyUI names) or
-  // any file; applied to the session when a job starts.
+  // any file; session settings, not task parameters, applied to the session when a job starts.
   auto chooser = [this](QComboBox** box, const char* name, const QString& none, const QString& title) {
     auto* row = new QWidget(this);
     auto* h = new QHBoxLayout(row);
@@ -126,62 +124,13 @@ TasksPanel::TasksPanel(LoupeClient* client, loupe::HostContext* host, QWidget* p
   m_loraWeight->setToolTip(tr("LoRA weight"));
   m_loraRow->layout()->addWidget(m_loraWeight);
   form->addRow(tr("LoRA"), m_loraRow);
-  m_steps = new QSpinBox(this);
-  m_steps->setObjectName("steps");
-  m_steps->setRange(1, 150);
-  m_steps->setValue(25);
-  form->addRow(tr("Steps"), m_steps);
-  m_guidance = new QDoubleSpinBox(this);
-  m_guidance->setRange(1.0, 30.0);
-  m_guidance->setValue(7.5);
-  form->addRow(tr("Guidance"), m_guidance);
-  m_strength = new QDoubleSpinBox(this);
-  m_strength->setRange(0.0, 1.0);
-  m_strength->setSingleStep(0.05);
-  m_strength->setValue(0.75);
-  form->addRow(tr("Strength"), m_strength);
-  m_seed = new QSpinBox(this);
-  m_seed->setRange(0, 2147483647);
-  m_seed->setValue(42);
-  form->addRow(tr("Seed"), m_seed);
-  m_width = new QSpinBox(this);
-  m_width->setRange(64, 2048);
-  m_width->setSingleStep(8);
-  m_width->setValue(512);
-  form->addRow(tr("Width"), m_width);
-  m_height = new QSpinBox(this);
-  m_height->setRange(64, 2048);
-  m_height->setSingleStep(8);
-  m_height->setValue(512);
-  form->addRow(tr("Height"), m_height);
-  // inpainting: how the result meets the rest of the image
-  m_onlyMasked = new QCheckBox(tr("Only the masked area (at full resolution)"), this);
-  m_onlyMasked->setObjectName("onlyMasked");
-  m_onlyMasked->setChecked(true);  // the masked area at the model's own resolution: sharper and faster
-  m_onlyMasked->setToolTip(tr("Repaint a crop around the mask at the model's resolution and paste it back; "
-                              "off: repaint at the size of the whole image."));
-  form->addRow(QString(), m_onlyMasked);
-  m_maskBlur = new QSpinBox(this);
-  m_maskBlur->setRange(0, 64);
-  m_maskBlur->setValue(4);
-  m_maskBlur->setSuffix(tr(" px"));
-  form->addRow(tr("Mask blur"), m_maskBlur);
-  m_feather = new QSpinBox(this);
-  m_feather->setObjectName("feather");
-  m_feather->setRange(0, 256);
-  m_feather->setValue(8);
-  m_feather->setSuffix(tr(" px"));
-  m_feather->setToolTip(tr("The result fades in over this width inside the mask; outside the mask nothing changes."));
-  form->addRow(tr("Feather"), m_feather);
-  m_colorFix = new QCheckBox(tr("Match colours to the surroundings"), this);
-  m_colorFix->setObjectName("colorCorrection");
-  form->addRow(QString(), m_colorFix);
   lay->addLayout(form);
-  m_textRows = {m_text};
-  m_genRows = {m_negative, m_sampler, m_vaeRow, m_loraRow, m_steps, m_guidance, m_seed};
-  m_sizeRows = {m_width, m_height};
-  m_strengthRows = {m_strength};
-  m_inpaintRows = {m_onlyMasked, m_maskBlur, m_feather, m_colorFix};
+  // The chosen task's parameters (buildForm).
+  m_paramsHost = new QWidget(this);
+  m_paramsHost->setObjectName("params");
+  auto* paramsLay = new QVBoxLayout(m_paramsHost);
+  paramsLay->setContentsMargins(0, 0, 0, 0);
+  lay->addWidget(m_paramsHost);
 
   auto* row = new QHBoxLayout;
   m_run = new QPushButton(tr("Run"), this);
@@ -204,6 +153,7 @@ TasksPanel::TasksPanel(LoupeClient* client, loupe::HostContext* host, QWidget* p
   m_status->setWordWrap(true);
   lay->addWidget(m_status);
   m_output = new QPlainTextEdit(this);
+  m_output->setObjectName("output");
   m_output->setReadOnly(true);
   m_output->setPlaceholderText(tr("Results appear here and on the canvas."));
   lay->addWidget(m_output, 1);
@@ -216,7 +166,7 @@ TasksPanel::TasksPanel(LoupeClient* client, loupe::HostContext* host, QWidget* p
   connect(m_host, &loupe::HostContext::cancelRequested, m_client, &LoupeClient::cancel);
   connect(copy, &QPushButton::clicked, this, [this] { QApplication::clipboard()->setText(m_output->toPlainText()); });
   connect(m_client, &LoupeClient::progress, this, [this](int step, int total, const QString& stage, const QImage& preview) {
-    if (m_runningTask.isEmpty()) return;
+    if (m_running.name.isEmpty()) return;
     m_progress->setRange(0, qMax(total, 1));
     m_progress->setValue(step);
     m_status->setText(tr("%1: %2 / %3").arg(stage).arg(step).arg(total));
@@ -225,15 +175,15 @@ TasksPanel::TasksPanel(LoupeClient* client, loupe::HostContext* host, QWidget* p
   });
   connect(m_client, &LoupeClient::finished, this, &TasksPanel::onFinished);
   connect(m_client, &LoupeClient::failed, this, [this](const QString& err, bool cancelled) {
-    if (m_runningTask.isEmpty()) return;
-    m_runningTask.clear();
+    if (m_running.name.isEmpty()) return;
+    m_running = TaskDesc();
     m_run->setEnabled(true);
     m_cancel->setEnabled(false);
     m_host->hideProgress();
     m_status->setText(cancelled ? tr("Cancelled.") : tr("Failed: %1").arg(err));
     m_host->showStatus(cancelled ? tr("Cancelled") : tr("Loupe: %1").arg(err), 5000);
   });
-  updateFields();
+  refreshTasks();
 }
 
 void TasksPanel::setTask(const QString& task) {
@@ -243,20 +193,181 @@ void TasksPanel::setTask(const QString& task) {
 
 void TasksPanel::setText(const QString& text) { m_text->setText(text); }
 
+const TaskDesc* TasksPanel::currentTask() const {
+  const QString name = m_task->currentData().toString();
+  return name.isEmpty() ? nullptr : m_client->sessionTask(name);
+}
+
+bool TasksPanel::sessionMakesImages() const {
+  for (const auto& t : m_client->sessionTasks())
+    if (t.outputs & LOUPE_OUTPUT_IMAGES) return true;
+  return false;
+}
+
+void TasksPanel::refreshTasks() {
+  const QString keep = m_task->currentData().toString();
+  {
+    const QSignalBlocker block(m_task);
+    m_task->clear();
+    auto* model = qobject_cast<QStandardItemModel*>(m_task->model());
+    // One heading per group, in the order the description first names it, then its tasks.
+    QStringList groups;
+    for (const auto& t : m_client->sessionTasks())
+      if (!t.runtime && !groups.contains(t.group)) groups << t.group;
+    for (const QString& g : groups) {
+      auto* heading = new QStandardItem(g.isEmpty() ? tr("Other") : title(g));
+      heading->setFlags(Qt::NoItemFlags);  // not selectable
+      QFont bold = heading->font();
+      bold.setBold(true);
+      heading->setFont(bold);
+      model->appendRow(heading);
+      for (const auto& t : m_client->sessionTasks()) {
+        if (t.runtime || t.group != g) continue;
+        m_task->addItem(QStringLiteral("  ") + t.label, t.name);
+        m_task->setItemData(m_task->count() - 1, t.help, Qt::ToolTipRole);
+      }
+    }
+    int i = keep.isEmpty() ? -1 : m_task->findData(keep);
+    for (int k = 0; i < 0 && k < m_task->count(); ++k)
+      if (!m_task->itemData(k).toString().isEmpty()) i = k;
+    m_task->setCurrentIndex(i);
+    m_task->setEnabled(i >= 0);
+  }
+  updateFields();
+}
+
 void TasksPanel::updateFields() {
-  const TaskDef* t = findTask(m_task->currentData().toString());
-  if (!t) return;
-  auto show = [this](const QList<QWidget*>& ws, bool on) {
-    for (auto* w : ws) m_form->setRowVisible(w, on);
-  };
-  show(m_textRows, t->text);
-  show(m_genRows, t->generative);
-  if (t->generative) refreshAdapters();
-  show(m_sizeRows, QLatin1String(t->id) == QLatin1String("txt2img"));
-  show(m_strengthRows, QLatin1String(t->id) == QLatin1String("img2img") || QLatin1String(t->id) == QLatin1String("inpaint"));
-  show(m_inpaintRows, QLatin1String(t->id) == QLatin1String("inpaint"));
-  // inpainting models are trained to start from pure noise in the mask
-  if (QLatin1String(t->id) == QLatin1String("inpaint") && m_strength->value() == 0.75) m_strength->setValue(1.0);
+  const TaskDesc* t = currentTask();
+  m_taskHelp->setText(t ? t->help : QString());
+  m_form->setRowVisible(m_taskHelp, t && !t->help.isEmpty());
+  // The text input, when the task takes one (required or not: an empty prompt is a valid prompt).
+  const bool text = t && !t->textKey.isEmpty();
+  m_form->setRowVisible(m_text, text);
+  if (text) {
+    m_textLabel->setText(title(t->textLabel.isEmpty() ? t->textKey : t->textLabel));
+    m_text->setPlaceholderText(t->textHelp);
+    m_text->setToolTip(t->textHelp);
+    m_textLabel->setToolTip(t->textHelp);
+  }
+  // VAE and LoRA belong to sessions that make images.
+  const bool adapters = sessionMakesImages();
+  m_form->setRowVisible(m_vaeRow, adapters);
+  m_form->setRowVisible(m_loraRow, adapters);
+  if (adapters) refreshAdapters();
+  delete m_params;  // at once: the new form's widgets take the same object names
+  m_params = nullptr;
+  m_paramWidgets.clear();
+  if (t) buildForm(*t);
+}
+
+void TasksPanel::buildForm(const TaskDesc& task) {
+  m_params = new QWidget(m_paramsHost);
+  m_params->setObjectName("paramForm");
+  auto* v = new QVBoxLayout(m_params);
+  v->setContentsMargins(0, 0, 0, 0);
+  auto* basic = new QFormLayout;
+  v->addLayout(basic);
+  auto* toggle = new QToolButton(m_params);
+  toggle->setObjectName("advancedToggle");
+  toggle->setText(tr("Advanced"));
+  toggle->setCheckable(true);
+  toggle->setAutoRaise(true);
+  toggle->setToolButtonStyle(Qt::ToolButtonTextBesideIcon);
+  auto* advanced = new QWidget(m_params);
+  advanced->setObjectName("advanced");
+  auto* folded = new QFormLayout(advanced);
+  folded->setContentsMargins(0, 0, 0, 0);
+  v->addWidget(toggle);
+  v->addWidget(advanced);
+  bool anyAdvanced = false;
+  for (const ParamDesc& p : task.params) {
+    QFormLayout* f = p.advanced ? folded : basic;
+    QWidget* w = paramWidget(task.name, p, p.advanced ? advanced : m_params);
+    f->addRow(p.type == LOUPE_PARAM_BOOL ? QString() : p.label, w);  // a check box carries its label
+    if (QWidget* label = f->labelForField(w)) label->setToolTip(p.help);
+    m_paramWidgets.insert(p.name, w);
+    anyAdvanced = anyAdvanced || p.advanced;
+  }
+  toggle->setChecked(m_advancedOpen);
+  toggle->setArrowType(m_advancedOpen ? Qt::DownArrow : Qt::RightArrow);
+  toggle->setVisible(anyAdvanced);
+  advanced->setVisible(anyAdvanced && m_advancedOpen);
+  connect(toggle, &QToolButton::toggled, this, [this, toggle, advanced](bool open) {
+    m_advancedOpen = open;
+    toggle->setArrowType(open ? Qt::DownArrow : Qt::RightArrow);
+    advanced->setVisible(open);
+  });
+  m_paramsHost->layout()->addWidget(m_params);
+  m_params->show();  // now, not when the layout gets to it: a child made after its parent was shown starts hidden
+}
+
+QWidget* TasksPanel::paramWidget(const QString& task, const ParamDesc& p, QWidget* parent) {
+  const QVariant saved = m_changed.value(task).value(p.name);
+  const QString name = p.name;
+  auto keep = [this, task, name](const QVariant& value) { m_changed[task][name] = value; };
+  const QString suffix = p.unit.isEmpty() ? QString() : QStringLiteral(" ") + p.unit;
+  QWidget* w = nullptr;
+  switch (p.type) {
+    case LOUPE_PARAM_INT: {
+      auto* s = new QSpinBox(parent);
+      s->setRange(toInt(p.min), toInt(p.max));  // a spin box holds an int: wider ranges are cut to it
+      s->setSingleStep(qMax(1, toInt(p.step)));
+      s->setSuffix(suffix);
+      s->setValue(saved.isValid() ? saved.toInt() : toInt(p.defaultNumber));
+      connect(s, &QSpinBox::valueChanged, this, [keep](int v) { keep(v); });
+      w = s;
+      break;
+    }
+    case LOUPE_PARAM_FLOAT: {
+      auto* s = new QDoubleSpinBox(parent);
+      s->setDecimals(decimalsFor(p));
+      s->setRange(p.min, p.max);
+      s->setSingleStep(p.step > 0 ? p.step : 0.1);
+      s->setSuffix(suffix);
+      s->setValue(saved.isValid() ? saved.toDouble() : p.defaultNumber);
+      connect(s, &QDoubleSpinBox::valueChanged, this, [keep](double v) { keep(v); });
+      w = s;
+      break;
+    }
+    case LOUPE_PARAM_BOOL: {
+      auto* c = new QCheckBox(p.label, parent);
+      c->setChecked(saved.isValid() ? saved.toBool() : p.defaultNumber != 0);
+      connect(c, &QCheckBox::toggled, this, [keep](bool v) { keep(v); });
+      w = c;
+      break;
+    }
+    case LOUPE_PARAM_CHOICE: {
+      auto* c = new QComboBox(parent);
+      c->addItems(p.choices);
+      const int i = c->findText(saved.isValid() ? saved.toString() : p.defaultString);
+      c->setCurrentIndex(qMax(0, i));
+      connect(c, &QComboBox::currentTextChanged, this, [keep](const QString& v) { keep(v); });
+      w = c;
+      break;
+    }
+    case LOUPE_PARAM_STRING:
+    default: {  // a type this editor does not know yet: a string is the SDK's most general value
+      auto* e = new QLineEdit(parent);
+      e->setText(saved.isValid() ? saved.toString() : p.defaultString);
+      e->setPlaceholderText(p.help);
+      connect(e, &QLineEdit::textChanged, this, [keep](const QString& v) { keep(v); });
+      w = e;
+      break;
+    }
+  }
+  w->setObjectName(p.name);
+  w->setProperty("loupeParam", p.name);
+  w->setToolTip(p.help);
+  return w;
+}
+
+void TasksPanel::readParam(const ParamDesc& p, TaskInput* in) const {
+  QWidget* w = m_paramWidgets.value(p.name);
+  if (auto* s = qobject_cast<QSpinBox*>(w)) in->ints[p.name] = s->value();
+  else if (auto* d = qobject_cast<QDoubleSpinBox*>(w)) in->floats[p.name] = d->value();
+  else if (auto* c = qobject_cast<QCheckBox*>(w)) in->ints[p.name] = c->isChecked() ? 1 : 0;
+  else if (auto* b = qobject_cast<QComboBox*>(w)) in->strings[p.name] = b->currentText();
+  else if (auto* e = qobject_cast<QLineEdit*>(w)) in->strings[p.name] = e->text();
 }
 
 void TasksPanel::refreshAdapters() {
@@ -292,70 +403,58 @@ void TasksPanel::browseAdapter(QComboBox* box, const QString& title) {
 }
 
 bool TasksPanel::buildInput(TaskInput* in, QString* error) const {
-  const QString task = m_task->currentData().toString();
-  const TaskDef* t = findTask(task);
+  if (!m_client->hasSession()) {
+    *error = tr("Open a model first (Models panel).");
+    return false;
+  }
+  const TaskDesc* t = currentTask();
   if (!t) {
     *error = tr("Choose a task.");
     return false;
   }
-  in->task = task;
-  if (task != QLatin1String("txt2img")) {
-    if (!m_host->hasDocument()) {
+  in->task = t->name;
+  // The inputs the task takes, from the document; a required one that is missing is explained.
+  if (t->inputs & LOUPE_INPUT_IMAGE) {
+    if (m_host->hasDocument()) in->image = m_host->image();
+    else if (t->required & LOUPE_INPUT_IMAGE) {
       *error = tr("Open an image first.");
       return false;
     }
-    in->image = m_host->image();
   }
-  if (t->text) {
-    // an empty prompt is valid for generation (unconditional), not for a search
-    if (!t->generative && m_text->text().trimmed().isEmpty()) {
-      *error = tr("Write the phrase to look for.");
+  if (!t->textKey.isEmpty()) {
+    if ((t->required & (LOUPE_INPUT_TEXT | LOUPE_INPUT_QUESTION)) && m_text->text().trimmed().isEmpty()) {
+      *error = t->textHelp.isEmpty() ? tr("Write the %1 first.").arg(t->textLabel)
+                                     : tr("Write the %1 first: %2.").arg(t->textLabel, t->textHelp);
       return false;
     }
-    in->strings[t->generative ? "prompt" : "text"] = m_text->text();
+    in->strings[t->textKey] = m_text->text();
   }
-  if (t->generative) {
+  if (t->inputs & LOUPE_INPUT_MASK) {
+    const QImage mask = m_host->hasDocument() ? m_host->mask() : QImage();
+    if (anyPixel(mask)) in->mask = mask;
+    else if (t->required & LOUPE_INPUT_MASK) {
+      *error = tr("Paint a mask first (B), or use a detection as the mask.");
+      return false;
+    }
+  }
+  if (t->inputs & LOUPE_INPUT_REGION) {
+    const int sel = m_host->hasDocument() ? m_host->selectedOverlay() : -1;
+    const QList<loupe::Overlay> overlays = m_host->overlays();
+    if (sel >= 0 && sel < overlays.size()) {
+      in->hasRegion = true;
+      in->region = overlays.at(sel).points.boundingRect();
+    } else if (t->required & LOUPE_INPUT_REGION) {
+      *error = tr("Select a box on the canvas first.");
+      return false;
+    }
+  }
+  for (const ParamDesc& p : t->params) readParam(p, in);
+  // The session's VAE and LoRA matter to the tasks that make images.
+  if (t->outputs & LOUPE_OUTPUT_IMAGES) {
     in->applyAdapters = true;
     in->vae = m_vae->currentData().toString();
     in->lora = m_lora->currentData().toString();
     in->loraWeight = m_loraWeight->value();
-    if (!m_negative->text().isEmpty()) in->strings["negative_prompt"] = m_negative->text();
-    in->strings["sampler"] = m_sampler->currentText();
-    in->ints["steps"] = m_steps->value();
-    in->ints["seed"] = m_seed->value();
-    in->floats["guidance_scale"] = m_guidance->value();
-    if (task == "txt2img") {
-      in->ints["width"] = m_width->value();
-      in->ints["height"] = m_height->value();
-    } else {
-      in->floats["strength"] = m_strength->value();
-    }
-  }
-  if (task == "inpaint") {
-    const QImage mask = m_host->mask();
-    bool any = false;
-    for (int y = 0; y < mask.height() && !any; ++y) {
-      const uchar* row = mask.constScanLine(y);
-      for (int x = 0; x < mask.width() && !any; ++x) any = row[x] != 0;
-    }
-    if (!any) {
-      *error = tr("Paint a mask first (B), or use a detection as the mask.");
-      return false;
-    }
-    in->mask = mask;
-    in->ints["only_masked"] = m_onlyMasked->isChecked() ? 1 : 0;
-    in->floats["mask_blur"] = m_maskBlur->value();
-    in->floats["feather"] = m_feather->value();
-    in->ints["color_correction"] = m_colorFix->isChecked() ? 1 : 0;
-  }
-  if (t->region) {
-    const int sel = m_host->selectedOverlay();
-    if (sel < 0) {
-      *error = tr("Select a box on the canvas first.");
-      return false;
-    }
-    in->hasRegion = true;
-    in->region = m_host->overlays().at(sel).points.boundingRect();
   }
   return true;
 }
@@ -367,35 +466,49 @@ void TasksPanel::run() {
     m_status->setText(err);
     return;
   }
-  m_runningTask = in.task;
+  m_running = *currentTask();
   m_run->setEnabled(false);
   m_cancel->setEnabled(true);
   m_progress->setValue(0);
   m_preview->clear();
-  m_status->setText(tr("Running %1 ...").arg(m_task->currentText()));
+  m_status->setText(tr("Running %1 ...").arg(m_running.label));
 }
 
 void TasksPanel::onFinished(const JobOutput& out) {
-  if (m_runningTask.isEmpty() || out.task != m_runningTask) return;
-  m_runningTask.clear();
+  if (m_running.name.isEmpty() || out.task != m_running.name) return;
+  const TaskDesc t = m_running;
+  m_running = TaskDesc();
   m_run->setEnabled(true);
   m_cancel->setEnabled(false);
   m_host->hideProgress();
-  if (!out.overlays.isEmpty()) {
+  // What the task outputs, as its description says.
+  if ((t.outputs & (LOUPE_OUTPUT_BOXES | LOUPE_OUTPUT_POLYGONS)) && !out.overlays.isEmpty()) {
     m_host->clearOverlays();
     m_host->addOverlays(out.overlays);
   }
-  for (int i = 0; i < out.images.size(); ++i)
-    m_host->addImageVersion(out.images[i], tr("%1: %2").arg(out.task, m_text->text().left(40)));
-  QString text = out.text;
+  int images = 0;
+  for (const QImage& im : out.images) {
+    if ((t.outputs & LOUPE_OUTPUT_MASKS) && im.format() == QImage::Format_Grayscale8) {
+      m_host->setMask(im, tr("%1: mask").arg(t.label));
+    } else if (t.outputs & LOUPE_OUTPUT_IMAGES) {
+      m_host->addImageVersion(im, tr("%1: %2").arg(out.task, m_text->text().left(40)));
+      ++images;
+    }
+  }
+  QString text = (t.outputs & LOUPE_OUTPUT_TEXT) ? out.text : QString();
   for (const auto& o : out.overlays) {
     const QRectF r = o.points.boundingRect();
     text += QStringLiteral("\n%1  [%2, %3, %4, %5]").arg(o.label.isEmpty() ? QStringLiteral("(region)") : o.label)
                 .arg(r.left(), 0, 'f', 0).arg(r.top(), 0, 'f', 0).arg(r.right(), 0, 'f', 0).arg(r.bottom(), 0, 'f', 0);
   }
+  if (t.outputs & LOUPE_OUTPUT_NUMBERS)
+    for (auto it = out.numbers.begin(); it != out.numbers.end(); ++it)
+      text += QStringLiteral("\n%1: %2").arg(it.key(), it.value() == std::floor(it.value()) && std::abs(it.value()) < 1e15
+                                                          ? QString::number(qint64(it.value()))
+                                                          : QString::number(it.value(), 'g', 6));
   m_output->setPlainText(text.trimmed());
-  m_status->setText(tr("Done: %1 region(s), %2 image(s).").arg(out.overlays.size()).arg(out.images.size()));
-  m_host->showStatus(tr("Loupe: %1 done").arg(out.task), 4000);
+  m_status->setText(tr("Done: %1 region(s), %2 image(s).").arg(out.overlays.size()).arg(images));
+  m_host->showStatus(tr("Loupe: %1 done").arg(t.label), 4000);
 }
 
 }  // namespace loupe::qt

@@ -1,7 +1,11 @@
-// The Tasks panel: every task the SDK offers, with its parameters, Run / Cancel, progress with a
-// live preview for diffusion, and results on the canvas (overlays, new image versions) and as
-// copyable text.
+// The Tasks panel: the tasks the open session offers, built from the SDK's description of them
+// (loupe_task_describe / loupe_task_param): the task list grouped as the description groups it, the
+// text input, one widget per parameter (advanced ones folded away), the document's image, mask and
+// selected region as the task's inputs ask; Run / Cancel, progress with a live preview for
+// diffusion, and results on the canvas (overlays, new image versions) and as copyable text.
 #pragma once
+#include <QHash>
+#include <QVariantMap>
 #include <QWidget>
 
 #include "loupe_client.h"
@@ -14,8 +18,6 @@ class QLineEdit;
 class QPlainTextEdit;
 class QProgressBar;
 class QPushButton;
-class QSpinBox;
-class QCheckBox;
 
 namespace loupe {
 class HostContext;
@@ -39,7 +41,17 @@ class TasksPanel : public QWidget {
   QLabel* demoNotice() const { return m_demo; }
 
  private:
+  // Lists the session's tasks (none without a session), keeping the chosen task when offered.
+  void refreshTasks();
+  // Shows the rows the chosen task uses and builds its parameter form.
   void updateFields();
+  // One widget per parameter of the task: its default, or the value the user gave it before.
+  void buildForm(const TaskDesc& task);
+  QWidget* paramWidget(const QString& task, const ParamDesc& p, QWidget* parent);
+  // Reads a parameter's widget into the input, as the parameter's type says.
+  void readParam(const ParamDesc& p, TaskInput* in) const;
+  const TaskDesc* currentTask() const;
+  bool sessionMakesImages() const;
   // Fills the VAE and LoRA choosers from the models folder (VAE/, vae/; Lora/, loras/), keeping the
   // current choices.
   void refreshAdapters();
@@ -47,22 +59,21 @@ class TasksPanel : public QWidget {
   void onFinished(const JobOutput& out);
   LoupeClient* m_client;
   loupe::HostContext* m_host;
-  QFormLayout* m_form;
+  QFormLayout* m_form;  // task, text, VAE, LoRA
   QComboBox* m_task;
+  QLabel* m_taskHelp;
+  QLabel* m_textLabel;
   QLineEdit* m_text;
-  QLineEdit* m_negative;
-  QSpinBox* m_steps;
-  QDoubleSpinBox* m_guidance;
-  QDoubleSpinBox* m_strength;
-  QSpinBox* m_seed;
-  QSpinBox* m_width;
-  QSpinBox* m_height;
-  QComboBox* m_sampler;
   QComboBox* m_vae;   // "" = the model's own
   QComboBox* m_lora;  // "" = none
   QDoubleSpinBox* m_loraWeight;
   QWidget* m_vaeRow;
   QWidget* m_loraRow;
+  QWidget* m_paramsHost;        // holds m_params
+  QWidget* m_params = nullptr;  // the chosen task's parameter form (rebuilt when the task changes)
+  bool m_advancedOpen = false;  // the "Advanced" group is unfolded
+  QHash<QString, QWidget*> m_paramWidgets;  // by parameter name, in m_params
+  QHash<QString, QVariantMap> m_changed;    // per task: the values the user gave its parameters
   QPushButton* m_run;
   QPushButton* m_cancel;
   QProgressBar* m_progress;
@@ -70,12 +81,7 @@ class TasksPanel : public QWidget {
   QLabel* m_status;
   QLabel* m_demo;  // shown while demo weights are open
   QPlainTextEdit* m_output;
-  QList<QWidget*> m_textRows, m_genRows, m_sizeRows, m_strengthRows, m_inpaintRows;
-  QCheckBox* m_onlyMasked = nullptr;
-  QCheckBox* m_colorFix = nullptr;
-  QSpinBox* m_maskBlur = nullptr;
-  QSpinBox* m_feather = nullptr;
-  QString m_runningTask;
+  TaskDesc m_running;  // the task of the job running from this panel (name "" = none)
 };
 
 }  // namespace loupe::qt

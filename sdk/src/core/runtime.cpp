@@ -406,6 +406,12 @@ void Runtime::worker_loop() {
       running_.reset();
       if (q.session) q.session->active_jobs_--;
     }
+    // The job's session may hold the last reference to this runtime (the host let go of both
+    // while the job finished): then ~Runtime runs right here, on this thread, detaches it and
+    // raises the flag; nothing of `this` may be touched after that.
+    const auto gone = worker_gone_;
+    q = Queued{};
+    if (*gone) return;
   }
 }
 
@@ -460,7 +466,15 @@ void Runtime::shutdown() {
   }
   queue_cv_.notify_all();
   for (auto& q : dropped) q.job->finish(Status::Cancelled, "the runtime was freed before the job ran", nullptr);
-  if (worker_.joinable()) worker_.join();
+  if (worker_.joinable()) {
+    if (worker_.get_id() == std::this_thread::get_id()) {
+      // The worker dropped the last reference (see worker_loop): it cannot join itself.
+      *worker_gone_ = true;
+      worker_.detach();
+    } else {
+      worker_.join();
+    }
+  }
   std::vector<std::pair<std::shared_ptr<Job>, std::thread>> background;
   {
     std::lock_guard<std::mutex> lock(mu_);

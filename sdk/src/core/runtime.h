@@ -3,6 +3,7 @@
 #pragma once
 #include <condition_variable>
 #include <deque>
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -150,6 +151,8 @@ class Runtime : public std::enable_shared_from_this<Runtime> {
   bool stopping_ = false;
   bool closed_ = false;
   std::thread worker_;
+  // Raised when the runtime is destroyed on its own worker thread (worker_loop then returns at once).
+  std::shared_ptr<std::atomic<bool>> worker_gone_ = std::make_shared<std::atomic<bool>>(false);
   std::vector<std::pair<std::shared_ptr<Job>, std::thread>> background_;  // submit_background's
   std::vector<std::weak_ptr<Session>> sessions_;
   uint64_t use_clock_ = 0;

@@ -1,6 +1,7 @@
 #include "core/tasks.h"
 
 #include <cmath>
+#include <limits>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -104,8 +105,8 @@ void resolve(const Task& t, Request& r) {
     if (!p) continue;  // the text input
     if (p->type != ParamType::String && p->type != ParamType::Choice)
       LOUPE_THROW(InvalidArgument, where << ": parameter '" << k << "' is " << (p->type == ParamType::Float ? "a number" : "an integer")
-                                         << ", set it with loupe_request_set_" << (p->type == ParamType::Float ? "float" : "int")
-                                         << ", not as the string '" << v << "'");
+                                         << ", not the string '" << v << "' (C: loupe_request_set_"
+                                         << (p->type == ParamType::Float ? "float" : "int") << ")");
   }
   for (const auto& [k, v] : r.ints)
     if (!known(k) || k == t.text_key) unknown(k);
@@ -188,6 +189,15 @@ void resolve(const Task& t, Request& r) {
     LOUPE_THROW(InvalidArgument, where << " takes no region");
 }
 
+namespace {
+// A whole number of the table as int64 (the table keeps doubles; int64's ends saturate).
+int64_t whole(double v) {
+  if (v >= 9.2e18) return std::numeric_limits<int64_t>::max();
+  if (v <= -9.2e18) return std::numeric_limits<int64_t>::min();
+  return static_cast<int64_t>(v);
+}
+}  // namespace
+
 nlohmann::json to_json(const Task& t) {
   using nlohmann::json;
   auto bits = [](uint32_t b, std::initializer_list<std::pair<uint32_t, const char*>> names) {
@@ -217,8 +227,8 @@ nlohmann::json to_json(const Task& t) {
     json jp = {{"name", p.name}, {"type", type_name(p.type)}, {"label", p.label}, {"help", p.help},
                {"unit", p.unit}, {"advanced", p.advanced}};
     switch (p.type) {
-      case ParamType::Int: jp["default"] = static_cast<int64_t>(p.def); jp["min"] = static_cast<int64_t>(p.min);
-        jp["max"] = static_cast<int64_t>(p.max); jp["step"] = static_cast<int64_t>(p.step); break;
+      case ParamType::Int: jp["default"] = whole(p.def); jp["min"] = whole(p.min); jp["max"] = whole(p.max);
+        jp["step"] = whole(p.step); break;
       case ParamType::Bool: jp["default"] = p.def != 0; break;
       case ParamType::Float: jp["default"] = p.def; jp["min"] = p.min; jp["max"] = p.max; jp["step"] = p.step; break;
       case ParamType::String: jp["default"] = p.def_string; break;

@@ -2,8 +2,9 @@
 #include <mutex>
 
 #include "core/model.h"
-#include "models/florence2/family.h"
-#include "models/sd/family.h"
+#include "families/florence2.h"
+#include "families/sd.h"
+#include "families/sdxl.h"
 
 namespace loupe {
 
@@ -17,6 +18,7 @@ std::vector<ModelFamily> builtin() {
   std::vector<ModelFamily> f;
   f.push_back(florence2::family());
   f.push_back(sd::family());
+  f.push_back(sdxl::family());
   return f;
 }
 }  // namespace

@@ -180,7 +180,7 @@ std::vector<Task> build() {
                   kNumbers);
     x.runtime = true;
     x.params = {integer("alloc_mib", "Allocation", 0, 0, double(int64_t(1) << 30), "memory to allocate (0 = 1024 on a GPU, 64 on the CPU)", "MiB"),
-                integer("matmul_size", "Matrix size", 0, 0, 16384, "n of the n x n matrix product (0 = 8192 on a GPU, 512 on the CPU)"),
+                integer("matmul_size", "Matrix size", 0, 0, 16384, "n of the n x n matrix product, 64 to 16384 (0 = 8192 on a GPU, 512 on the CPU)"),
                 integer("iterations", "Iterations", 0, 0, 100000, "timed products (0 = 20 on a GPU, 3 on the CPU)")};
     t.push_back(std::move(x));
   }

@@ -34,9 +34,11 @@ struct Loop {
   at::Generator gen;
   std::unique_ptr<schedulers::Scheduler> sched;
   torch::Tensor context;  // [uncond; cond] or cond
+  torch::Tensor text_embeds, time_ids;  // SDXL's added conditioning, batched as context
   bool cfg;
 
-  Loop(DiffusionModels& models, const torch::Tensor& cond, const torch::Tensor& uncond, const DiffusionParams& params)
+  Loop(DiffusionModels& models, const torch::Tensor& cond, const torch::Tensor& uncond, const DiffusionParams& params,
+       const AddedConditioning& added)
       : m(models), p(params), gen(at::make_generator<at::CPUGeneratorImpl>(params.seed)) {
     if (p.steps < 1 || p.steps > 1000) LOUPE_THROW(InvalidArgument, "steps must be in [1, 1000] (got " << p.steps << ")");
     if (!(p.strength >= 0.0 && p.strength <= 1.0))
@@ -48,6 +50,15 @@ struct Loop {
     if (cfg && uncond.sizes() != cond.sizes())
       LOUPE_THROW(Internal, "prompt embeddings " << cond.sizes() << " and negative " << uncond.sizes() << " differ");
     context = (cfg ? torch::cat({uncond, cond}, 0) : cond).to(m.device, m.dtype);
+    if (m.unet->cfg.text_time) {
+      if (added.empty() || !added.time_ids.defined() || (cfg && !added.negative_pooled.defined()))
+        LOUPE_THROW(Internal, "an SDXL (text_time) UNet needs the pooled embeddings and the time ids");
+      const auto neg_ids = added.negative_time_ids.defined() ? added.negative_time_ids : added.time_ids;
+      text_embeds = (cfg ? torch::cat({added.negative_pooled, added.pooled}, 0) : added.pooled).to(m.device, torch::kFloat32);
+      time_ids = (cfg ? torch::cat({neg_ids, added.time_ids}, 0) : added.time_ids).to(m.device, torch::kFloat32);
+    } else if (!added.empty()) {
+      LOUPE_THROW(Internal, "added conditioning given to a UNet without addition_embed_type text_time");
+    }
   }
 
   // The VAE posterior sample (diffusers' latent_dist.sample(generator)), scaled.
@@ -62,7 +73,8 @@ struct Loop {
     in = sched->scale_model_input(in, i);
     if (extra.defined()) in = torch::cat({in, extra}, 1);
     const double t = sched->timesteps()[i];
-    auto out = m.unet->forward(in.to(m.dtype), torch::tensor({t}, torch::kFloat32).to(m.device), context).to(torch::kFloat32);
+    auto out = m.unet->forward(in.to(m.dtype), torch::tensor({t}, torch::kFloat32).to(m.device), context, text_embeds, time_ids)
+                   .to(torch::kFloat32);
     if (!cfg) return out;
     auto parts = out.chunk(2, 0);
     return parts[0] + p.guidance_scale * (parts[1] - parts[0]);
@@ -95,8 +107,15 @@ struct Loop {
 
 }  // namespace
 
+torch::Tensor time_ids(int original_h, int original_w, int crop_top, int crop_left, int target_h, int target_w) {
+  return torch::tensor({double(original_h), double(original_w), double(crop_top), double(crop_left), double(target_h),
+                        double(target_w)},
+                       torch::kFloat32)
+      .unsqueeze(0);
+}
+
 torch::Tensor txt2img(DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const DiffusionParams& p,
-                      const StepFn& on_step) {
+                      const StepFn& on_step, const AddedConditioning& added) {
   check_size(m, p.width, p.height);
   torch::NoGradGuard ng;
   if (is_inpainting_unet(m)) {
@@ -105,9 +124,9 @@ torch::Tensor txt2img(DiffusionModels& m, const torch::Tensor& cond, const torch
     DiffusionParams q = p;
     q.strength = 1.0;
     const auto gray = torch::zeros({1, 3, p.height, p.width});
-    return inpaint(m, cond, uncond, gray, full_mask(gray), q, on_step);
+    return inpaint(m, cond, uncond, gray, full_mask(gray), q, on_step, added);
   }
-  Loop L(m, cond, uncond, p);
+  Loop L(m, cond, uncond, p, added);
   const int64_t f = m.vae->cfg.scale_factor();
   auto latents = randn_cpu({1, m.unet->cfg.out_channels, p.height / f, p.width / f}, L.gen).to(m.device);
   latents = latents * L.sched->init_noise_sigma();
@@ -120,14 +139,14 @@ torch::Tensor txt2img(DiffusionModels& m, const torch::Tensor& cond, const torch
 }
 
 torch::Tensor img2img(DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const torch::Tensor& image,
-                      const DiffusionParams& p, const StepFn& on_step) {
+                      const DiffusionParams& p, const StepFn& on_step, const AddedConditioning& added) {
   check_size(m, static_cast<int>(image.size(3)), static_cast<int>(image.size(2)));
   torch::NoGradGuard ng;
-  Loop L(m, cond, uncond, p);
+  Loop L(m, cond, uncond, p, added);
   const size_t start = L.start_index(), n = L.sched->timesteps().size();
   // StableDiffusionInpaintPipeline with a full mask at this strength (the web UIs' img2img on
   // inpainting models): noised latents of the image, the masked image all zeros.
-  if (is_inpainting_unet(m) && start < n) return inpaint(m, cond, uncond, image, full_mask(image), p, on_step);
+  if (is_inpainting_unet(m) && start < n) return inpaint(m, cond, uncond, image, full_mask(image), p, on_step, added);
   auto init = L.encode_sample(image);
   if (start >= n) return L.decode(init);  // strength 0: the image itself, through the VAE
   auto noise = randn_cpu(init.sizes(), L.gen).to(m.device);
@@ -140,13 +159,14 @@ torch::Tensor img2img(DiffusionModels& m, const torch::Tensor& cond, const torch
 }
 
 torch::Tensor inpaint(DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const torch::Tensor& image,
-                      const torch::Tensor& mask, const DiffusionParams& p, const StepFn& on_step) {
+                      const torch::Tensor& mask, const DiffusionParams& p, const StepFn& on_step,
+                      const AddedConditioning& added) {
   const int64_t H = image.size(2), W = image.size(3);
   check_size(m, static_cast<int>(W), static_cast<int>(H));
   if (mask.size(2) != H || mask.size(3) != W)
     LOUPE_THROW(InvalidArgument, "the mask is " << mask.size(3) << "x" << mask.size(2) << " but the image is " << W << "x" << H);
   torch::NoGradGuard ng;
-  Loop L(m, cond, uncond, p);
+  Loop L(m, cond, uncond, p, added);
   const int64_t ch = m.unet->cfg.in_channels;
   if (ch != 4 && ch != 9)
     LOUPE_THROW(Unsupported, "inpainting needs a 4-channel or a 9-channel (inpainting) UNet; this one has " << ch);

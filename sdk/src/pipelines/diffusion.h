@@ -35,6 +35,18 @@ struct DiffusionParams {
   bool tiled_vae = false;         // decode in tiles (large images)
 };
 
+// SDXL's added conditioning (a "text_time" UNet; diffusers' StableDiffusionXLPipeline): the pooled
+// embedding of the second text encoder [1, P] and the time ids [1, 6] (original height, width,
+// crop top, left, target height, width), for the prompt and the negative prompt. Empty for SD
+// 1.x/2.x. negative_time_ids undefined: the prompt's.
+struct AddedConditioning {
+  torch::Tensor pooled, negative_pooled;
+  torch::Tensor time_ids, negative_time_ids;
+  bool empty() const { return !pooled.defined(); }
+};
+// diffusers' _get_add_time_ids: original size, crop top-left, target size as one row [1, 6].
+torch::Tensor time_ids(int original_h, int original_w, int crop_top, int crop_left, int target_h, int target_w);
+
 // Called after every step with (step, total, latents); returns nothing, throws to stop.
 using StepFn = std::function<void(int, int, const torch::Tensor&)>;
 
@@ -45,14 +57,16 @@ using StepFn = std::function<void(int, int, const torch::Tensor&)>;
 // StableDiffusionInpaintPipeline with mask_image all white; the web UIs' conditioning for
 // inpainting models): txt2img at strength 1, img2img at its strength (strength 0 still returns the
 // image through the VAE).
+// `added` is required by (and only taken by) a "text_time" UNet.
 torch::Tensor txt2img(DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const DiffusionParams& p,
-                      const StepFn& on_step = {});
+                      const StepFn& on_step = {}, const AddedConditioning& added = {});
 torch::Tensor img2img(DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const torch::Tensor& image,
-                      const DiffusionParams& p, const StepFn& on_step = {});
+                      const DiffusionParams& p, const StepFn& on_step = {}, const AddedConditioning& added = {});
 // 9-channel UNets get the mask and masked-image latents as extra inputs; 4-channel UNets blend the
 // known region back into the latents after each step.
 torch::Tensor inpaint(DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const torch::Tensor& image,
-                      const torch::Tensor& mask, const DiffusionParams& p, const StepFn& on_step = {});
+                      const torch::Tensor& mask, const DiffusionParams& p, const StepFn& on_step = {},
+                      const AddedConditioning& added = {});
 
 // A cheap latent -> RGB approximation for live previews: [1, 4, h, w] -> [h, w, 3] uint8 (CPU).
 torch::Tensor latent_preview(const torch::Tensor& latents);

@@ -20,6 +20,10 @@ TextConfig TextConfig::from_json(const nlohmann::json& j, const std::string& fil
   c.max_position_embeddings = io::get_or(j, "max_position_embeddings", c.max_position_embeddings, file);
   c.hidden_act = io::get_or(j, "hidden_act", c.hidden_act, file);
   c.layer_norm_eps = io::get_or(j, "layer_norm_eps", c.layer_norm_eps, file);
+  c.eos_token_id = io::get_or(j, "eos_token_id", c.eos_token_id, file);
+  c.projection_dim = io::get_or(j, "projection_dim", c.projection_dim, file);
+  for (const auto& a : io::get_or(j, "architectures", std::vector<std::string>{}, file))
+    if (a == "CLIPTextModelWithProjection") c.with_projection = true;
   if (c.hidden_act != "quick_gelu" && c.hidden_act != "gelu")
     LOUPE_THROW(Unsupported, file << ": hidden_act '" << c.hidden_act << "' (supported: quick_gelu, gelu)");
   if (c.num_attention_heads <= 0 || c.hidden_size % c.num_attention_heads)
@@ -64,6 +68,9 @@ ClipTextModelImpl::ClipTextModelImpl(const TextConfig& c) : cfg(c) {
   encoder->register_module("layers", layers);
   final_layer_norm = text_model->register_module(
       "final_layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)));
+  if (c.with_projection)
+    text_projection = register_module(
+        "text_projection", loupe::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.projection_dim).bias(false)));
 }
 
 torch::Tensor ClipTextModelImpl::forward(const torch::Tensor& ids, int clip_skip) {
@@ -72,12 +79,32 @@ torch::Tensor ClipTextModelImpl::forward(const torch::Tensor& ids, int clip_skip
     LOUPE_THROW(InvalidArgument, "CLIP: " << L << " tokens, more than the " << cfg.max_position_embeddings << " positions");
   if (clip_skip < 1 || clip_skip > cfg.num_hidden_layers)
     LOUPE_THROW(InvalidArgument, "clip_skip = " << clip_skip << " is out of range [1, " << cfg.num_hidden_layers << "]");
+  return final_layer_norm(hidden_and_pooled(ids, cfg.num_hidden_layers - (clip_skip - 1), false).hidden);
+}
+
+ClipTextModelImpl::Output ClipTextModelImpl::hidden_and_pooled(const torch::Tensor& ids, int layer, bool pooled) {
+  const int64_t L = ids.size(1);
+  if (L > cfg.max_position_embeddings)
+    LOUPE_THROW(InvalidArgument, "CLIP: " << L << " tokens, more than the " << cfg.max_position_embeddings << " positions");
+  if (layer < 0 || layer > cfg.num_hidden_layers)
+    LOUPE_THROW(InvalidArgument, "CLIP: hidden state " << layer << " is out of range [0, " << cfg.num_hidden_layers << "]");
   auto h = token_embedding(ids) + position_embedding(torch::arange(L, ids.device())).unsqueeze(0);
   // additive causal mask: a token sees itself and the tokens before it
   auto mask = torch::full({L, L}, -std::numeric_limits<float>::infinity(), h.options()).triu(1);
-  const int64_t run = static_cast<int64_t>(layers->size()) - (clip_skip - 1);
-  for (int64_t i = 0; i < run; ++i) h = layers[i]->as<ClipLayer>()->forward(h, mask);
-  return final_layer_norm(h);
+  Output out;
+  const int64_t run = pooled ? static_cast<int64_t>(layers->size()) : layer;
+  if (layer == 0) out.hidden = h;
+  for (int64_t i = 0; i < run; ++i) {
+    h = layers[i]->as<ClipLayer>()->forward(h, mask);
+    if (i + 1 == layer) out.hidden = h;
+  }
+  if (pooled) {
+    const auto last = final_layer_norm(h);
+    const auto at = cfg.eos_token_id == 2 ? ids.argmax(-1) : (ids == cfg.eos_token_id).to(torch::kInt32).argmax(-1);
+    out.pooled = last.index({torch::arange(ids.size(0), ids.device()), at});
+    if (text_projection) out.pooled = text_projection(out.pooled);
+  }
+  return out;
 }
 
 }  // namespace loupe::clip

@@ -1,7 +1,9 @@
 #include "models/sd/prompt.h"
 
+#include <algorithm>
 #include <cctype>
 #include <filesystem>
+#include <functional>
 
 #include "core/error.h"
 #include "io/config.h"
@@ -192,8 +194,11 @@ std::vector<PromptChunk> tokenize_prompt(const text::BpeTokenizer& tok, const Cl
   return chunks;
 }
 
-torch::Tensor encode_prompt(clip::ClipTextModel& enc, const ClipTokens& ids, std::vector<PromptChunk> chunks,
-                            size_t min_chunks, int clip_skip, const torch::Device& device) {
+namespace {
+
+// Each chunk through `encode` ([1, 77] ids -> [1, 77, D]), emphasis applied, concatenated.
+torch::Tensor encode_chunks(const ClipTokens& ids, std::vector<PromptChunk> chunks, size_t min_chunks,
+                            const torch::Device& device, const std::function<torch::Tensor(const torch::Tensor&)>& encode) {
   if (chunks.size() < min_chunks) {
     const auto empty = [&] {
       PromptChunk c;
@@ -208,7 +213,7 @@ torch::Tensor encode_prompt(clip::ClipTextModel& enc, const ClipTokens& ids, std
   std::vector<torch::Tensor> parts;
   for (const auto& c : chunks) {
     auto t = torch::tensor(c.ids, torch::kInt64).unsqueeze(0).to(device);
-    auto z = enc->forward(t, clip_skip).to(torch::kFloat32);
+    auto z = encode(t).to(torch::kFloat32);
     bool weighted = false;
     for (float w : c.weights) weighted = weighted || w != 1.0f;
     if (weighted) {
@@ -220,6 +225,37 @@ torch::Tensor encode_prompt(clip::ClipTextModel& enc, const ClipTokens& ids, std
     parts.push_back(z);
   }
   return torch::cat(parts, 1);
+}
+
+}  // namespace
+
+torch::Tensor encode_prompt(clip::ClipTextModel& enc, const ClipTokens& ids, std::vector<PromptChunk> chunks,
+                            size_t min_chunks, int clip_skip, const torch::Device& device) {
+  return encode_chunks(ids, std::move(chunks), min_chunks, device,
+                       [&](const torch::Tensor& t) { return enc->forward(t, clip_skip); });
+}
+
+DualEncoding encode_prompt_dual(clip::ClipTextModel& enc1, const ClipTokens& ids1, std::vector<PromptChunk> chunks1,
+                                clip::ClipTextModel& enc2, const ClipTokens& ids2, std::vector<PromptChunk> chunks2,
+                                size_t min_chunks, int clip_skip, const torch::Device& device) {
+  const size_t n = std::max({min_chunks, chunks1.size(), chunks2.size()});
+  auto layer = [&](const clip::ClipTextModel& enc) {
+    const int l = enc->cfg.num_hidden_layers - clip_skip;
+    if (clip_skip < 1 || l < 0)
+      LOUPE_THROW(InvalidArgument, "clip_skip = " << clip_skip << " is out of range [1, " << enc->cfg.num_hidden_layers << "]");
+    return l;
+  };
+  const int l1 = layer(enc1), l2 = layer(enc2);
+  DualEncoding out;
+  auto z1 = encode_chunks(ids1, std::move(chunks1), n, device,
+                          [&](const torch::Tensor& t) { return enc1->hidden_and_pooled(t, l1, false).hidden; });
+  auto z2 = encode_chunks(ids2, std::move(chunks2), n, device, [&](const torch::Tensor& t) {
+    auto o = enc2->hidden_and_pooled(t, l2, !out.pooled.defined());
+    if (!out.pooled.defined()) out.pooled = o.pooled.to(torch::kFloat32);  // the first chunk's
+    return o.hidden;
+  });
+  out.embeds = torch::cat({z1, z2}, -1);
+  return out;
 }
 
 }  // namespace loupe::sd

@@ -38,4 +38,16 @@ std::vector<PromptChunk> tokenize_prompt(const text::BpeTokenizer& tok, const Cl
 torch::Tensor encode_prompt(clip::ClipTextModel& enc, const ClipTokens& ids, std::vector<PromptChunk> chunks,
                             size_t min_chunks, int clip_skip, const torch::Device& device);
 
+// SDXL (diffusers' StableDiffusionXLPipeline.encode_prompt, per 77-token chunk): the hidden state
+// clip_skip layers before the last of each encoder (1 = hidden_states[-2], diffusers' default; no
+// final norm), emphasis applied to each, concatenated: embeds [1, 77 * chunks, D1 + D2]; pooled:
+// encoder 2's projected pooled output of the first chunk [1, P]. chunks1/chunks2: the prompt
+// tokenized by each encoder's tokenizer (they differ in padding).
+struct DualEncoding {
+  torch::Tensor embeds, pooled;
+};
+DualEncoding encode_prompt_dual(clip::ClipTextModel& enc1, const ClipTokens& ids1, std::vector<PromptChunk> chunks1,
+                                clip::ClipTextModel& enc2, const ClipTokens& ids2, std::vector<PromptChunk> chunks2,
+                                size_t min_chunks, int clip_skip, const torch::Device& device);
+
 }  // namespace loupe::sd

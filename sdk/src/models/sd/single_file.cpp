@@ -238,10 +238,26 @@ io::KeyMap clip_single_file_keymap(bool open_clip, int64_t hidden) {
 }
 
 void check_components(const SingleFile& c, const std::string& where) {
+  const int64_t width = c.text->cfg.hidden_size + (c.text2 ? c.text2->cfg.hidden_size : 0);
   for (int64_t d : c.unet->cfg.cross_attention_dim)
-    if (d != c.text->cfg.hidden_size)
-      LOUPE_THROW(BadModel, where << ": the UNet attends to " << d << "-wide text features but the text encoder gives "
-                                  << c.text->cfg.hidden_size);
+    if (d != width)
+      LOUPE_THROW(BadModel, where << ": the UNet attends to " << d << "-wide text features but the text encoder"
+                                  << (c.text2 ? "s give " : " gives ") << width);
+  if (c.unet->cfg.text_time != static_cast<bool>(c.text2))
+    LOUPE_THROW(BadModel, where << (c.text2 ? ": a second text encoder, but the UNet takes no pooled text embedding"
+                                            : ": the UNet (addition_embed_type text_time) needs a second text encoder "
+                                              "(text_encoder_2, CLIPTextModelWithProjection)"));
+  if (c.text2) {
+    const auto& u = c.unet->cfg;
+    const int64_t pooled = c.text2->cfg.with_projection ? c.text2->cfg.projection_dim : c.text2->cfg.hidden_size;
+    if (u.projection_class_embeddings_input_dim != pooled + 6 * u.addition_time_embed_dim)
+      LOUPE_THROW(BadModel, where << ": the UNet's added conditioning takes " << u.projection_class_embeddings_input_dim
+                                  << " inputs, not the " << pooled << "-wide pooled text embedding and 6 time ids of "
+                                  << u.addition_time_embed_dim);
+    if (c.tokenizer2.vocab_size() > static_cast<size_t>(c.text2->cfg.vocab_size))
+      LOUPE_THROW(BadModel, where << ": tokenizer_2 has " << c.tokenizer2.vocab_size() << " tokens, text_encoder_2 "
+                                  << c.text2->cfg.vocab_size);
+  }
   if (c.unet->cfg.out_channels != c.vae->cfg.latent_channels)
     LOUPE_THROW(BadModel, where << ": the UNet makes " << c.unet->cfg.out_channels << " latent channels, the VAE has "
                                 << c.vae->cfg.latent_channels);

@@ -40,6 +40,11 @@ struct SingleFile {
   text::BpeTokenizer tokenizer;
   ClipTokens ids;
   schedulers::SchedulerConfig scheduler;
+  // SDXL: the second text encoder (CLIPTextModelWithProjection) and its tokenizer; null otherwise.
+  clip::ClipTextModel text2{nullptr};
+  text::BpeTokenizer tokenizer2;
+  ClipTokens ids2;
+  bool force_zeros_for_empty_prompt = true;  // SDXL (model_index.json): an empty negative prompt is zeros
 };
 
 // The pieces fit together (text width, latent channels, vocabulary size); from configs only.

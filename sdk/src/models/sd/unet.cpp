@@ -63,10 +63,22 @@ UNetConfig UNetConfig::from_json(const nlohmann::json& j, const std::string& fil
   c.flip_sin_to_cos = io::get_or(j, "flip_sin_to_cos", c.flip_sin_to_cos, file);
   c.freq_shift = io::get_or(j, "freq_shift", c.freq_shift, file);
   c.sample_size = io::get_or(j, "sample_size", c.sample_size, file);
-  for (const char* k : {"class_embed_type", "addition_embed_type", "encoder_hid_dim_type", "time_cond_proj_dim"})
+  const auto add = io::get_or(j, "addition_embed_type", std::string(), file);
+  if (!add.empty() && add != "text_time")
+    LOUPE_THROW(Unsupported, file << ": addition_embed_type '" << add << "' (supported: text_time, as SDXL)");
+  c.text_time = add == "text_time";
+  if (c.text_time) {
+    c.addition_time_embed_dim = io::get_or(j, "addition_time_embed_dim", c.addition_time_embed_dim, file);
+    c.projection_class_embeddings_input_dim = io::get_or(j, "projection_class_embeddings_input_dim", int64_t{0}, file);
+    if (c.projection_class_embeddings_input_dim <= 0 || c.addition_time_embed_dim <= 0)
+      LOUPE_THROW(BadModel, file << ": addition_embed_type text_time needs addition_time_embed_dim and "
+                                    "projection_class_embeddings_input_dim");
+  }
+  for (const char* k : {"class_embed_type", "encoder_hid_dim_type", "time_cond_proj_dim"})
     if (j.contains(k) && !j[k].is_null())
-      LOUPE_THROW(Unsupported, file << ": \"" << k << "\" = " << j[k].dump()
-                                    << " (SDXL-style added conditioning is not supported by this UNet)");
+      LOUPE_THROW(Unsupported, file << ": \"" << k << "\" = " << j[k].dump() << " is not supported by this UNet");
+  if (j.contains("reverse_transformer_layers_per_block") && !j["reverse_transformer_layers_per_block"].is_null())
+    LOUPE_THROW(Unsupported, file << ": \"reverse_transformer_layers_per_block\" is not supported");
   for (const char* k : {"only_cross_attention", "dual_cross_attention", "center_input_sample"})
     if (j.contains(k) && j[k].is_boolean() && j[k].get<bool>())
       LOUPE_THROW(Unsupported, file << ": \"" << k << "\" = true is not supported");
@@ -103,6 +115,11 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& c) : cfg(c)
   auto te = register_module("time_embedding", std::make_shared<torch::nn::Module>());
   time_linear_1 = te->register_module("linear_1", loupe::nn::Linear(boc[0], temb));
   time_linear_2 = te->register_module("linear_2", loupe::nn::Linear(temb, temb));
+  if (c.text_time) {
+    auto ae = register_module("add_embedding", std::make_shared<torch::nn::Module>());
+    add_linear_1 = ae->register_module("linear_1", loupe::nn::Linear(c.projection_class_embeddings_input_dim, temb));
+    add_linear_2 = ae->register_module("linear_2", loupe::nn::Linear(temb, temb));
+  }
 
   auto attn = [&](int64_t ch, size_t i) {
     return Transformer2D(ch, c.heads[i], ch / c.heads[i], c.cross_attention_dim[i], c.transformer_layers[i], groups,
@@ -165,7 +182,8 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& c) : cfg(c)
 }
 
 torch::Tensor UNet2DConditionModelImpl::forward(const torch::Tensor& sample, const torch::Tensor& timestep,
-                                                const torch::Tensor& context) {
+                                                const torch::Tensor& context, const torch::Tensor& text_embeds,
+                                                const torch::Tensor& time_ids) {
   if (sample.dim() != 4 || sample.size(1) != cfg.in_channels)
     LOUPE_THROW(InvalidArgument, "UNet: the input has shape " << sample.sizes() << ", expected [B, " << cfg.in_channels
                                                               << ", h, w]");
@@ -174,6 +192,21 @@ torch::Tensor UNet2DConditionModelImpl::forward(const torch::Tensor& sample, con
   t = t.to(sample.device()).expand({B});
   auto emb = timestep_embedding(t, cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift).to(sample.scalar_type());
   emb = time_linear_2(torch::silu(time_linear_1(emb)));
+  if (cfg.text_time) {
+    if (!text_embeds.defined() || !time_ids.defined())
+      LOUPE_THROW(InvalidArgument, "UNet: this UNet (addition_embed_type text_time) needs text_embeds and time_ids");
+    if (text_embeds.dim() != 2 || time_ids.dim() != 2 || text_embeds.size(0) != B || time_ids.size(0) != B ||
+        text_embeds.size(1) + time_ids.size(1) * cfg.addition_time_embed_dim != cfg.projection_class_embeddings_input_dim)
+      LOUPE_THROW(InvalidArgument, "UNet: text_embeds " << text_embeds.sizes() << " and time_ids " << time_ids.sizes()
+                                   << " do not make the " << cfg.projection_class_embeddings_input_dim
+                                   << " added-conditioning inputs this UNet takes for a batch of " << B);
+    // diffusers: add_time_proj(time_ids.flatten()).reshape(B, -1), after the pooled text embedding
+    auto tid = timestep_embedding(time_ids.to(sample.device()).flatten(), cfg.addition_time_embed_dim, cfg.flip_sin_to_cos,
+                                  cfg.freq_shift)
+                   .reshape({B, -1});
+    auto add = torch::cat({text_embeds.to(sample.device(), torch::kFloat32), tid}, -1).to(emb.scalar_type());
+    emb = emb + add_linear_2(torch::silu(add_linear_1(add)));
+  }
 
   auto h = conv_in(sample);
   std::vector<torch::Tensor> skips{h};

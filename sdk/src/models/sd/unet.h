@@ -1,5 +1,6 @@
-// UNet2DConditionModel (diffusers) for Stable Diffusion 1.x / 2.x and the 9-channel inpainting
-// UNet. Module names are diffusers' parameter names; sizes come from unet/config.json.
+// UNet2DConditionModel (diffusers) for Stable Diffusion 1.x / 2.x, SDXL (attention-free first
+// level, transformer_layers_per_block per level, the "text_time" added conditioning) and the
+// 9-channel inpainting UNet. Module names are diffusers' parameter names; sizes come from unet/config.json.
 #pragma once
 #include <string>
 #include <vector>
@@ -29,8 +30,14 @@ struct UNetConfig {
   bool flip_sin_to_cos = true;
   double freq_shift = 0;
   int64_t sample_size = 64;
+  // addition_embed_type "text_time" (SDXL): the pooled text embedding and the time ids (original
+  // size, crop top-left, target size; 6 numbers, or 5 with the refiner's aesthetic score) each
+  // through a sinusoidal embedding of addition_time_embed_dim, then add_embedding.
+  bool text_time = false;
+  int64_t addition_time_embed_dim = 256;
+  int64_t projection_class_embeddings_input_dim = 0;
   // Reads config.json with diffusers' defaults; Unsupported for options this UNet does not have
-  // (SDXL's added conditioning, class embeddings...), naming the key.
+  // (class embeddings, other added conditionings...), naming the key.
   static UNetConfig from_json(const nlohmann::json& j, const std::string& file);
 };
 
@@ -45,11 +52,14 @@ TORCH_MODULE(UNetBlock);
 
 struct UNet2DConditionModelImpl : torch::nn::Module {
   explicit UNet2DConditionModelImpl(const UNetConfig& c);
-  // sample [B, in, h, w], timestep [B] or [1] (float), context [B, S, D] -> [B, out, h, w]
-  torch::Tensor forward(const torch::Tensor& sample, const torch::Tensor& timestep, const torch::Tensor& context);
+  // sample [B, in, h, w], timestep [B] or [1] (float), context [B, S, D] -> [B, out, h, w].
+  // A "text_time" UNet also needs text_embeds [B, P] and time_ids [B, n].
+  torch::Tensor forward(const torch::Tensor& sample, const torch::Tensor& timestep, const torch::Tensor& context,
+                        const torch::Tensor& text_embeds = {}, const torch::Tensor& time_ids = {});
   UNetConfig cfg;
   loupe::nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
   loupe::nn::Linear time_linear_1{nullptr}, time_linear_2{nullptr};
+  loupe::nn::Linear add_linear_1{nullptr}, add_linear_2{nullptr};  // add_embedding (text_time)
   torch::nn::ModuleList down_blocks, up_blocks;
   UNetBlock mid_block{nullptr};
   torch::nn::GroupNorm conv_norm_out{nullptr};

@@ -1,5 +1,7 @@
 // Florence-2 as a Loupe Model: loading (transformers-native layout), preprocessing on the
 // session's device, the task prompts, generation and post-processing into Results.
+#include "families/florence2.h"
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -9,7 +11,6 @@
 #include "io/config.h"
 #include "io/state_dict.h"
 #include "models/florence2/config.h"
-#include "models/florence2/family.h"
 #include "models/florence2/generate.h"
 #include "models/florence2/modeling.h"
 #include "models/florence2/preprocess.h"

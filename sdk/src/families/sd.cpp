@@ -1,8 +1,13 @@
 // Stable Diffusion 1.x / 2.x (and the 9-channel inpainting UNet) as a Loupe model family: loading
 // the diffusers folder layout, and the txt2img / img2img / inpaint tasks with the editor-facing
 // parts (prompt syntax, processing size, "only masked", feathered composite, colour correction).
+// SDXL diffusers folders (two text encoders, the "text_time" UNet) load into the same model; the
+// family "sdxl" (families/sdxl.cpp) detects them.
+#include "families/sd.h"
+
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <random>
 
 #include "core/error.h"
@@ -11,7 +16,6 @@
 #include "io/config.h"
 #include "io/state_dict.h"
 #include "models/clip/clip_text.h"
-#include "models/sd/family.h"
 #include "models/sd/lora.h"
 #include "models/sd/prompt.h"
 #include "models/sd/single_file.h"
@@ -26,6 +30,7 @@ namespace loupe::sd {
 namespace {
 
 std::string variant_name(const UNetConfig& u, const clip::TextConfig& t, const std::string& prediction) {
+  if (u.text_time) return u.in_channels == 9 ? "sdxl-inpainting" : "sdxl";
   const bool sd2 = u.use_linear_projection || t.hidden_act == "gelu";
   std::string v = sd2 ? "sd2" : "sd15";
   if (u.in_channels == 9) v += "-inpainting";
@@ -50,6 +55,10 @@ class StableDiffusionModel : public Model {
     tok_ = std::make_shared<text::BpeTokenizer>(std::move(c.tokenizer));
     ids_ = c.ids;
     sched_ = c.scheduler;
+    text2_ = c.text2;
+    if (text2_) tok2_ = std::make_shared<text::BpeTokenizer>(std::move(c.tokenizer2));
+    ids2_ = c.ids2;
+    force_zeros_ = c.force_zeros_for_empty_prompt;
     variant_ = variant_name(unet_->cfg, text_->cfg, sched_.prediction_type);
     vae_dtype_ = (o.dtype == torch::kFloat16 && vae_->cfg.force_upcast) ? torch::kFloat32 : o.dtype;
     count_bytes();
@@ -58,8 +67,9 @@ class StableDiffusionModel : public Model {
   void count_bytes() {
     bytes_ = 0;
     for (auto* m : {static_cast<torch::nn::Module*>(unet_.get()), static_cast<torch::nn::Module*>(vae_.get()),
-                    static_cast<torch::nn::Module*>(text_.get())})
-      for (const auto& p : m->parameters()) bytes_ += p.numel() * p.element_size();
+                    static_cast<torch::nn::Module*>(text_.get()), text2_ ? static_cast<torch::nn::Module*>(text2_.get()) : nullptr})
+      if (m)
+        for (const auto& p : m->parameters()) bytes_ += p.numel() * p.element_size();
   }
 
   // What a checkpoint gives, whatever its layout.
@@ -96,13 +106,36 @@ class StableDiffusionModel : public Model {
     io::BindOptions to = bo;
     to.allow_missing = [](const std::string& k) { return k.find("position_ids") != std::string::npos; };
     const auto text_ck = io::Checkpoint::open((d / "text_encoder").string());
+    // SDXL: the second text encoder (CLIPTextModelWithProjection) and its tokenizer
+    std::optional<io::Checkpoint> text2_ck;
+    if (c.unet->cfg.text_time) {
+      for (const char* sub : {"text_encoder_2", "tokenizer_2"})
+        if (!fs::is_directory(d / sub))
+          LOUPE_THROW(BadModel, dir << ": the folder '" << sub << "' of the SDXL diffusers layout is missing");
+      const auto t2dir = (d / "tokenizer_2").string();
+      c.tokenizer2 =
+          text::BpeTokenizer::from_vocab_merges(t2dir + "/vocab.json", t2dir + "/merges.txt", text::BpeTokenizer::Flavor::Clip);
+      c.ids2 = clip_tokens(c.tokenizer2, t2dir);
+      const auto t2cfg = (d / "text_encoder_2" / "config.json").string();
+      c.text2 = clip::ClipTextModel(clip::TextConfig::load(t2cfg));
+      c.text2->to(opts_.device, opts_.dtype);
+      text2_ck = io::Checkpoint::open((d / "text_encoder_2").string());
+      const auto idx = d / "model_index.json";
+      if (fs::exists(idx))
+        c.force_zeros_for_empty_prompt = io::read_json_file(idx.string()).value("force_zeros_for_empty_prompt", true);
+    }
     check_components(c, dir);
     io::check(*c.unet, unet_ck, bo);
     io::check(*c.vae, vae_ck, vo);
     io::check(*c.text, text_ck, to);
+    if (c.text2) io::check(*c.text2, *text2_ck, to);
     io::bind(*c.unet, unet_ck, bo);
     io::bind(*c.vae, vae_ck, vo);
     io::bind(*c.text, text_ck, to);
+    if (c.text2) {
+      io::bind(*c.text2, *text2_ck, to);
+      c.text2->eval();
+    }
     c.unet->eval();
     c.vae->eval();
     c.text->eval();
@@ -141,14 +174,16 @@ class StableDiffusionModel : public Model {
     count_bytes();
   }
 
-  std::string family() const override { return "stable-diffusion"; }
+  std::string family() const override { return text2_ ? "sdxl" : "stable-diffusion"; }
   std::string variant() const override { return variant_; }
   std::vector<loupe::tasks::Task> tasks() const override {
     const int native = static_cast<int>(unet_->cfg.sample_size * vae_->cfg.scale_factor());
     std::vector<loupe::tasks::Task> out;
     for (const char* name : {"txt2img", "img2img", "inpaint"}) {
       auto t = loupe::tasks::get(name);
-      t.param("clip_skip").max = std::max(1, text_->cfg.num_hidden_layers);
+      int layers = text_->cfg.num_hidden_layers;
+      if (text2_) layers = std::min(layers, text2_->cfg.num_hidden_layers);
+      t.param("clip_skip").max = std::max(1, layers);
       if (t.name == "txt2img") t.param("width").def = t.param("height").def = native;
       out.push_back(std::move(t));
     }
@@ -159,6 +194,7 @@ class StableDiffusionModel : public Model {
     unet_->to(d);
     vae_->to(d);
     text_->to(d);
+    if (text2_) text2_->to(d);
     opts_.device = d;
   }
 
@@ -185,12 +221,35 @@ class StableDiffusionModel : public Model {
     const std::string prompt = r.text("prompt");
 
     // prompts -> embeddings (same number of 77-token windows for both)
+    const std::string negative = r.text("negative_prompt");
     auto pos = tokenize_prompt(*tok_, ids_, prompt);
-    auto neg = tokenize_prompt(*tok_, ids_, r.text("negative_prompt"));
+    auto neg = tokenize_prompt(*tok_, ids_, negative);
     const size_t n = std::max(pos.size(), neg.size());
-    auto cond = encode_prompt(text_, ids_, pos, n, clip_skip, opts_.device);
-    torch::Tensor uncond;
-    if (p.guidance_scale > 1.0) uncond = encode_prompt(text_, ids_, neg, n, clip_skip, opts_.device);
+    torch::Tensor cond, uncond;
+    pipelines::AddedConditioning added;
+    if (text2_) {
+      // SDXL: both encoders; the negative prompt left empty is zeros (force_zeros_for_empty_prompt)
+      const bool zero_neg = negative.empty() && force_zeros_;
+      const size_t nn = zero_neg ? pos.size() : n;
+      auto c = encode_prompt_dual(text_, ids_, pos, text2_, ids2_, tokenize_prompt(*tok2_, ids2_, prompt),
+                                  nn, clip_skip, opts_.device);
+      cond = c.embeds;
+      added.pooled = c.pooled;
+      if (p.guidance_scale > 1.0) {
+        if (zero_neg) {
+          uncond = torch::zeros_like(cond);
+          added.negative_pooled = torch::zeros_like(c.pooled);
+        } else {
+          auto u = encode_prompt_dual(text_, ids_, neg, text2_, ids2_, tokenize_prompt(*tok2_, ids2_, negative), nn, clip_skip,
+                                      opts_.device);
+          uncond = u.embeds;
+          added.negative_pooled = u.pooled;
+        }
+      }
+    } else {
+      cond = encode_prompt(text_, ids_, pos, n, clip_skip, opts_.device);
+      if (p.guidance_scale > 1.0) uncond = encode_prompt(text_, ids_, neg, n, clip_skip, opts_.device);
+    }
 
     pipelines::DiffusionModels m{unet_, vae_, sched_, opts_.device, opts_.dtype, vae_dtype_};
     Result res;
@@ -213,9 +272,9 @@ class StableDiffusionModel : public Model {
         ctx.progress(base_step + step, batch * total, "denoising", pv);
       };
       Image out;
-      if (r.task == "txt2img") out = txt2img(m, cond, uncond, r, p, native, on_step);
-      else if (r.task == "img2img") out = img2img(m, cond, uncond, r, p, on_step);
-      else out = inpaint(m, cond, uncond, r, p, native, on_step);
+      if (r.task == "txt2img") out = txt2img(m, cond, uncond, r, p, native, on_step, added);
+      else if (r.task == "img2img") out = img2img(m, cond, uncond, r, p, on_step, added);
+      else out = inpaint(m, cond, uncond, r, p, native, on_step, added);
       res.images.push_back(std::move(out));
     }
     res.numbers["seed"] = static_cast<double>(seed);
@@ -229,28 +288,32 @@ class StableDiffusionModel : public Model {
 
  private:
   Image txt2img(pipelines::DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const Request& r,
-                pipelines::DiffusionParams& p, int native, const pipelines::StepFn& on_step) {
+                pipelines::DiffusionParams& p, int native, const pipelines::StepFn& on_step,
+                pipelines::AddedConditioning added) {
     (void)native;  // the task's default size (tasks())
     p.width = static_cast<int>(r.integer("width"));
     p.height = static_cast<int>(r.integer("height"));
     if (p.width % 8 || p.height % 8)
       LOUPE_THROW(InvalidArgument, "txt2img: width and height must be multiples of 8 (got " << p.width << "x" << p.height << ")");
     auto_tiling(p);
-    return pipelines::tensor_to_image(pipelines::txt2img(m, cond, uncond, p, on_step));
+    set_time_ids(added, p);
+    return pipelines::tensor_to_image(pipelines::txt2img(m, cond, uncond, p, on_step, added));
   }
 
   Image img2img(pipelines::DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const Request& r,
-                pipelines::DiffusionParams& p, const pipelines::StepFn& on_step) {
+                pipelines::DiffusionParams& p, const pipelines::StepFn& on_step, pipelines::AddedConditioning added) {
     const Image src = to_rgb8(r.image());
     check_image(src);
     processing_size(r, src.width, src.height, p);
+    set_time_ids(added, p);
     auto x = pipelines::resize(pipelines::image_to_tensor(src), p.width, p.height) * 2 - 1;
-    auto out = pipelines::img2img(m, cond, uncond, x, p, on_step);
+    auto out = pipelines::img2img(m, cond, uncond, x, p, on_step, added);
     return pipelines::tensor_to_image(pipelines::resize(out, src.width, src.height));
   }
 
   Image inpaint(pipelines::DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const Request& r,
-                pipelines::DiffusionParams& p, int native, const pipelines::StepFn& on_step) {
+                pipelines::DiffusionParams& p, int native, const pipelines::StepFn& on_step,
+                pipelines::AddedConditioning added) {
     const Image src = to_rgb8(r.image());
     check_image(src);
     if (!r.mask) LOUPE_THROW(InvalidArgument, "inpaint needs a mask: set one with loupe_request_set_mask (GRAY8, white = repaint)");
@@ -292,7 +355,8 @@ class StableDiffusionModel : public Model {
                                                     .mode(torch::kBilinear)
                                                     .align_corners(false));
     mm = (mm > 0.01).to(torch::kFloat32);  // resizing must not shrink the model's mask
-    auto out = pipelines::inpaint(m, cond, uncond, x, mm, p, on_step);
+    set_time_ids(added, p);
+    auto out = pipelines::inpaint(m, cond, uncond, x, mm, p, on_step, added);
     Image gen = pipelines::tensor_to_image(pipelines::resize(out, region.w, region.h));
     if (color_fix) gen = pipelines::color_correct(gen, src_crop, mask_crop, std::max(4, int(feather) + 4));
     // paste back: only inside the painted mask, feathered inwards
@@ -310,6 +374,11 @@ class StableDiffusionModel : public Model {
     p.height = r.integer("height") ? static_cast<int>(r.integer("height")) : round8(h);
     if (p.width % 8 || p.height % 8)
       LOUPE_THROW(InvalidArgument, r.task << ": width and height must be multiples of 8 (got " << p.width << "x" << p.height << ")");
+  }
+
+  // SDXL: diffusers' defaults, original size = target size = the generated size, no crop.
+  static void set_time_ids(pipelines::AddedConditioning& added, const pipelines::DiffusionParams& p) {
+    if (!added.empty()) added.time_ids = pipelines::time_ids(p.height, p.width, 0, 0, p.height, p.width);
   }
 
   // Large images decode in tiles instead of running out of memory.
@@ -330,6 +399,10 @@ class StableDiffusionModel : public Model {
   clip::ClipTextModel text_{nullptr};
   std::shared_ptr<text::BpeTokenizer> tok_;
   ClipTokens ids_;
+  clip::ClipTextModel text2_{nullptr};  // SDXL's second encoder (null for SD 1.x/2.x)
+  std::shared_ptr<text::BpeTokenizer> tok2_;
+  ClipTokens ids2_;
+  bool force_zeros_ = true;
   schedulers::SchedulerConfig sched_;
   std::string variant_;
   torch::ScalarType vae_dtype_ = torch::kFloat32;
@@ -337,6 +410,10 @@ class StableDiffusionModel : public Model {
   LoraSet lora_;
   std::mutex mu_;
 };
+
+std::shared_ptr<Model> load_model(const std::string& path, const ModelOptions& o) {
+  return std::make_shared<StableDiffusionModel>(path, o);
+}
 
 ModelFamily family() {
   ModelFamily f;

@@ -1,0 +1,51 @@
+#include "families/sdxl.h"
+
+#include <filesystem>
+
+#include "families/sd.h"
+#include "io/config.h"
+
+namespace fs = std::filesystem;
+
+namespace loupe::sdxl {
+
+namespace {
+
+// The UNet's config says SDXL (the "text_time" added conditioning), whatever the folder is called
+// or model_index.json claims.
+bool text_time_unet(const fs::path& dir) {
+  const fs::path cfg = dir / "unet" / "config.json";
+  if (!fs::exists(cfg)) return false;
+  const auto j = io::read_json_file(cfg.string());
+  const auto it = j.find("addition_embed_type");
+  return it != j.end() && it->is_string() && it->get<std::string>() == "text_time";
+}
+
+}  // namespace
+
+ModelFamily family() {
+  ModelFamily f;
+  f.name = "sdxl";
+  f.bf16_on_fast_cpu = true;
+  f.detect = [](const std::string& path) -> std::string {
+    if (!fs::is_directory(path) || !text_time_unet(path)) return "";
+    const fs::path d(path);
+    int in_channels = 4;
+    const auto j = io::read_json_file((d / "unet" / "config.json").string());
+    if (j.contains("in_channels") && j["in_channels"].is_number_integer()) in_channels = j["in_channels"].get<int>();
+    return in_channels == 9 ? "sdxl-inpainting" : "sdxl";
+  };
+  f.load = [](const std::string& path, const ModelOptions& o) -> std::shared_ptr<Model> { return sd::load_model(path, o); };
+  f.inspect = [](const std::string& path, nlohmann::json& report) {
+    if (!fs::is_directory(path)) return;
+    const fs::path d(path);
+    for (const char* sub : {"unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler"})
+      if (!fs::is_directory(d / sub))
+        report["problems"].push_back({{"severity", "error"},
+                                      {"message", std::string("the folder '") + sub + "' is missing in " + path},
+                                      {"remedy", "download the whole diffusers repository (all its folders)"}});
+  };
+  return f;
+}
+
+}  // namespace loupe::sdxl
