@@ -339,6 +339,13 @@ static void test_session(loupe_runtime *rt) {
     return;
   }
   snprintf(path, sizeof path, "%s/florence2/tiny", fixtures);
+  {
+    /* inspect names the family's tasks without loading weights */
+    char *ij = NULL;
+    CHECK(loupe_model_inspect(rt, path, &ij) == LOUPE_OK);
+    CHECK(ij && strstr(ij, "\"tasks\"") && strstr(ij, "\"region_category\""));
+    loupe_string_free(ij);
+  }
   CHECK(loupe_session_open(&s, rt, path, NULL) == LOUPE_OK);
   if (!s) return;
   CHECK(loupe_session_describe(s, &info) == LOUPE_OK);

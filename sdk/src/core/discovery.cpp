@@ -332,8 +332,11 @@ struct Scanner {
 
   void finish(json& e, const json& extra) {
     for (auto it = extra.begin(); it != extra.end(); ++it) e[it.key()] = it.value();
-    if (!e["family"].get<std::string>().empty() && e["tasks"].empty() && e["kind"] == "model")
-      e["tasks"] = catalog.family_tasks(e["family"]);
+    if (!e["family"].get<std::string>().empty() && e["tasks"].empty() && e["kind"] == "model") {
+      for (const auto& f : model_families())
+        if (f.name == e["family"]) e["tasks"] = f.tasks;
+      if (e["tasks"].empty()) e["tasks"] = catalog.family_tasks(e["family"]);  // a family not compiled in
+    }
     const CatalogVariant* v = nullptr;
     if (e.contains("repo")) v = catalog.match_repo(e["repo"]);
     if (!v && e["kind"] == "model" && e["format"] == "folder") v = catalog.match_folder(fs::path(e["path"].get<std::string>()).filename().string());

@@ -60,6 +60,9 @@ struct ModelFamily {
   // Precision "auto" on a CPU with native bf16 (AVX512-BF16 or AMX) runs this family in bf16
   // (diffusion: several times faster, images close to fp32's); others stay in fp32.
   bool bf16_on_fast_cpu = false;
+  // The tasks its models offer (names in the task table), for reports made without loading
+  // weights (loupe_model_inspect, the models scan). A session's own list is Model::tasks().
+  std::vector<std::string> tasks;
 };
 
 // All families compiled in (explicit list in core/families.cpp: static-library registration

@@ -547,6 +547,7 @@ nlohmann::json inspect_model(const std::string& path, const std::string& models_
     if (variant.empty()) continue;
     report["family"] = f.name;
     report["variant"] = variant;
+    report["tasks"] = f.tasks;
     if (f.inspect) f.inspect(resolved, report);
     return report;
   }

@@ -289,6 +289,7 @@ torch::Tensor preprocess_image(const Image& im, const Config& cfg, torch::Device
 ModelFamily family() {
   ModelFamily f;
   f.name = "florence2";
+  for (const auto& t : florence2::tasks()) f.tasks.push_back(t.abi_task);
   f.detect = [](const std::string& path) -> std::string {
     const fs::path cfg = fs::path(path) / "config.json";
     if (!fs::is_directory(path) || !fs::exists(cfg)) return "";

@@ -419,6 +419,7 @@ ModelFamily family() {
   ModelFamily f;
   f.name = "stable-diffusion";
   f.bf16_on_fast_cpu = true;
+  f.tasks = {"txt2img", "img2img", "inpaint"};
   f.detect = [](const std::string& path) -> std::string {
     if (fs::is_directory(path)) {
       const fs::path idx = fs::path(path) / "model_index.json";

@@ -27,6 +27,7 @@ ModelFamily family() {
   ModelFamily f;
   f.name = "sdxl";
   f.bf16_on_fast_cpu = true;
+  f.tasks = {"txt2img", "img2img", "inpaint"};
   f.detect = [](const std::string& path) -> std::string {
     if (!fs::is_directory(path) || !text_time_unet(path)) return "";
     const fs::path d(path);
