@@ -141,7 +141,7 @@ T read_options(const T* in, const T& defaults, const char* fn) {
 template <class T>
 void check_out_struct(const T* out, const char* fn, const char* init) {
   if (!out) throw Error(Status::InvalidArgument, std::string(fn) + ": out is NULL");
-  if (out->struct_size <= sizeof(uint32_t))
+  if (out->struct_size < sizeof(uint32_t))
     throw Error(Status::InvalidArgument, std::string(fn) + ": out->struct_size = " + std::to_string(out->struct_size) +
                                              " is too small: initialise the struct with " + init);
 }
@@ -379,8 +379,7 @@ void loupe_session_close(loupe_session* session) {
 loupe_status loupe_session_describe(loupe_session* session, loupe_session_info* info) {
   return guarded(__func__, [&] {
     LOUPE_ARG(session, "session is NULL");
-    LOUPE_ARG(info, "info is NULL");
-    LOUPE_ARG(info->struct_size >= sizeof(uint32_t), "info->struct_size is 0: use LOUPE_SESSION_INFO_INIT");
+    check_out_struct(info, __func__, "LOUPE_SESSION_INFO_INIT");
     auto m = H(session)->s->model();
     if (!m || H(session)->s->runtime().closed())
       throw Error(Status::InvalidState, std::string(__func__) + ": the session or its runtime was closed");
@@ -400,9 +399,7 @@ loupe_status loupe_session_describe(loupe_session* session, loupe_session_info* 
     full.path = H(session)->path.c_str();
     full.bytes = H(session)->s->bytes();
     full.resident = H(session)->s->resident() ? 1 : 0;
-    const uint32_t n = std::min<uint32_t>(info->struct_size, sizeof(full));
-    full.struct_size = info->struct_size;
-    std::memcpy(static_cast<void*>(info), &full, n);
+    write_out(full, info);
   });
 }
 

@@ -179,7 +179,7 @@ class StableDiffusionModel : public Model {
   std::vector<loupe::tasks::Task> tasks() const override {
     const int native = static_cast<int>(unet_->cfg.sample_size * vae_->cfg.scale_factor());
     std::vector<loupe::tasks::Task> out;
-    for (const char* name : {"txt2img", "img2img", "inpaint"}) {
+    for (const auto& name : task_names()) {
       auto t = loupe::tasks::get(name);
       int layers = text_->cfg.num_hidden_layers;
       if (text2_) layers = std::min(layers, text2_->cfg.num_hidden_layers);
@@ -419,7 +419,7 @@ ModelFamily family() {
   ModelFamily f;
   f.name = "stable-diffusion";
   f.bf16_on_fast_cpu = true;
-  f.tasks = {"txt2img", "img2img", "inpaint"};
+  f.tasks = task_names();
   f.detect = [](const std::string& path) -> std::string {
     if (fs::is_directory(path)) {
       const fs::path idx = fs::path(path) / "model_index.json";
@@ -436,15 +436,24 @@ ModelFamily family() {
     return std::make_shared<StableDiffusionModel>(path, o);
   };
   f.inspect = [](const std::string& path, nlohmann::json& report) {
-    if (!fs::is_directory(path)) return;
-    const fs::path d(path);
-    for (const char* sub : {"unet", "vae", "text_encoder", "tokenizer", "scheduler"})
-      if (!fs::is_directory(d / sub))
-        report["problems"].push_back({{"severity", "error"},
-                                      {"message", std::string("the folder '") + sub + "' is missing in " + path},
-                                      {"remedy", "download the whole diffusers repository (all its folders)"}});
+    inspect_folders(path, {"unet", "vae", "text_encoder", "tokenizer", "scheduler"}, report);
   };
   return f;
+}
+
+const std::vector<std::string>& task_names() {
+  static const std::vector<std::string> names = {"txt2img", "img2img", "inpaint"};
+  return names;
+}
+
+void inspect_folders(const std::string& path, const std::vector<const char*>& subfolders, nlohmann::json& report) {
+  if (!fs::is_directory(path)) return;
+  const fs::path d(path);
+  for (const char* sub : subfolders)
+    if (!fs::is_directory(d / sub))
+      report["problems"].push_back({{"severity", "error"},
+                                    {"message", std::string("the folder '") + sub + "' is missing in " + path},
+                                    {"remedy", "download the whole diffusers repository (all its folders)"}});
 }
 
 }  // namespace loupe::sd

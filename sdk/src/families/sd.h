@@ -10,4 +10,10 @@ ModelFamily family();
 // family loads through this.
 std::shared_ptr<Model> load_model(const std::string& path, const ModelOptions& o);
 
+// The tasks every Stable Diffusion model (1.x, 2.x, SDXL, inpainting or not) offers.
+const std::vector<std::string>& task_names();
+
+// loupe_model_inspect of a diffusers folder: a problem for each of `subfolders` that is missing.
+void inspect_folders(const std::string& path, const std::vector<const char*>& subfolders, nlohmann::json& report);
+
 }  // namespace loupe::sd

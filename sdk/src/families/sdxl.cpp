@@ -27,7 +27,7 @@ ModelFamily family() {
   ModelFamily f;
   f.name = "sdxl";
   f.bf16_on_fast_cpu = true;
-  f.tasks = {"txt2img", "img2img", "inpaint"};
+  f.tasks = sd::task_names();
   f.detect = [](const std::string& path) -> std::string {
     if (!fs::is_directory(path) || !text_time_unet(path)) return "";
     const fs::path d(path);
@@ -38,13 +38,8 @@ ModelFamily family() {
   };
   f.load = [](const std::string& path, const ModelOptions& o) -> std::shared_ptr<Model> { return sd::load_model(path, o); };
   f.inspect = [](const std::string& path, nlohmann::json& report) {
-    if (!fs::is_directory(path)) return;
-    const fs::path d(path);
-    for (const char* sub : {"unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler"})
-      if (!fs::is_directory(d / sub))
-        report["problems"].push_back({{"severity", "error"},
-                                      {"message", std::string("the folder '") + sub + "' is missing in " + path},
-                                      {"remedy", "download the whole diffusers repository (all its folders)"}});
+    sd::inspect_folders(path, {"unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler"},
+                        report);
   };
   return f;
 }
