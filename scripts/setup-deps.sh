@@ -6,13 +6,14 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 pkgs=(build-essential cmake ninja-build ccache pkg-config
-      libtorch-dev libopenblas0-pthread nlohmann-json3-dev libopencv-dev libcurl4-openssl-dev
+      libtorch-dev libopenblas0-pthread nlohmann-json3-dev libopencv-dev libcurl4-openssl-dev zlib1g-dev
       qt6-base-dev qt6-qpa-plugins qt6-image-formats-plugins libgl-dev fonts-dejavu-core
       googletest libgtest-dev libgmock-dev abigail-tools binutils
       libsentencepiece-dev sentencepiece python3-sentencepiece
       xvfb xauth mono-mcs mono-runtime python3
       python3-distributed python3-dask python3-numpy python3-pil python3-tqdm
-      libgimp2.0-dev gimp)
+      libgimp2.0-dev gimp
+      krita python3-pyqt5 python3-sip)
 # node/npm may come from elsewhere (e.g. NodeSource, whose nodejs conflicts with Debian's npm).
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 missing=()

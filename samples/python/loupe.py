@@ -95,7 +95,7 @@ class _SessionInfo(C.Structure):
 
 class _ScanOptions(C.Structure):
     _fields_ = [("struct_size", C.c_uint32), ("dirs", C.POINTER(C.c_char_p)), ("dir_count", C.c_size_t),
-                ("skip_default_locations", C.c_int32), ("catalog_path", C.c_char_p)]
+                ("skip_default_locations", C.c_int32), ("catalog_path", C.c_char_p), ("models_dir", C.c_char_p)]
 
 
 class _TaskInfo(C.Structure):
@@ -336,14 +336,19 @@ class Result:
         for i in range(_result_image_count(handle)):
             im = _Image()
             _check(_result_image(handle, i, C.byref(im)))
-            raw = C.string_at(im.data, im.stride * im.height)
-            ch = {RGBA8: 4, RGB8: 3, GRAY8: 1}[im.format]
-            if _np is not None:
-                arr = _np.frombuffer(raw, dtype=_np.uint8).reshape(im.height, im.stride)[:, : im.width * ch]
-                self.images.append(arr.reshape(im.height, im.width, ch).copy())
-            else:
-                rows = [raw[y * im.stride: y * im.stride + im.width * ch] for y in range(im.height)]
-                self.images.append((im.width, im.height, b"".join(rows)))
+            self.images.append(_copy_image(im))
+
+
+def _copy_image(im):
+    """A copy of a loupe_image: numpy HxWxC uint8 (C = 1 for GRAY8 masks, 3, 4), or without numpy
+    (width, height, bytes, channels), the form the inputs accept."""
+    raw = C.string_at(im.data, im.stride * im.height)
+    ch = {RGBA8: 4, RGB8: 3, GRAY8: 1}[im.format]
+    if _np is not None:
+        arr = _np.frombuffer(raw, dtype=_np.uint8).reshape(im.height, im.stride)[:, : im.width * ch]
+        return arr.reshape(im.height, im.width, ch).copy()
+    rows = [raw[y * im.stride: y * im.stride + im.width * ch] for y in range(im.height)]
+    return (im.width, im.height, b"".join(rows), ch)
 
 
 def _image_struct(image, keep):
@@ -400,14 +405,16 @@ class Runtime:
         _check(_model_inspect(self._h, path.encode(), C.byref(p)))
         return json.loads(_take_string(p))
 
-    def scan(self, dirs=(), skip_default_locations=False, catalog_path=None):
-        """Models on this computer (loupe_models_scan): {roots, models, catalog}."""
+    def scan(self, dirs=(), skip_default_locations=False, catalog_path=None, models_dir=None):
+        """Models on this computer (loupe_models_scan): {roots, models, catalog}; the catalog's entries
+        are judged against models_dir (default: the runtime's)."""
         o = _new(_ScanOptions)
         arr = (C.c_char_p * max(1, len(dirs)))(*[d.encode() for d in dirs])
         o.dirs = arr if dirs else None
         o.dir_count = len(dirs)
         o.skip_default_locations = 1 if skip_default_locations else 0
         o.catalog_path = catalog_path.encode() if catalog_path else None
+        o.models_dir = models_dir.encode() if models_dir else None
         p = _P()
         _check(_models_scan(self._h, C.byref(o), C.byref(p)))
         return json.loads(_take_string(p))
@@ -524,7 +531,8 @@ def _set_param(rq, desc, key, value):
 
 def _run(submit, table, task, progress, params, image=None, mask=None, region=None):
     """Builds the request (parameters typed by the task's description), submits, waits (Ctrl-C
-    cancels the job), returns a Result. progress(step, total, stage, preview) may return False to stop."""
+    cancels the job), returns a Result. progress(step, total, stage, preview) may return False to stop;
+    preview is the picture so far (as Result.images holds them) when the task sends one, else None."""
     rq = _P()
     keep = []
     _check(_request_create(C.byref(rq), task.encode()))
@@ -543,7 +551,9 @@ def _run(submit, table, task, progress, params, image=None, mask=None, region=No
             if progress is None:
                 return 1
             try:
-                return 0 if progress(p.contents.step, p.contents.total, p.contents.stage.decode(), None) is False else 1
+                pv = p.contents.preview  # the picture so far, when the task makes one (a copy)
+                preview = _copy_image(pv.contents) if pv and pv.contents.data else None
+                return 0 if progress(p.contents.step, p.contents.total, p.contents.stage.decode(), preview) is False else 1
             except Exception:  # never let a Python exception cross into C
                 return 0
 

@@ -207,10 +207,16 @@ class BindingTest(unittest.TestCase):
         rgb = bytes((x * 3 + y * 5 + c * 70) % 256 for y in range(h) for x in range(w) for c in range(3))
         mask = bytes(255 if 16 <= x < 40 and 10 <= y < 30 else 0 for y in range(h) for x in range(w))
         with loupe.Runtime(device="cpu") as rt, rt.open_session(fixture("sd", "tiny-sd15-inpaint")) as s:
-            steps = []
+            steps, previews = [], []
             res = s.run("inpaint", image=(w, h, rgb, 3), mask=(w, h, mask, 1), prompt="a cat", steps=3, seed=5,
-                        only_masked=True, feather=2, progress=lambda step, total, stage, preview: steps.append(step))
+                        only_masked=True, feather=2,
+                        progress=lambda step, total, stage, preview: steps.append(step) or previews.append(preview))
             self.assertEqual(steps, [1, 2, 3])
+            # The live preview (RGB8) comes as the results do: numpy HxWx3, or (width, height, bytes, 3).
+            shapes = [(p.shape[1], p.shape[0], p.shape[2]) if hasattr(p, "shape") else (p[0], p[1], p[3])
+                      for p in previews if p is not None]
+            self.assertTrue(shapes, "no preview came with the progress")
+            self.assertTrue(all(c == 3 and pw > 0 and ph > 0 for pw, ph, c in shapes), shapes)
             self.assertEqual(res.numbers["seed"], 5)
             out = res.images[0]
             data = out.tobytes() if hasattr(out, "tobytes") else out[2]

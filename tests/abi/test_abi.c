@@ -69,7 +69,7 @@ static loupe_request *small_selftest(int64_t iterations) {
 }
 
 static void test_version_and_status(void) {
-  CHECK(strcmp(loupe_version(), "0.2.0") == 0);
+  CHECK(strcmp(loupe_version(), "0.3.0") == 0);
   CHECK(loupe_version_number() == LOUPE_VERSION_NUMBER);
   CHECK(strcmp(loupe_status_name(LOUPE_ERROR_BAD_MODEL), "LOUPE_ERROR_BAD_MODEL") == 0);
   CHECK(strcmp(loupe_status_name((loupe_status)-99), "LOUPE_ERROR_UNKNOWN") == 0);
@@ -230,6 +230,18 @@ static void test_sd_session(loupe_runtime *rt, const char *fixtures) {
   CHECK(loupe_session_set_vae(s, vae) == LOUPE_OK);
   CHECK_ERR(loupe_session_set_vae(s, "/no/such/vae.safetensors"), LOUPE_ERROR_NOT_FOUND, "/no/such/vae.safetensors");
   CHECK(loupe_session_set_vae(s, NULL) == LOUPE_OK);
+  { /* the session's bytes follow the VAE it holds (the tiny SDXL VAE is smaller than tiny SD 1.5's) */
+    loupe_session_info before = LOUPE_SESSION_INFO_INIT, swapped = LOUPE_SESSION_INFO_INIT, back = LOUPE_SESSION_INFO_INIT;
+    char small[1100];
+    snprintf(small, sizeof small, "%s/sdxl/tiny-sdxl/vae", fixtures);
+    CHECK(loupe_session_describe(s, &before) == LOUPE_OK);
+    CHECK(loupe_session_set_vae(s, small) == LOUPE_OK);
+    CHECK(loupe_session_describe(s, &swapped) == LOUPE_OK);
+    CHECK(loupe_session_set_vae(s, NULL) == LOUPE_OK);
+    CHECK(loupe_session_describe(s, &back) == LOUPE_OK);
+    CHECK(swapped.bytes > 0 && swapped.bytes < before.bytes);
+    CHECK(back.bytes == before.bytes);
+  }
   CHECK(loupe_request_create(&rq, "txt2img") == LOUPE_OK);
   CHECK(loupe_request_set_string(rq, "prompt", "") == LOUPE_OK);
   CHECK(loupe_request_set_int(rq, "steps", 2) == LOUPE_OK);

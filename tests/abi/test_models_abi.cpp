@@ -342,6 +342,63 @@ TEST_F(HubTest, OfflineModeRefusesAtSubmit) {
   EXPECT_FALSE(fs::exists(work_ / "models" / "tiny"));
 }
 
+// Issue 12: a single-file checkpoint with no CLIP tokenizer anywhere on the machine fetches it once
+// (into Loupe's data folder, through the verified downloads) and opens; inspect says so first; in
+// offline mode with nothing fetched the error says what to do, before any weight is read.
+TEST_F(HubTest, ASingleFileFetchesItsClipTokenizerOnce) {
+  const fs::path src = fs::path(kFix) / "sd" / "single";
+  const fs::path m = work_ / "m";
+  fs::create_directories(m / "tiny");
+  fs::copy_file(src / "tiny-sd15.safetensors", m / "tiny.safetensors");
+  for (const char* sub : {"unet", "vae", "text_encoder", "scheduler"})  // the sidecar, without tokenizer/
+    fs::copy(src / "tiny-sd15" / sub, m / "tiny" / sub, fs::copy_options::recursive);
+  const fs::path repo = root_ / "openai" / "clip-vit-large-patch14";
+  fs::create_directories(repo);
+  for (const char* f : {"vocab.json", "merges.txt"}) fs::copy_file(src / "tiny-sd15" / "tokenizer" / f, repo / f,
+                                                                   fs::copy_options::overwrite_existing);
+  EnvGuard env;
+  env.set("HF_ENDPOINT", endpoint_);
+  env.set("XDG_DATA_HOME", (work_ / "data").string());
+  env.set("HF_HOME", (work_ / "hf").string());
+  env.set("HF_HUB_CACHE", (work_ / "hf" / "hub").string());
+  env.set("HUGGINGFACE_HUB_CACHE", std::nullopt);
+  env.set("HF_HUB_OFFLINE", std::nullopt);
+  env.set("LOUPE_OFFLINE", std::nullopt);
+  const std::string path = (m / "tiny.safetensors").string();
+  auto problems = [&]() {
+    char* js = nullptr;
+    EXPECT_EQ(loupe_model_inspect(rt_, path.c_str(), &js), LOUPE_OK) << loupe_last_error();
+    const json j = json::parse(js ? js : "{}");
+    loupe_string_free(js);
+    return j.value("problems", json::array()).dump();
+  };
+  EXPECT_NE(problems().find("fetched once from " + endpoint_ + "/openai/clip-vit-large-patch14"), std::string::npos);
+  {
+    Env off("HF_HUB_OFFLINE", "1");  // offline, nothing on the machine: the error says what to do
+    EXPECT_NE(problems().find("offline mode is on (HF_HUB_OFFLINE)"), std::string::npos);
+    loupe_session* s = nullptr;
+    EXPECT_EQ(loupe_session_open(&s, rt_, path.c_str(), nullptr), LOUPE_ERROR_NOT_FOUND);
+    const std::string e = loupe_last_error();
+    EXPECT_NE(e.find("offline mode is on (HF_HUB_OFFLINE)"), std::string::npos) << e;
+    EXPECT_NE(e.find("vocab.json"), std::string::npos) << e;
+    EXPECT_EQ(s, nullptr);
+  }
+  EXPECT_TRUE(requests().empty());
+  loupe_session* s = nullptr;
+  ASSERT_EQ(loupe_session_open(&s, rt_, path.c_str(), nullptr), LOUPE_OK) << loupe_last_error();
+  loupe_session_close(s);
+  const fs::path own = work_ / "data" / "loupe" / "tokenizers" / "clip";
+  for (const char* f : {"vocab.json", "merges.txt"}) EXPECT_EQ(read_file(own / f), read_file(repo / f)) << f;
+  EXPECT_FALSE(requests().empty());
+  EXPECT_EQ(problems().find("CLIP tokenizer"), std::string::npos);  // found now: no problem reported
+  std::ofstream(log_, std::ios::trunc);
+  Env off("HF_HUB_OFFLINE", "1");  // kept: the next open needs no network
+  s = nullptr;
+  ASSERT_EQ(loupe_session_open(&s, rt_, path.c_str(), nullptr), LOUPE_OK) << loupe_last_error();
+  loupe_session_close(s);
+  EXPECT_TRUE(requests().empty());
+}
+
 TEST_F(HubTest, BadParametersAreClearErrorsAtSubmit) {
   struct Case {
     std::map<std::string, std::string> params;

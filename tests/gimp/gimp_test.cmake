@@ -87,7 +87,7 @@ endfunction()
 # Generating, inpainting and the dialogs (Inpaint and Generate among them) need the tiny SD fixtures.
 if(CASE STREQUAL "generate" OR CASE STREQUAL "interactive" OR CASE STREQUAL "dialogs")
   require_sd(${SD})
-elseif(CASE STREQUAL "inpaint")
+elseif(CASE STREQUAL "inpaint" OR CASE STREQUAL "edit")
   require_sd(${SD})
   require_sd(${SD_INPAINT})
 endif()
@@ -130,7 +130,7 @@ elseif(CASE STREQUAL "detect")
 elseif(CASE STREQUAL "interactive")
   set(ENV{LOUPE_GIMP_AUTO_OK} 300)
   set(fonts GUI)
-elseif(CASE STREQUAL "inpaint")
+elseif(CASE STREQUAL "inpaint" OR CASE STREQUAL "edit")
   set(ENV{LOUPE_SD_INPAINT_MODEL} ${SD_INPAINT})
 elseif(CASE STREQUAL "dialogs")
   # The dialogs as the task descriptions make them: every row dumped (LOUPE_GIMP_DIALOG_DUMP); a
@@ -346,6 +346,16 @@ elseif(CASE STREQUAL "inpaint")
   expect_eq("the new layer is repainted inside the selection" "${inside}" "different")
   expect_eq("a layer of the layer's size above it" "${layers}"
             "Loupe inpaint: a blue ball|768|512|0|0|0\nBackground|768|512|0|0|0\n")
+elseif(CASE STREQUAL "edit")
+  # Edit by words on the tiny Florence-2 (finder) and SD 1.5 inpainting (painter): something found,
+  # one new layer above the layer, named by the target; an empty target is refused.
+  fact(layers edit.layers.txt)
+  fact(regions regions.txt)
+  fact(empty empty-target.txt)
+  expect_match("the finder found regions" "${regions}" "^[1-9][0-9]*$")
+  expect_eq("a layer of the layer's size above it" "${layers}"
+            "Loupe edit: the red car|768|512|0|0|0\nBackground|768|512|0|0|0\n")
+  expect_match("an empty target is refused" "${empty}" "needs a description of what to change")
 endif()
 
 if(failures)

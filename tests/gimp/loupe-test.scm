@@ -217,6 +217,16 @@
     (loupe-save img dir "inpaint.xcf")
     (loupe-done dir)))
 
+(define (loupe-case-edit image dir)
+  (let* ((img (loupe-load image))
+         (drw (loupe-layer img)))
+    (loupe-write dir "empty-target.txt"
+                 (loupe-error-text (loupe-try (lambda () (plug-in-loupe-edit RUN-NONINTERACTIVE img drw "  " "a cat" 4 4.0 2 1.0 42)))))
+    (let* ((result (plug-in-loupe-edit RUN-NONINTERACTIVE img drw "the red car" "a blue bicycle" 4 4.0 2 1.0 42)))
+      (loupe-write dir "regions.txt" (number->string (cadr result))))
+    (loupe-save img dir "edit.xcf")
+    (loupe-done dir)))
+
 ; The checker: for every X.xcf in dir, X.comment.txt, X.paths.txt (names, one a line),
 ; X.selection.txt ("non-empty x1 y1 x2 y2"), X.layers.txt ("name|w|h|x|y|text" from the top),
 ; X.mode.txt ("base-type precision").

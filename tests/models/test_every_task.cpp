@@ -90,7 +90,8 @@ TEST_P(EveryTask, RunsWithItsDefaults) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, EveryTask,
                          ::testing::Values("florence2/tiny", "florence2/tiny-original", "sd/tiny-sd15",
                                            "sd/tiny-sd15-inpaint", "sd/tiny-sd2", "sd/single/tiny-sd15.safetensors",
-                                           "sdxl/tiny-sdxl"),
+                                           "sdxl/tiny-sdxl", "sdxl/single/tiny-sdxl.safetensors", "sdxl/tiny-sdxl-refiner",
+                                           "sdxl/tiny-sdxl-inpaint", "paligemma/tiny-pg1", "paligemma/tiny-pg2-v5"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            std::string n = info.param;
                            for (auto& c : n)

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "core/runtime.h"
+#include "io/config.h"
 #include "io/safetensors.h"
 #include "families/florence2.h"
 #include "models/florence2/generate.h"
@@ -254,6 +255,45 @@ TEST(Florence2, ShapeMismatchNamesTheKeyAndBothShapes) {
     EXPECT_EQ(e.status(), Status::BadModel);
     EXPECT_NE(std::string(e.what()).find("'model.multi_modal_projector.image_projection.weight' model [32, 32] vs file [32, 16]"),
               std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+// Issue 19: every number a config gives is range-checked when it is read; the error names the file,
+// the key and the value, as BadModel (never a crash or a tensor of a negative size).
+TEST(Florence2, ConfigNumbersOutOfRangeNameTheFileAndKey) {
+  const auto dir = fs::temp_directory_path() / ("loupe-fl2-range-" + std::to_string(::getpid()));
+  const nlohmann::json base = io::read_json_file(kTiny + "/config.json");
+  struct Case {
+    std::string section, key;
+    nlohmann::json value;
+    std::string expect;
+  };
+  const std::vector<Case> cases = {
+      {"text_config", "encoder_layers", -5, "\"encoder_layers\" is -5"},
+      {"text_config", "decoder_attention_heads", 0, "\"decoder_attention_heads\" is 0"},
+      {"text_config", "vocab_size", 4294967297LL, "\"vocab_size\" is 4.29497e+09"},
+      {"text_config", "d_model", 32.5, "\"d_model\" is 32.5, not a whole number"},
+      {"text_config", "eos_token_id", 999999, "\"eos_token_id\" is 999999, not below vocab_size"},
+      {"vision_config", "depths", nlohmann::json::array({1, -1}), "\"depths[1]\" is -1"},
+      {"vision_config", "window_size", 0, "\"window_size\" is 0"},
+      {"vision_config", "mlp_ratio", -2.5, "\"mlp_ratio\" is -2.5"},
+  };
+  for (const auto& c : cases) {
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    for (const auto& e : fs::directory_iterator(kTiny)) fs::copy(e.path(), dir / e.path().filename());
+    nlohmann::json j = base;
+    j[c.section][c.key] = c.value;
+    std::ofstream(dir / "config.json", std::ios::trunc) << j.dump(1);
+    try {
+      family().load(dir.string(), ModelOptions{});
+      ADD_FAILURE() << c.key << " = " << c.value.dump() << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.status(), Status::BadModel) << e.what();
+      EXPECT_NE(std::string(e.what()).find(c.expect), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find((dir / "config.json").string()), std::string::npos) << e.what();
+    }
   }
   fs::remove_all(dir);
 }

@@ -3,6 +3,7 @@
 // environment (endpoint, token, offline switch, cache folder).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,7 @@
 #include "core/catalog.h"
 #include "core/discovery.h"
 #include "core/hub.h"
+#include "core/model.h"
 #include "io/safetensors.h"
 #include "io/sha256.h"
 
@@ -136,6 +138,19 @@ TEST(Catalog, BuiltinHasTheResourcesFileWithDownloadLists) {
   EXPECT_EQ(c.match_folder("Florence-2-base"), f);
   EXPECT_EQ(c.match_folder("stable-diffusion-v1-5")->id, "sd15");
   EXPECT_EQ(c.match_repo("someone/else"), nullptr);
+  // Every catalog family is a family of the library, with the same tasks (the catalog's list serves
+  // only scans of libraries built without that family).
+  const auto families = model_families();
+  for (const auto& v : c.variants()) {
+    const ModelFamily* fam = nullptr;
+    for (const auto& f2 : families)
+      if (f2.name == v.family) fam = &f2;
+    ASSERT_NE(fam, nullptr) << v.id << ": family '" << v.family << "' is not a model family of the library";
+    auto listed = c.family_tasks(v.family), offered = fam->tasks;
+    std::sort(listed.begin(), listed.end());
+    std::sort(offered.begin(), offered.end());
+    EXPECT_EQ(listed, offered) << v.family;
+  }
 }
 
 TEST(Catalog, BadEntriesNameTheKey) {
@@ -247,6 +262,34 @@ TEST(Discovery, HuggingFaceCacheSnapshotsWithLinksIntoBlobs) {
   for (const auto& c : scan["catalog"])
     if (c["id"] == "florence2-base") listed = c["found"].size() == 1 && c["found"][0] == snap.string();
   EXPECT_TRUE(listed) << scan["catalog"].dump(1);
+  // Catalog entries carry what a host lists (memory, license, tasks) and their state: a whole copy
+  // in the cache is installed there; the damaged sd15 copy is not; a models-folder copy missing files
+  // is incomplete and says which.
+  auto entry = [](const json& sc, const std::string& id) {
+    for (const auto& c : sc["catalog"])
+      if (c["id"] == id) return c;
+    return json();
+  };
+  const json fb = entry(scan, "florence2-base");
+  EXPECT_EQ(fb["state"], "installed") << fb.dump(1);
+  EXPECT_EQ(fb["path"], snap.string());
+  EXPECT_EQ(fb["family_name"], "Florence-2");
+  EXPECT_EQ(fb["license"], "MIT");
+  EXPECT_GT(fb["vram_bytes"]["fp32"].get<uint64_t>(), fb["vram_bytes"]["fp16"].get<uint64_t>());
+  EXPECT_FALSE(fb["tasks"].empty());
+  EXPECT_EQ(entry(scan, "sd15")["state"], "missing") << entry(scan, "sd15").dump(1);
+  {
+    const fs::path models = d / "models";
+    fs::create_directories(models / "Florence-2-large");
+    write_text(models / "Florence-2-large" / "config.json", "{}");
+    ScanOptions mo;
+    mo.models_dir = models.string();
+    const json fl2 = entry(scan_models(mo), "florence2-large");
+    EXPECT_EQ(fl2["state"], "incomplete") << fl2.dump(1);
+    EXPECT_EQ(fl2["path"], (models / "Florence-2-large").string());
+    EXPECT_NE(fl2["missing_files"].dump().find("preprocessor_config.json"), std::string::npos) << fl2.dump(1);
+    EXPECT_EQ(entry(scan_models(mo), "sd15")["path"], (models / "stable-diffusion-v1-5").string());
+  }
 
   // HF_HOME/hub when HF_HUB_CACHE is unset.
   Env b("HF_HUB_CACHE", nullptr), b2("HUGGINGFACE_HUB_CACHE", nullptr), c("HF_HOME", (d / "hf").c_str());

@@ -10,6 +10,9 @@
 //                 [--vae FILE|DIR] [--lora FILE[:WEIGHT]]   external VAE / LoRA for SD sessions
 //   loupe-cli TASK ...                  the same as run --task TASK (txt2img, caption, selftest, ...)
 //   loupe-cli download ID [--dest D]    the task "download", ID being its catalog_id
+//   loupe-cli edit --finder DIR --painter DIR --image F --target TEXT [--prompt TEXT] [--out F]
+//                                       edit by words (loupe_edit_submit): two sessions; --out F
+//                                       writes the edited image to F and the mask to F-mask
 // The CLI keeps no list of tasks or parameters: which tasks exist, what they take and the names,
 // types, defaults and ranges of their parameters come from the library's description
 // (loupe_task_*), and the library checks each request at submit; its message is what the user sees.
@@ -49,7 +52,8 @@ struct Args {
 
 // Options of the CLI itself; any other --NAME VALUE is a parameter of the task.
 const std::set<std::string> kCliOptions = {"model",  "task",      "image",      "mask",    "region", "out",
-                                           "device", "precision", "models-dir", "threads", "vae",    "lora"};
+                                           "device", "precision", "models-dir", "threads", "vae",    "lora",
+                                           "finder", "painter"};
 
 int usage(FILE* to = stderr) {
   std::fprintf(to,
@@ -60,6 +64,9 @@ int usage(FILE* to = stderr) {
                "           [--region x0,y0,x1,y1] [--NAME VALUE | --set NAME=VALUE]... [--out F] [--json]\n"
                "       loupe-cli TASK [...]                      run --task TASK (e.g. txt2img, caption, selftest)\n"
                "       loupe-cli download CATALOG_ID | --repo R --files F [--dest D]\n"
+               "       loupe-cli edit --finder DIR --painter DIR --image F --target TEXT [--prompt TEXT] [--out F]\n"
+               "           edit by words: find TEXT (Florence-2), repaint it as --prompt (SD inpainting; no prompt =\n"
+               "           remove it); --paint 0 stops after the mask (no --painter); --out F: F and F-mask\n"
                "   common: [--device auto|cpu|cuda:N] [--precision auto|fp32|fp16|bf16] [--models-dir DIR]\n"
                "           [--threads N] [--verbose]\n"
                "   Stable Diffusion sessions: [--vae FILE|DIR] [--lora FILE[:WEIGHT]]\n"
@@ -256,12 +263,18 @@ std::string inputs_synopsis(const loupe_task_info& t) {
 void print_task_help(const TaskDesc& d, const std::string& model) {
   const loupe_task_info& t = d.info;
   std::printf("%s: %s - %s\n", t.name, t.label, t.help);
-  if (t.runtime) std::printf("usage: loupe-cli %s", t.name);
+  const bool two_sessions = std::strcmp(t.name, "edit") == 0;  // loupe_edit_submit: a finder and a painter
+  if (two_sessions) std::printf("usage: loupe-cli %s --finder DIR --painter DIR", t.name);
+  else if (t.runtime) std::printf("usage: loupe-cli %s", t.name);
   else std::printf("usage: loupe-cli %s --model DIR", t.name);
   const std::string in = inputs_synopsis(t);
   std::printf("%s%s [--NAME VALUE | --set NAME=VALUE]...%s [--json]\n", in.empty() ? "" : " ", in.c_str(),
               t.outputs & (LOUPE_OUTPUT_IMAGES | LOUPE_OUTPUT_MASKS) ? " [--out F]" : "");
-  std::printf("group: %s; outputs: %s%s\n", t.group, outputs_of(t).c_str(), t.runtime ? "; runs on the runtime (no model)" : "");
+  std::printf("group: %s; outputs: %s%s\n", t.group, outputs_of(t).c_str(),
+              two_sessions ? "; runs on the runtime with two models: --finder (segment or ground, e.g. Florence-2) and "
+                             "--painter (inpaint, e.g. Stable Diffusion)"
+              : t.runtime  ? "; runs on the runtime (no model)"
+                           : "");
   std::printf("inputs:\n");
   if (t.inputs == 0) std::printf("  none\n");
   // "  --mask F                 the mask (required; grey, white = repaint)"
@@ -308,7 +321,8 @@ void print_task_list(loupe_session* s, const std::vector<TaskDesc>& tasks) {
     for (const auto& d : tasks) {
       if (g != d.info.group) continue;
       std::string in = inputs_synopsis(d.info);
-      if (d.info.runtime) in = "(no model)" + std::string(in.empty() ? "" : " ") + in;
+      if (std::strcmp(d.info.name, "edit") == 0) in = "--finder DIR --painter DIR " + in;
+      else if (d.info.runtime) in = "(no model)" + std::string(in.empty() ? "" : " ") + in;
       std::printf("  %-24s %-36s %s\n", d.info.name, in.c_str(), d.info.help);
     }
   }
@@ -339,7 +353,8 @@ bool parse_real(const std::string& v, double& out) {
 bool set_param(loupe_request* rq, const TaskDesc& d, const ParamArg& a) {
   std::string key = a.key;
   // The text input under any of its names.
-  if (*d.info.text_key && (key == "text" || key == "prompt" || key == "question")) key = d.info.text_key;
+  // (not when the task has a parameter of that name: edit's text input is "target", "prompt" its own)
+  if (*d.info.text_key && (key == "text" || key == "prompt" || key == "question") && !d.param(key)) key = d.info.text_key;
   const loupe_param_info* p = d.param(key);
   loupe_status st = LOUPE_OK;
   auto wrong = [&](const char* expected) {
@@ -433,7 +448,12 @@ int run_job_and_print(loupe_job* job, const Args& a) {
       loupe_image im;
       loupe_result_image(res, i, &im);
       std::string path = a.opts.at("out");
-      if (n > 1) {
+      if (std::strcmp(loupe_result_task(res), "edit") == 0 && i + 1 == n && n > 1) {
+        // edit: the edited image to F, the mask (the last image) to F-mask
+        auto dot = path.rfind('.');
+        path = path.substr(0, dot) + "-mask" + (dot == std::string::npos ? "" : path.substr(dot));
+      } else if (std::strcmp(loupe_result_task(res), "edit") == 0) {
+      } else if (n > 1) {
         auto dot = path.rfind('.');
         path = path.substr(0, dot) + "-" + std::to_string(i) + (dot == std::string::npos ? "" : path.substr(dot));
       }
@@ -522,8 +542,15 @@ int cmd_run(loupe_runtime* rt, const std::string& task, Args& a) {
     return 2;
   }
   loupe_session* s = nullptr;
+  loupe_session *finder = nullptr, *painter = nullptr;  // task "edit"
+  const bool edit = task == "edit";
   int rc = 0;
-  if (!d.info.runtime) {
+  if (edit) {
+    const std::string f = a.opts.count("finder") ? a.opts["finder"] : model, p = a.opts.count("painter") ? a.opts["painter"] : "";
+    if (!f.empty() && loupe_session_open(&finder, rt, f.c_str(), nullptr) != LOUPE_OK) rc = fail("cannot open the finder (--finder)");
+    if (rc == 0 && !p.empty() && loupe_session_open(&painter, rt, p.c_str(), nullptr) != LOUPE_OK)
+      rc = fail("cannot open the painter (--painter)");
+  } else if (!d.info.runtime) {
     if (loupe_session_open(&s, rt, model.c_str(), nullptr) != LOUPE_OK) return fail("cannot open the model");
     // The session's description: its tasks and its defaults and ranges.
     if (!find_task(s, task, d)) rc = fail(model.c_str());
@@ -577,13 +604,16 @@ int cmd_run(loupe_runtime* rt, const std::string& task, Args& a) {
     if (rc == 0 && !set_param(rq, d, p)) rc = 1;
   loupe_job* job = nullptr;
   if (rc == 0) {
-    const loupe_status st = s ? loupe_session_submit(&job, s, rq, progress_to_stderr, nullptr)
-                              : loupe_runtime_submit(&job, rt, rq, progress_to_stderr, nullptr);
+    const loupe_status st = edit ? loupe_edit_submit(&job, rt, finder, painter, rq, progress_to_stderr, nullptr)
+                            : s  ? loupe_session_submit(&job, s, rq, progress_to_stderr, nullptr)
+                                 : loupe_runtime_submit(&job, rt, rq, progress_to_stderr, nullptr);
     if (st != LOUPE_OK) rc = fail(task.c_str());
   }
   loupe_request_free(rq);
   if (rc == 0) rc = run_job_and_print(job, a);
   loupe_session_close(s);
+  loupe_session_close(finder);
+  loupe_session_close(painter);
   return rc;
 }
 

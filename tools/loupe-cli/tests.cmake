@@ -74,3 +74,19 @@ set_tests_properties(tools.cli_set_fraction PROPERTIES PASS_REGULAR_EXPRESSION
 # A runtime task from the table, with its parameters (no model).
 loupe_test(NAME tools.cli_selftest COMMAND loupe-cli selftest --device cpu --set matmul_size=64 --alloc_mib 1)
 set_tests_properties(tools.cli_selftest PROPERTIES PASS_REGULAR_EXPRESSION "\"matmul_ok\":1(\\.0)?")
+
+# Edit by words: two sessions (--finder, --painter), the target as --target, the replacement as
+# --prompt (a parameter of its own here, not the text input); --out writes the image and the mask.
+loupe_test(NAME tools.cli_help_edit COMMAND loupe-cli help edit)
+set_tests_properties(tools.cli_help_edit PROPERTIES PASS_REGULAR_EXPRESSION
+  "edit: Edit by words - .*usage: loupe-cli edit --finder DIR --painter DIR --image F .*--target TEXT.*two models.*--target TEXT +the target \\(required.*prompt \\(string\\).*grow \\(int\\) +default 8, 0 to 256 px.*feather \\(float\\)")
+loupe_test(NAME tools.cli_edit ${needs} COMMAND loupe-cli edit --finder ${LOUPE_FIXTURES_DIR}/florence2/tiny
+  --painter ${LOUPE_FIXTURES_DIR}/sd/tiny-sd15-inpaint --image ${LOUPE_FIXTURES_DIR}/images/tiny.ppm
+  --target "the red car" --prompt "a blue bicycle" --num_beams 1 --max_new_tokens 48 --steps 2 --seed 3
+  --out ${CMAKE_CURRENT_BINARY_DIR}/cli-edit.png --json)
+set_tests_properties(tools.cli_edit PROPERTIES PASS_REGULAR_EXPRESSION
+  "wrote [^\n]*cli-edit.png.*wrote [^\n]*cli-edit-mask.png.*\"found_by\":\"segment\".*\"mode\":\"replace\".*\"task\":\"edit\"")
+loupe_test(NAME tools.cli_edit_nothing_found ${needs} COMMAND loupe-cli edit --finder ${LOUPE_FIXTURES_DIR}/florence2/tiny
+  --painter ${LOUPE_FIXTURES_DIR}/sd/tiny-sd15-inpaint --image ${LOUPE_FIXTURES_DIR}/images/tiny.ppm
+  --target "the red car" --num_beams 1 --max_new_tokens 2)
+set_tests_properties(tools.cli_edit_nothing_found PROPERTIES PASS_REGULAR_EXPRESSION "no 'the red car' found in the image")

@@ -180,15 +180,30 @@ static int on_progress(void *user, const loupe_progress *p) {
   return !g_atomic_int_get(&jp->cancel);
 }
 
+static loupe_result *run_job(loupe_session *session, loupe_session *painter, const loupe_request *request,
+                             LoupeGimpUi *ui, gchar **error);
+
 loupe_result *loupe_gimp_engine_run(loupe_session *session, const loupe_request *request, LoupeGimpUi *ui,
                                     gchar **error) {
+  return run_job(session, NULL, request, ui, error);
+}
+
+loupe_result *loupe_gimp_engine_run_edit(loupe_session *finder, loupe_session *painter, const loupe_request *request,
+                                         LoupeGimpUi *ui, gchar **error) {
+  return run_job(finder, painter, request, ui, error);
+}
+
+/* painter NULL: a job of `session`; else an edit job of finder `session` and `painter`. */
+static loupe_result *run_job(loupe_session *session, loupe_session *painter, const loupe_request *request,
+                             LoupeGimpUi *ui, gchar **error) {
   JobProgress jp = {0, 0, 0};
   loupe_job *job = NULL;
   loupe_result *result = NULL;
   loupe_status st;
   *error = NULL;
   loupe_gimp_engine_touch();
-  if (loupe_session_submit(&job, session, request, on_progress, &jp) != LOUPE_OK) {
+  if ((painter ? loupe_edit_submit(&job, g_runtime, session, painter, request, on_progress, &jp)
+               : loupe_session_submit(&job, session, request, on_progress, &jp)) != LOUPE_OK) {
     *error = g_strdup_printf("Loupe could not start the job: %s", loupe_last_error());
     return NULL;
   }

@@ -24,6 +24,10 @@ loupe_session *loupe_gimp_engine_open(const gchar *path, LoupeGimpUi *ui, gchar 
 loupe_result *loupe_gimp_engine_run(loupe_session *session, const loupe_request *request, LoupeGimpUi *ui,
                                     gchar **error);
 
+/* The same for task "edit": a job over two sessions, a finder and a painter (loupe_edit_submit). */
+loupe_result *loupe_gimp_engine_run_edit(loupe_session *finder, loupe_session *painter, const loupe_request *request,
+                                         LoupeGimpUi *ui, gchar **error);
+
 /* How many sessions were opened (weights loaded) since the extension started. */
 gint loupe_gimp_engine_loads(void);
 /* {"loads": N, "idle_seconds": S, "sessions": [...], "diagnostics": {...}} (g_free it). */

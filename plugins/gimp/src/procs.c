@@ -144,7 +144,9 @@ static const LoupeGimpProcSpec caption_spec = {
     NULL,
     caption_task,
     caption_from_pdb,
-    caption_apply};
+    caption_apply,
+    FALSE,
+    LOUPE_GIMP_MODEL_FLORENCE};
 
 /* ------------------------------------------------------------------------------------ detect */
 
@@ -240,7 +242,9 @@ static const LoupeGimpProcSpec detect_spec = {
     NULL,
     detect_task,
     no_pdb_values,
-    detect_apply};
+    detect_apply,
+    FALSE,
+    LOUPE_GIMP_MODEL_FLORENCE};
 
 /* ------------------------------------------------------------------------------------ select */
 
@@ -344,7 +348,9 @@ static const LoupeGimpProcSpec select_spec = {SELECT_PROC,
                                               "Select by Description needs a description of what to select.",
                                               select_task,
                                               select_from_pdb,
-                                              select_apply};
+                                              select_apply,
+    FALSE,
+    LOUPE_GIMP_MODEL_FLORENCE};
 
 /* ------------------------------------------------------------------------------------ Stable Diffusion */
 
@@ -466,7 +472,9 @@ static const LoupeGimpProcSpec inpaint_spec = {
     NULL,
     inpaint_task,
     inpaint_from_pdb,
-    inpaint_apply};
+    inpaint_apply,
+    FALSE,
+    LOUPE_GIMP_MODEL_FLORENCE};
 
 /* ------------------------------------------------------------------------------------ generate */
 
@@ -526,7 +534,110 @@ static const LoupeGimpProcSpec generate_spec = {
     NULL,
     generate_task,
     generate_from_pdb,
-    generate_apply};
+    generate_apply,
+    FALSE,
+    LOUPE_GIMP_MODEL_FLORENCE};
+
+/* ------------------------------------------------------------------------------------ edit by words */
+
+#define EDIT_PROC "plug-in-loupe-edit"
+
+static const GimpParamDef edit_params[] = {
+    RUN_MODE_PARAM,
+    {GIMP_PDB_IMAGE, "image", "Input image"},
+    {GIMP_PDB_DRAWABLE, "drawable", "The layer to edit"},
+    {GIMP_PDB_STRING, "target", "What to change, in words (e.g. \"the red car\")"},
+    {GIMP_PDB_STRING, "prompt", "What it becomes (e.g. \"a blue bicycle\"); empty = remove it"},
+    {GIMP_PDB_INT32, "grow", "Pixels the found mask is widened by"},
+    {GIMP_PDB_FLOAT, "feather", "Pixels over which the result blends in, inwards from the mask's edge"},
+    {GIMP_PDB_INT32, "steps", "Denoising steps"},
+    {GIMP_PDB_FLOAT, "strength", "0..1: how much of the found area is repainted"},
+    {GIMP_PDB_INT32, "seed", "Random seed (-1 = random)"},
+};
+static const GimpParamDef edit_returns[] = {
+    {GIMP_PDB_LAYER, "layer", "The new layer with the edited layer"},
+    {GIMP_PDB_INT32, "regions", "How many objects were found"},
+    {GIMP_PDB_INT32, "seed", "The seed used (-1 if it does not fit 32 bits)"},
+};
+
+static const gchar *edit_task(const LoupeGimpValues *v) {
+  (void)v;
+  return "edit";
+}
+
+static gboolean edit_from_pdb(LoupeGimpCall *call, const GimpParam *param, gchar **error) {
+  (void)error;
+  set_pdb_string(call->values, "target", &param[3]);
+  set_pdb_string(call->values, "prompt", &param[4]);
+  set_pdb_int(call->values, "grow", &param[5]);
+  set_pdb_float(call->values, "feather", &param[6]);
+  set_pdb_int(call->values, "steps", &param[7]);
+  set_pdb_float(call->values, "strength", &param[8]);
+  set_pdb_int(call->values, "seed", &param[9]);
+  return TRUE;
+}
+
+/* The edited layer becomes a new layer above it, with the layer's transparency (the repainted area
+ * opaque), in one undo step. */
+static GimpPDBStatusType edit_apply(LoupeGimpCall *call, const loupe_result *res, GimpParam *out, gint *n_out,
+                                    gchar **error) {
+  const gint w = call->px.width, h = call->px.height;
+  const size_t n = loupe_result_image_count(res);
+  loupe_image im, mask;
+  double regions = 0;
+  guchar *alpha;
+  gchar *name;
+  gint32 layer;
+  gint ox = 0, oy = 0, y, x;
+  if (n < 2 || loupe_result_image(res, 0, &im) != LOUPE_OK || loupe_result_image(res, n - 1, &mask) != LOUPE_OK ||
+      im.width != w || im.height != h || mask.width != w || mask.height != h || mask.format != LOUPE_GRAY8) {
+    *error = g_strdup("Loupe: the edit's result has no image and mask of the layer's size.");
+    return GIMP_PDB_EXECUTION_ERROR;
+  }
+  alpha = g_malloc((gsize)w * h);
+  for (y = 0; y < h; ++y)
+    for (x = 0; x < w; ++x) {
+      const gsize i = (gsize)y * w + x;
+      alpha[i] = MAX(call->px.rgba[4 * i + 3], mask.data[(gsize)y * mask.stride + x]);
+    }
+  name = layer_name("edit", sent_text(call));
+  layer = loupe_gimp_new_layer(call->image, name, &im, alpha, error);
+  g_free(name);
+  g_free(alpha);
+  if (layer < 0) return GIMP_PDB_EXECUTION_ERROR;
+  gimp_drawable_offsets(call->drawable, &ox, &oy);
+  gimp_image_undo_group_start(call->image);
+  insert_above(call->image, layer, call->drawable);
+  gimp_layer_set_offsets(layer, ox, oy);
+  gimp_image_undo_group_end(call->image);
+  loupe_result_number(res, "regions", &regions);
+  out[0].type = GIMP_PDB_LAYER;
+  out[0].data.d_layer = layer;
+  out[1].type = GIMP_PDB_INT32;
+  out[1].data.d_int32 = (gint32)regions;
+  out[2].type = GIMP_PDB_INT32;
+  out[2].data.d_int32 = loupe_gimp_result_seed(res);
+  *n_out = 3;
+  return GIMP_PDB_SUCCESS;
+}
+
+static const LoupeGimpProcSpec edit_spec = {
+    EDIT_PROC,
+    "Loupe: Edit by Words",
+    "Say what to change and what it becomes (nothing: remove it). The edited layer comes back as a new layer.",
+    "Editing…",
+    LOUPE_GIMP_MODEL_FLORENCE,
+    LOUPE_GIMP_FROM_LAYER,
+    NULL,
+    0,
+    "_What",
+    "What to change, in words (e.g. \"the red car\")",
+    "Edit by Words needs a description of what to change.",
+    edit_task,
+    edit_from_pdb,
+    edit_apply,
+    TRUE,
+    LOUPE_GIMP_MODEL_SD_INPAINT};
 
 /* ------------------------------------------------------------------------------------ the runs */
 
@@ -540,6 +651,7 @@ RUN_ON_LAYER(detect_run, detect_spec)
 RUN_ON_LAYER(select_run, select_spec)
 RUN_ON_LAYER(inpaint_run, inpaint_spec)
 RUN_ON_LAYER(generate_run, generate_spec)
+RUN_ON_LAYER(edit_run, edit_spec)
 
 /* ------------------------------------------------------------------------------------ info */
 
@@ -591,6 +703,11 @@ const LoupeGimpProc loupe_gimp_procs[] = {
      "Runs Stable Diffusion text-to-image and adds the picture as a new layer; an empty prompt generates "
      "unconditionally. Parameters a script cannot pass take the model's defaults.",
      "*", N(generate_params), generate_params, N(sd_returns), sd_returns, generate_run},
+    {EDIT_PROC, "_Edit by Words...", "Find what words name and repaint it (or remove it), as a new layer",
+     "Finds the target with Florence-2 (referring segmentation), grows the mask, and repaints only that area "
+     "with Stable Diffusion inpainting following the prompt (an empty prompt removes it); the edited layer is "
+     "added above the layer, pixels outside the mask unchanged. Nothing found is an error naming the target.",
+     IMAGE_TYPES, N(edit_params), edit_params, N(edit_returns), edit_returns, edit_run},
     {INFO_PROC, NULL, "Loupe's state: models loaded, sessions, diagnostics",
      "For scripts and bug reports: how many models were loaded since GIMP started, which are open, and the "
      "runtime's diagnostics JSON.",

@@ -97,7 +97,7 @@ static GimpPDBStatusType ask(LoupeGimpCall *call, LoupeGimpDialog *d, gchar **mo
       g_free(problem);
       return GIMP_PDB_CANCEL;
     }
-    if (*session && loupe_gimp_task_load(*session, spec->task(call->values), task, &problem)) {
+    if (*session && loupe_gimp_task_load(spec->two_models ? NULL : *session, spec->task(call->values), task, &problem)) {
       loupe_gimp_values_fit(call->values, task);
       loupe_gimp_dialog_build(d, *session, spec->fields, spec->n_fields, task, call->values, spec->text_label,
                               spec->text_help);
@@ -229,7 +229,7 @@ GimpPDBStatusType loupe_gimp_run_on_layer(const LoupeGimpProcSpec *spec, const G
   LoupeGimpCall call;
   LoupeGimpDialog *dialog = NULL;
   LoupeGimpTask task;
-  loupe_session *session = NULL;
+  loupe_session *session = NULL, *painter = NULL;
   loupe_request *rq = NULL;
   loupe_result *res = NULL;
   gchar *model = NULL;
@@ -278,7 +278,7 @@ GimpPDBStatusType loupe_gimp_run_on_layer(const LoupeGimpProcSpec *spec, const G
       st = GIMP_PDB_CANCEL;
       goto done;
     }
-    if (!loupe_gimp_task_load(session, spec->task(call.values), &task, error)) {
+    if (!loupe_gimp_task_load(spec->two_models ? NULL : session, spec->task(call.values), &task, error)) {
       st = GIMP_PDB_EXECUTION_ERROR;
       goto done;
     }
@@ -293,6 +293,19 @@ GimpPDBStatusType loupe_gimp_run_on_layer(const LoupeGimpProcSpec *spec, const G
   }
   remember(&call);
 
+  /* Edit by words: the painter too (the kind's model by the same rules: environment, last choice,
+   * the models folder). */
+  if (spec->two_models) {
+    gchar *painter_model = loupe_gimp_model_for(spec->painter, call.mode != GIMP_RUN_NONINTERACTIVE, error);
+    painter = painter_model ? loupe_gimp_engine_open(painter_model, dialog ? loupe_gimp_dialog_ui(dialog) : NULL, error)
+                            : NULL;
+    g_free(painter_model);
+    if (!painter) {
+      st = GIMP_PDB_EXECUTION_ERROR;
+      goto done;
+    }
+  }
+
   /* The job. */
   if (dialog) loupe_gimp_dialog_start_job(dialog);
   rq = build_request(&call, error);
@@ -300,7 +313,8 @@ GimpPDBStatusType loupe_gimp_run_on_layer(const LoupeGimpProcSpec *spec, const G
     st = GIMP_PDB_EXECUTION_ERROR;
     goto done;
   }
-  res = loupe_gimp_engine_run(session, rq, dialog ? loupe_gimp_dialog_ui(dialog) : NULL, error);
+  res = spec->two_models ? loupe_gimp_engine_run_edit(session, painter, rq, dialog ? loupe_gimp_dialog_ui(dialog) : NULL, error)
+                         : loupe_gimp_engine_run(session, rq, dialog ? loupe_gimp_dialog_ui(dialog) : NULL, error);
   loupe_gimp_dialog_free(dialog);
   dialog = NULL;
   if (!res) {

@@ -44,6 +44,10 @@ typedef struct LoupeGimpProcSpec {
    * and fill the return values. */
   GimpPDBStatusType (*apply)(LoupeGimpCall *call, const loupe_result *result, GimpParam *out, gint *n_out,
                              gchar **error);
+  /* Task "edit" (loupe_edit_submit): `model` finds, `painter` repaints; the task's description is
+   * the library's (no single session offers it). FALSE (left out of an initializer): one model. */
+  gboolean two_models;
+  LoupeGimpModelKind painter;
 } LoupeGimpProcSpec;
 
 struct LoupeGimpCall {

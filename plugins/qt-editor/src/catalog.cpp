@@ -1,10 +1,7 @@
 #include "catalog.h"
 
 #include <QDir>
-#include <QFile>
 #include <QFileInfo>
-#include <QJsonArray>
-#include <QJsonDocument>
 #include <QJsonObject>
 
 namespace loupe::qt {
@@ -30,74 +27,52 @@ static QStringList strings(const QJsonValue& v) {
   return out;
 }
 
-bool Catalog::load(const QString& path, QString* error) {
-  QFile f(path);
-  if (!f.open(QIODevice::ReadOnly)) {
-    if (error) *error = QStringLiteral("cannot read the model catalog %1").arg(path);
-    return false;
-  }
-  QJsonParseError pe;
-  const auto doc = QJsonDocument::fromJson(f.readAll(), &pe);
-  if (pe.error != QJsonParseError::NoError || !doc.isObject()) {
-    if (error) *error = QStringLiteral("%1: %2 at offset %3").arg(path, pe.errorString()).arg(pe.offset);
-    return false;
-  }
-  m_variants.clear();
-  for (const auto& fam : doc.object().value("families").toArray()) {
-    const auto fo = fam.toObject();
-    for (const auto& var : fo.value("variants").toArray()) {
-      const auto vo = var.toObject();
-      Variant v;
-      v.id = vo.value("id").toString();
-      v.name = vo.value("name").toString();
-      v.repo = vo.value("repo").toString();
-      v.folder = vo.value("folder").toString();
-      v.license = vo.value("license").toString();
-      v.family = fo.value("id").toString();
-      v.familyName = fo.value("name").toString();
-      v.sizeBytes = qint64(vo.value("size_bytes").toDouble());
-      const auto vr = vo.value("vram_bytes").toObject();
-      v.vramFp32 = qint64(vr.value("fp32").toDouble());
-      v.vramFp16 = qint64(vr.value("fp16").toDouble());
-      v.vramBf16 = qint64(vr.value("bf16").toDouble());
-      v.tasks = strings(fo.value("tasks"));
-      v.files = strings(fo.value("files"));
-      m_variants << v;
-    }
-  }
-  if (m_variants.isEmpty()) {
-    if (error) *error = QStringLiteral("%1 lists no model variants").arg(path);
-    return false;
-  }
-  return true;
-}
-
-QList<VariantStatus> Catalog::scan(const QString& modelsDir) const {
+QList<VariantStatus> catalogStatuses(const QJsonArray& catalog) {
   QList<VariantStatus> out;
-  for (const auto& v : m_variants) {
+  for (const auto& e : catalog) {
+    const auto o = e.toObject();
     VariantStatus s;
-    s.variant = v;
-    s.path = QDir(modelsDir).filePath(v.folder);
-    if (!QFileInfo(s.path).isDir()) {
-      s.state = InstallState::Missing;
-    } else {
-      for (const auto& need : v.files) {
-        bool any = false;
-        for (const auto& alt : need.split('|')) any = any || QFileInfo::exists(QDir(s.path).filePath(alt));
-        if (!any) s.missingFiles << need;
-      }
-      s.state = s.missingFiles.isEmpty() ? InstallState::Installed : InstallState::Incomplete;
-    }
+    Variant& v = s.variant;
+    v.id = o.value("id").toString();
+    v.name = o.value("name").toString();
+    v.repo = o.value("repo").toString();
+    v.folder = o.value("folder").toString();
+    v.license = o.value("license").toString();
+    v.family = o.value("family").toString();
+    v.familyName = o.value("family_name").toString();
+    v.sizeBytes = qint64(o.value("size_bytes").toDouble());
+    const auto vr = o.value("vram_bytes").toObject();
+    v.vramFp32 = qint64(vr.value("fp32").toDouble());
+    v.vramFp16 = qint64(vr.value("fp16").toDouble());
+    v.vramBf16 = qint64(vr.value("bf16").toDouble());
+    v.tasks = strings(o.value("tasks"));
+    v.files = strings(o.value("files"));
+    const QString state = o.value("state").toString();
+    s.state = state == QLatin1String("installed")    ? InstallState::Installed
+              : state == QLatin1String("incomplete") ? InstallState::Incomplete
+                                                     : InstallState::Missing;
+    s.path = o.value("path").toString();
+    s.missingFiles = strings(o.value("missing_files"));
     out << s;
   }
   return out;
 }
 
-QString Catalog::recommend(const QString& family, qint64 memoryBytes, const QString& precision) const {
+QStringList catalogFamilies(const QList<VariantStatus>& statuses) {
+  QStringList out;
+  for (const auto& s : statuses)
+    if (!out.contains(s.variant.family)) out << s.variant.family;
+  return out;
+}
+
+QString recommendVariant(const QList<VariantStatus>& statuses, const QString& family, qint64 memoryBytes,
+                         const QString& precision) {
   QString best;
   qint64 bestSize = -1;
-  for (const auto& v : m_variants) {
-    if (v.family != family || v.id.contains(QLatin1String("inpainting"))) continue;
+  for (const auto& s : statuses) {
+    const Variant& v = s.variant;
+    if (v.family != family || v.id.contains(QLatin1String("inpainting")) || v.id.contains(QLatin1String("refiner")))
+      continue;
     const qint64 need = v.vram(precision);
     if (need <= memoryBytes && v.sizeBytes > bestSize && !v.id.endsWith(QLatin1String("-ft"))) {
       best = v.id;

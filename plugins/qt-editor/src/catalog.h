@@ -1,6 +1,9 @@
-// The model catalog (resources/models/catalog.json): families and variants, which are installed in
-// a models folder, and which one to recommend for the device's memory.
+// The model catalog as the SDK reports it: loupe_models_scan's "catalog" list (the catalog built into
+// libloupe, or the file the host names), each entry with its memory needs and its state in the
+// models folder. The editor reads no catalog file itself; this turns the SDK's entries into rows and
+// picks a recommendation for the device's memory.
 #pragma once
+#include <QJsonArray>
 #include <QList>
 #include <QString>
 #include <QStringList>
@@ -25,20 +28,14 @@ struct VariantStatus {
   QStringList missingFiles;  // for Incomplete
 };
 
-class Catalog {
- public:
-  // Reads a catalog file; on failure returns false with a message.
-  bool load(const QString& path, QString* error);
-  const QList<Variant>& variants() const { return m_variants; }
-  // Status of each variant in a models folder (a variant lives in <dir>/<folder>).
-  QList<VariantStatus> scan(const QString& modelsDir) const;
-  // The largest installed-or-not variant of `family` that fits `memoryBytes` at `precision`
-  // (empty if none fits).
-  QString recommend(const QString& family, qint64 memoryBytes, const QString& precision) const;
-
- private:
-  QList<Variant> m_variants;
-};
+// The entries of a scan's "catalog" list, in its order.
+QList<VariantStatus> catalogStatuses(const QJsonArray& catalog);
+// The families the entries belong to, in order of appearance.
+QStringList catalogFamilies(const QList<VariantStatus>& statuses);
+// The largest variant of `family` that fits `memoryBytes` at `precision` (not an inpainting, refiner
+// or fine-tuned one); empty if none fits.
+QString recommendVariant(const QList<VariantStatus>& statuses, const QString& family, qint64 memoryBytes,
+                         const QString& precision);
 
 QString formatBytes(qint64 bytes);
 

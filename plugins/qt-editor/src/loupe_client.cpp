@@ -88,7 +88,33 @@ LoupeClient::~LoupeClient() {
   cancel();
   joinWorker();
   closeSession(false);
+  closeEditSessions();
   loupe_runtime_free(m_runtime);
+}
+
+void LoupeClient::closeEditSessions() {
+  loupe_session_close(m_editFinder);
+  loupe_session_close(m_editPainter);
+  m_editFinder = m_editPainter = nullptr;
+  m_editFinderPath.clear();
+  m_editPainterPath.clear();
+}
+
+loupe_session* LoupeClient::editSession(const QByteArray& path, loupe_session* current, const QByteArray& currentPath,
+                                        loupe_session** kept, QByteArray* keptPath, QString* error) {
+  if (path.isEmpty()) return nullptr;
+  if (current && path == currentPath) return current;
+  if (*kept && path == *keptPath) return *kept;
+  loupe_session_close(*kept);
+  *kept = nullptr;
+  keptPath->clear();
+  if (loupe_session_open(kept, m_runtime, path.constData(), nullptr) != LOUPE_OK) {
+    *kept = nullptr;
+    if (error && error->isEmpty()) *error = tr("%1: %2").arg(QString::fromUtf8(path), QString::fromUtf8(loupe_last_error()));
+    return nullptr;
+  }
+  *keptPath = path;
+  return *kept;
 }
 
 void LoupeClient::joinWorker() {
@@ -131,6 +157,7 @@ bool LoupeClient::start(const QString& device, const QString& precision, const Q
   cancel();
   joinWorker();
   closeSession();
+  closeEditSessions();
   loupe_runtime_free(m_runtime);
   m_runtime = nullptr;
   m_device = device.toUtf8();
@@ -239,6 +266,7 @@ bool LoupeClient::run(const TaskInput& in, QString* error) {
     if (loupe_task_find(nullptr, task.constData(), &index) == LOUPE_OK && loupe_task_describe(nullptr, index, &info) == LOUPE_OK)
       runtimeTask = info.runtime != 0;
   }
+  const bool editTask = in.task == QLatin1String("edit");  // two sessions: loupe_edit_submit
   if (!runtimeTask && !m_session) return fail(tr("Open a model first (Models panel)."));
   if (m_busy.exchange(true)) return fail(tr("A job is already running: wait for it or cancel it."));
   joinWorker();
@@ -283,12 +311,19 @@ bool LoupeClient::run(const TaskInput& in, QString* error) {
       !runtimeTask && in.applyAdapters && (in.lora != m_appliedLora || (!in.lora.isEmpty() && in.loraWeight != m_appliedLoraWeight));
   const QByteArray vae = in.vae.toUtf8(), lora = in.lora.toUtf8(), oldLora = m_appliedLora.toUtf8();
   const double loraWeight = in.loraWeight;
+  const QByteArray finderPath = in.finder.toUtf8(), painterPath = in.painter.toUtf8(), sessionPath = m_sessionPath.toUtf8();
   {
     std::lock_guard<std::mutex> lock(m_jobMutex);
     m_cancelRequested = false;
   }
-  m_worker = std::thread([this, rq, runtimeTask, session, vaeChange, loraChange, vae, lora, oldLora, loraWeight] {
+  m_worker = std::thread([this, rq, runtimeTask, session, vaeChange, loraChange, vae, lora, oldLora, loraWeight, editTask,
+                          finderPath, painterPath, sessionPath] {
     QString adapterErr;
+    loupe_session *finder = nullptr, *painter = nullptr;
+    if (editTask) {
+      finder = editSession(finderPath, session, sessionPath, &m_editFinder, &m_editFinderPath, &adapterErr);
+      painter = editSession(painterPath, session, sessionPath, &m_editPainter, &m_editPainterPath, &adapterErr);
+    }
     bool vaeOk = !vaeChange, loraOk = !loraChange, loraRemoved = false;
     if (vaeChange) {
       vaeOk = loupe_session_set_vae(session, vae.isEmpty() ? nullptr : vae.constData()) == LOUPE_OK;
@@ -311,8 +346,9 @@ bool LoupeClient::run(const TaskInput& in, QString* error) {
     loupe_job* job = nullptr;
     QString submitErr = adapterErr;
     if (submitErr.isEmpty() &&
-        (runtimeTask ? loupe_runtime_submit(&job, m_runtime, rq, &LoupeClient::onProgress, this)
-                     : loupe_session_submit(&job, session, rq, &LoupeClient::onProgress, this)) != LOUPE_OK)
+        (editTask      ? loupe_edit_submit(&job, m_runtime, finder, painter, rq, &LoupeClient::onProgress, this)
+         : runtimeTask ? loupe_runtime_submit(&job, m_runtime, rq, &LoupeClient::onProgress, this)
+                       : loupe_session_submit(&job, session, rq, &LoupeClient::onProgress, this)) != LOUPE_OK)
       submitErr = QString::fromUtf8(loupe_last_error());
     loupe_request_free(rq);
     if (!submitErr.isEmpty()) {
@@ -381,17 +417,20 @@ void LoupeClient::cancel() {
 
 // ------------------------------------------------------------------ discovery and downloads
 
-QString LoupeClient::scanModels(const QStringList& extraDirs, const QString& catalogPath, QString* error) const {
+QString LoupeClient::scanModels(const QStringList& extraDirs, const QString& catalogPath, const QString& modelsDir,
+                                bool skipDefaults, QString* error) const {
   QList<QByteArray> dirs;
   for (const auto& d : extraDirs)
     if (!d.isEmpty()) dirs << d.toUtf8();
   std::vector<const char*> ptrs;
   for (const auto& d : dirs) ptrs.push_back(d.constData());
-  const QByteArray catalog = catalogPath.toUtf8();
+  const QByteArray catalog = catalogPath.toUtf8(), models = modelsDir.toUtf8();
   loupe_scan_options o = LOUPE_SCAN_OPTIONS_INIT;
   o.dirs = ptrs.empty() ? nullptr : ptrs.data();
   o.dir_count = ptrs.size();
+  o.skip_default_locations = skipDefaults ? 1 : 0;
   o.catalog_path = catalog.isEmpty() ? nullptr : catalog.constData();
+  o.models_dir = models.isEmpty() ? nullptr : models.constData();
   char* json = nullptr;
   if (loupe_models_scan(m_runtime, &o, &json) != LOUPE_OK) {
     if (error) *error = QString::fromUtf8(loupe_last_error());
@@ -402,9 +441,10 @@ QString LoupeClient::scanModels(const QStringList& extraDirs, const QString& cat
   return out;
 }
 
-void LoupeClient::scanModelsAsync(const QStringList& extraDirs, const QString& catalogPath) {
+void LoupeClient::scanModelsAsync(const QStringList& extraDirs, const QString& catalogPath, const QString& modelsDir) {
   m_scanDirs = extraDirs;
   m_scanCatalog = catalogPath;
+  m_scanModelsDir = modelsDir;
   if (m_scanning) {
     m_scanPending = true;
     return;
@@ -412,13 +452,13 @@ void LoupeClient::scanModelsAsync(const QStringList& extraDirs, const QString& c
   joinScan();  // the previous one has ended
   m_scanning = true;
   m_scanPending = false;
-  m_scanWorker = std::thread([this, dirs = m_scanDirs, catalog = m_scanCatalog] {
+  m_scanWorker = std::thread([this, dirs = m_scanDirs, catalog = m_scanCatalog, models = m_scanModelsDir] {
     QString err;
-    const QString json = scanModels(dirs, catalog, &err);
+    const QString json = scanModels(dirs, catalog, models, false, &err);
     QMetaObject::invokeMethod(this, [this, json, err] {
       m_scanning = false;
       if (m_scanPending) {
-        scanModelsAsync(m_scanDirs, m_scanCatalog);
+        scanModelsAsync(m_scanDirs, m_scanCatalog, m_scanModelsDir);
         return;
       }
       joinScan();

@@ -65,6 +65,9 @@ struct TaskInput {
   QString vae;  // "" = the checkpoint's own VAE
   QString lora; // "" = none
   double loraWeight = 1.0;
+  // Task "edit" (loupe_edit_submit): the model folders of the finder and the painter ("" = none;
+  // the open session's folder reuses it). Opened on the job's thread when first needed, kept open.
+  QString finder, painter;
 };
 
 class LoupeClient : public QObject {
@@ -100,12 +103,14 @@ class LoupeClient : public QObject {
   bool busy() const { return m_busy.load(); }
   void cancel();
 
-  // Models on this computer (loupe_models_scan: the Hugging Face cache, web-UI folders, the models
-  // folder and extraDirs), matched to the catalog at catalogPath: the SDK's JSON, or "" + *error.
-  QString scanModels(const QStringList& extraDirs, const QString& catalogPath, QString* error) const;
-  // The same scan on a thread of its own: modelsScanned arrives on the UI thread. Asked for while a
+  // Models on this computer (loupe_models_scan: the Hugging Face cache and web-UI folders unless
+  // skipDefaults, the models folder modelsDir and extraDirs), matched to the catalog at catalogPath
+  // ("" = the SDK's own) whose entries are judged against modelsDir: the SDK's JSON, or "" + *error.
+  QString scanModels(const QStringList& extraDirs, const QString& catalogPath, const QString& modelsDir,
+                     bool skipDefaults, QString* error) const;
+  // The full scan on a thread of its own: modelsScanned arrives on the UI thread. Asked for while a
   // scan runs, it runs once that one ends (with the latest arguments; the older result is dropped).
-  void scanModelsAsync(const QStringList& extraDirs, const QString& catalogPath);
+  void scanModelsAsync(const QStringList& extraDirs, const QString& catalogPath, const QString& modelsDir);
   bool scanning() const { return m_scanning; }
   // Downloads a catalog entry into the models folder (task "download") on a thread of its own,
   // beside the task jobs; one download at a time: downloadProgress..., then downloadFinished or
@@ -136,9 +141,19 @@ class LoupeClient : public QObject {
   void joinScan();
   void joinWorker();
   void closeSession(bool notify = true);
+  void closeEditSessions();
+  // The session for an edit part: the open session when it is that folder, else one kept for edits.
+  // Job thread only; "" = none. Null + *error when it does not open.
+  loupe_session* editSession(const QByteArray& path, loupe_session* current, const QByteArray& currentPath,
+                             loupe_session** kept, QByteArray* keptPath, QString* error);
 
   loupe_runtime* m_runtime = nullptr;
   loupe_session* m_session = nullptr;
+  // Task "edit": sessions kept for the finder and the painter (used by the job thread while busy;
+  // closed when the runtime restarts).
+  loupe_session* m_editFinder = nullptr;
+  loupe_session* m_editPainter = nullptr;
+  QByteArray m_editFinderPath, m_editPainterPath;
   QString m_sessionName;
   QString m_sessionPath;
   QList<TaskDesc> m_sessionTasks;
@@ -158,6 +173,7 @@ class LoupeClient : public QObject {
   bool m_scanPending = false;
   QStringList m_scanDirs;
   QString m_scanCatalog;
+  QString m_scanModelsDir;
   QByteArray m_device, m_modelsDir;
   loupe_precision m_precision = LOUPE_PRECISION_AUTO;
 };

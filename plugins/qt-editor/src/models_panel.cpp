@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <QComboBox>
+#include <QDir>
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QFormLayout>
@@ -27,7 +28,6 @@ namespace loupe::qt {
 ModelsPanel::ModelsPanel(LoupeClient* client, const QString& catalogPath, QWidget* parent)
     : QWidget(parent), m_client(client) {
   setObjectName("LoupeModelsPanel");
-  if (!m_catalog.load(catalogPath, &m_catalogError)) m_catalogError = tr("Model catalog: %1").arg(m_catalogError);
   m_catalogPath = catalogPath;
   m_extraDirs = QSettings().value("loupe/scanDirs").toStringList();
   auto* lay = new QVBoxLayout(this);
@@ -117,7 +117,7 @@ ModelsPanel::ModelsPanel(LoupeClient* client, const QString& catalogPath, QWidge
     m_foundDoc = QJsonDocument::fromJson(json.toUtf8()).object();
     if (!err.isEmpty()) m_problems->addItem(tr("Looking for models on this computer: %1").arg(err));
     listFound();
-    listVariants();  // a catalog variant found by the scan counts as installed
+    listVariants();  // a catalog variant found by the scan is installed where it was found
   });
   connect(m_download, &QPushButton::clicked, this, [this] {
     if (auto* item = m_tree->currentItem()) downloadVariant(item->data(0, Qt::UserRole).toString());
@@ -193,9 +193,8 @@ QString ModelsPanel::device() const { return m_device->currentText(); }
 
 void ModelsPanel::rescan() {
   m_problems->clear();
-  if (!m_catalogError.isEmpty()) m_problems->addItem(m_catalogError);
-  listVariants();  // with the last scan's findings until the new scan ends
-  m_client->scanModelsAsync(m_extraDirs, m_catalogPath);
+  listVariants();  // the models folder at once; models found elsewhere when the full scan ends
+  m_client->scanModelsAsync(m_extraDirs, m_catalogPath, m_dir->text());
   m_foundLabel->setText(tr("On this computer (Hugging Face cache, web-UI folders, added folders): looking ..."));
 }
 
@@ -204,8 +203,18 @@ bool ModelsPanel::scanning() const { return m_client->scanning(); }
 void ModelsPanel::listVariants() {
   const QString current = m_tree->currentItem() ? m_tree->currentItem()->data(0, Qt::UserRole).toString() : QString();
   m_tree->clear();
-  m_statuses = m_catalog.scan(m_dir->text());
-  applyFound();  // a variant found elsewhere (e.g. the Hugging Face cache) counts as installed
+  // The catalog's entries and their state in the models folder, from the SDK (a quick scan of that
+  // folder alone, so a download that just ended shows at once); an entry the last full scan found
+  // whole elsewhere (e.g. in the Hugging Face cache) is installed there.
+  QString err;
+  const QString json = m_client->scanModels({}, m_catalogPath, m_dir->text(), true, &err);
+  if (!err.isEmpty()) m_problems->addItem(tr("Model catalog: %1").arg(err));
+  m_statuses = catalogStatuses(QJsonDocument::fromJson(json.toUtf8()).object().value("catalog").toArray());
+  const auto elsewhere = catalogStatuses(m_foundDoc.value("catalog").toArray());
+  for (auto& s : m_statuses)
+    for (const auto& e : elsewhere)
+      if (e.variant.id == s.variant.id && e.state == InstallState::Installed && s.state != InstallState::Installed)
+        s = e;
   const QString prec = precision() == "auto" ? QStringLiteral("fp16") : precision();
   // Memory to plan with: the first CUDA device's total, else the host's.
   qint64 memory = 0;
@@ -222,8 +231,8 @@ void ModelsPanel::listVariants() {
   }
   const QString planPrec = gpu ? prec : QStringLiteral("fp32");
   QStringList recs;
-  for (const QString fam : {"florence2", "stable-diffusion"}) {
-    const QString r = m_catalog.recommend(fam, memory, planPrec);
+  for (const QString& fam : catalogFamilies(m_statuses)) {
+    const QString r = recommendVariant(m_statuses, fam, memory, planPrec);
     if (!r.isEmpty()) recs << r;
   }
   m_recommended = recs.join(", ");
@@ -301,22 +310,6 @@ static bool hasErrors(const QJsonObject& m) {
   for (const auto& p : m.value("problems").toArray())
     if (p.toObject().value("severity") == QLatin1String("error")) return true;
   return false;
-}
-
-void ModelsPanel::applyFound() {
-  for (const auto& v : m_foundDoc.value("models").toArray()) {
-    const auto m = v.toObject();
-    const QString catalogId = m.value("catalog_id").toString();
-    // A catalog variant found outside the models folder is installed there, when it is whole (a
-    // folder of the variant's name that Loupe cannot open is not).
-    if (catalogId.isEmpty() || hasErrors(m) || !m.value("supported").toBool()) continue;
-    for (auto& s : m_statuses)
-      if (s.variant.id == catalogId && s.state != InstallState::Installed) {
-        s.state = InstallState::Installed;
-        s.path = m.value("path").toString();
-        s.missingFiles.clear();
-      }
-  }
 }
 
 void ModelsPanel::listFound() {

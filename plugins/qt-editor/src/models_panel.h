@@ -56,8 +56,6 @@ class ModelsPanel : public QWidget {
 
  private:
   LoupeClient* m_client;
-  Catalog m_catalog;
-  QString m_catalogError;
   QList<VariantStatus> m_statuses;
   QString m_recommended;
   QLineEdit* m_dir;
@@ -80,7 +78,6 @@ class ModelsPanel : public QWidget {
   QJsonObject m_foundDoc;  // the last scan's result
   void listVariants();
   void listFound();
-  void applyFound();
   void updateDownloadButton();
 };
 

@@ -10,6 +10,7 @@
 #include <QSettings>
 #include <QTimer>
 
+#include "edit_panel.h"
 #include "loupe_client.h"
 #include "models_panel.h"
 #include "tasks_panel.h"
@@ -24,12 +25,8 @@ QString defaultModelsDir() {
   if (!env.isEmpty()) return env;
   return QDir::home().filePath(".local/share/loupe/models");
 }
-QString catalogPath() {
-  const QString env = qEnvironmentVariable("LOUPE_CATALOG");
-  if (!env.isEmpty()) return env;
-  const QString beside = QDir(QCoreApplication::applicationDirPath()).filePath("../share/loupe/catalog.json");
-  return QFileInfo::exists(beside) ? beside : QStringLiteral(LOUPE_DEFAULT_CATALOG);
-}
+// The catalog: the one built into libloupe, unless $LOUPE_CATALOG names another file.
+QString catalogPath() { return qEnvironmentVariable("LOUPE_CATALOG"); }
 QDockWidget* dock(const QString& title, const QString& object, QWidget* content) {
   auto* d = new QDockWidget(title);
   d->setObjectName(object);
@@ -61,12 +58,15 @@ bool LoupePlugin::initialize(loupe::HostContext* host, QString* error) {
   auto* tasksDock = dock(tr("Tasks"), "LoupeTasksDock", m_tasks);
   auto* modelsDock = dock(tr("Models"), "LoupeModelsDock", m_models);
   auto* troubleDock = dock(tr("Troubleshooting"), "LoupeTroubleshootingDock", m_trouble);
+  auto* editDock = dock(tr("Edit by words"), "LoupeEditDock", new EditPanel(m_client, host));
   host->addDockWidget(tasksDock, Qt::RightDockWidgetArea);
   host->addDockWidget(modelsDock, Qt::RightDockWidgetArea);
   host->addDockWidget(troubleDock, Qt::RightDockWidgetArea);
+  host->addDockWidget(editDock, Qt::RightDockWidgetArea);
   if (auto* mw = qobject_cast<QMainWindow*>(host->mainWindow())) {  // one tabbed column
     mw->tabifyDockWidget(tasksDock, modelsDock);
     mw->tabifyDockWidget(modelsDock, troubleDock);
+    mw->tabifyDockWidget(troubleDock, editDock);
     tasksDock->raise();
   }
   auto* selftest = new QAction(tr("Run Self-Test"), this);

@@ -63,7 +63,7 @@ typedef struct loupe_result loupe_result;   /* what a finished job produced */
 
 /* ---------------------------------------------------------------- version */
 #define LOUPE_VERSION_MAJOR 0
-#define LOUPE_VERSION_MINOR 2
+#define LOUPE_VERSION_MINOR 3
 #define LOUPE_VERSION_PATCH 0
 #define LOUPE_VERSION_NUMBER (LOUPE_VERSION_MAJOR * 10000 + LOUPE_VERSION_MINOR * 100 + LOUPE_VERSION_PATCH)
 
@@ -362,6 +362,39 @@ LOUPE_API loupe_status loupe_session_submit(loupe_job **out, loupe_session *sess
  *  "download": see "discovery and downloads" below). */
 LOUPE_API loupe_status loupe_runtime_submit(loupe_job **out, loupe_runtime *runtime, const loupe_request *request,
                                             loupe_progress_fn progress, void *user);
+/** Edit by words: queues a job of task "edit" that takes two sessions of `runtime`: `finder`
+ *  finds the target (a session offering "segment", else "open_vocabulary_detect" or "ground":
+ *  Florence-2) and `painter` repaints it (a session offering "inpaint": Stable Diffusion).
+ *  The request (loupe_request_create(&rq, "edit")): the image; "target" (string, required): what to
+ *  change, e.g. "the red car"; "prompt": what it becomes, e.g. "a blue bicycle", or "" (the default)
+ *  to remove it (the area is filled from its surroundings); the other parameters are in the task's
+ *  description (grow, feather, steps, strength, seed, ...; loupe_task_find(NULL, "edit", ...)).
+ *  The chain:
+ *   1. find: the finder runs "segment" with the target (find_with "auto"; "boxes": its boxes);
+ *   2. mask: a pixel is in the found mask when its centre (x + 0.5, y + 0.5) lies inside an outline
+ *      found (even-odd rule) or a box found (x0 <= cx < x1, y0 <= cy < y1); the mask is then grown
+ *      by "grow" px (every pixel whose centre is at most grow px from a found pixel's centre);
+ *      nothing found is LOUPE_ERROR_NOT_FOUND: "no 'the red car' found in the image ...";
+ *   3. paint: the painter inpaints the image under that mask with the inpaint task's settings; the
+ *      result is blended inwards over "feather" px from the mask's edge, and every pixel outside the
+ *      mask keeps its exact value.
+ *  A mask set on the request (GRAY8, 255 = repaint; e.g. the found mask adjusted by hand) replaces
+ *  steps 1-2 (it is used as given, not grown; finder may then be NULL). paint = 0 stops after step 2
+ *  (painter may then be NULL): check or adjust the mask, then submit again with it.
+ *  Result: images: the edited image (RGB8; RGBA8 when the input was RGBA8, its alpha kept) unless
+ *  paint = 0, then the mask (GRAY8, 0 or 255) as the last image; boxes: a box around each object found
+ *  (label = the target); polygons: the outlines found (segmentation); numbers "regions",
+ *  "mask_pixels" and the painter's ("seed", "steps"); strings "found_by" (the finder's task, or
+ *  "mask") and "mode" ("replace" or "remove").
+ *  Progress: stages "find", "find: <the finder's stage>", "mask", "paint", "paint: <the painter's
+ *  stage>"; step and total count within the stage. loupe_job_cancel stops it in any stage.
+ *  Errors at submit: LOUPE_ERROR_INVALID_ARGUMENT for a NULL finder (without a mask) or painter (with
+ *  paint = 1), a finder that can neither segment nor ground, a painter that cannot inpaint (each
+ *  naming the session and the tasks it offers), sessions of another runtime, a request of another
+ *  task or with a bad parameter. */
+LOUPE_API loupe_status loupe_edit_submit(loupe_job **out, loupe_runtime *runtime, loupe_session *finder,
+                                         loupe_session *painter, const loupe_request *request,
+                                         loupe_progress_fn progress, void *user);
 /** Waits until the job is done. timeout_ms < 0 waits forever. LOUPE_OK when done,
  *  LOUPE_ERROR_TIMEOUT if it is still queued or running. */
 LOUPE_API loupe_status loupe_job_wait(loupe_job *job, int64_t timeout_ms);
@@ -459,9 +492,12 @@ typedef struct loupe_scan_options {
   size_t dir_count;
   int32_t skip_default_locations; /* 1 = not the Hugging Face cache and not the web UIs in the home folder */
   const char *catalog_path;       /* a catalog file to match against; NULL = the catalog built into libloupe */
+  /* 0.3: the models folder to scan and to judge catalog entries against (state, path); NULL = the
+   * runtime's models_dir (none without a runtime). Lets a host list a folder the person is choosing. */
+  const char *models_dir;
 } loupe_scan_options;
 
-#define LOUPE_SCAN_OPTIONS_INIT { (uint32_t)sizeof(loupe_scan_options), NULL, 0, 0, NULL }
+#define LOUPE_SCAN_OPTIONS_INIT { (uint32_t)sizeof(loupe_scan_options), NULL, 0, 0, NULL, NULL }
 
 LOUPE_API loupe_status loupe_scan_options_init(loupe_scan_options *out, uint32_t struct_size);
 
@@ -474,7 +510,12 @@ LOUPE_API loupe_status loupe_scan_options_init(loupe_scan_options *out, uint32_t
  *             ...; the dtype holding most bytes), dtypes: {precision: bytes}, supported (Loupe can use
  *             it), repo + revision (Hugging Face cache), catalog_id (when it is a catalog entry),
  *             problems: [{severity, message, remedy}]}],
- *   catalog: [{id, name, family, repo, folder, size_bytes, found: [path]}]}.
+ *   catalog: [{id, name, family, family_name, repo, folder, license, size_bytes,
+ *              vram_bytes: {fp32, fp16, bf16: memory to run it}, tasks: [..], files: [..],
+ *              found: [path], state ("installed", "incomplete", "missing"), path (where it is, or
+ *              where the runtime's models_dir would hold it), missing_files: [..]}]}.
+ *  A catalog entry is "installed" when its folder in the runtime's models_dir holds every file it
+ *  needs, or when a whole copy was found elsewhere (path then names it).
  *  Problems name missing files (links into the cache's blobs that are gone), unfinished downloads,
  *  damaged files, and LoRAs, VAEs or checkpoints made for a model Loupe does not run (e.g. an SDXL
  *  LoRA). runtime may be NULL (then its models_dir is not scanned); options may be NULL (defaults).

@@ -410,6 +410,7 @@ loupe_status loupe_session_set_lora(loupe_session* session, const char* path, fl
     auto m = H(session)->s->model();
     if (!m) throw Error(Status::InvalidState, std::string(__func__) + ": the session was closed");
     m->set_lora(path, weight);
+    H(session)->s->recount_bytes();
   });
 }
 
@@ -419,6 +420,7 @@ loupe_status loupe_session_set_vae(loupe_session* session, const char* path) {
     auto m = H(session)->s->model();
     if (!m) throw Error(Status::InvalidState, std::string(__func__) + ": the session was closed");
     m->set_vae(path ? path : "");
+    H(session)->s->recount_bytes();
   });
 }
 
@@ -526,6 +528,20 @@ loupe_status loupe_runtime_submit(loupe_job** out, loupe_runtime* runtime, const
     LOUPE_ARG(request, "request is NULL");
     check_runtime_open(*H(runtime)->rt, __func__);
     auto job = H(runtime)->rt->submit_request(H(request)->r, wrap_progress(progress, user), progress != nullptr);
+    *out = to_c<loupe_job>(new JobH{std::move(job)});
+  });
+}
+
+loupe_status loupe_edit_submit(loupe_job** out, loupe_runtime* runtime, loupe_session* finder, loupe_session* painter,
+                               const loupe_request* request, loupe_progress_fn progress, void* user) {
+  return guarded(__func__, [&] {
+    LOUPE_ARG(out, "out is NULL");
+    LOUPE_ARG(runtime, "runtime is NULL");
+    LOUPE_ARG(request, "request is NULL");
+    check_runtime_open(*H(runtime)->rt, __func__);
+    // NULL sessions are judged by the request (a mask given needs no finder, paint = 0 no painter)
+    auto job = H(runtime)->rt->submit_edit(finder ? H(finder)->s : nullptr, painter ? H(painter)->s : nullptr,
+                                          H(request)->r, wrap_progress(progress, user), progress != nullptr);
     *out = to_c<loupe_job>(new JobH{std::move(job)});
   });
 }
@@ -678,6 +694,7 @@ loupe_status loupe_models_scan(loupe_runtime* runtime, const loupe_scan_options*
       check_runtime_open(*H(runtime)->rt, __func__);
       so.models_dir = H(runtime)->rt->options().models_dir;
     }
+    if (o.models_dir) so.models_dir = o.models_dir;
     loupe::Catalog catalog;
     if (o.catalog_path) {
       catalog = loupe::Catalog::load(o.catalog_path);

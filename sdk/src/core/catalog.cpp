@@ -89,8 +89,17 @@ Catalog Catalog::parse(const std::string& text, const std::string& where) {
       if (!rev.empty()) v.revision = rev;
       if (var.contains("size_bytes") && var["size_bytes"].is_number()) v.size_bytes = var["size_bytes"].get<uint64_t>();
       v.family = fid;
+      v.family_name = str(fam, "name", fw, false);
+      if (auto m = var.find("vram_bytes"); m != var.end() && !m->is_null()) {
+        if (!m->is_object()) LOUPE_THROW(BadModel, vw << ": \"vram_bytes\" is not an object {precision: bytes}");
+        for (auto it = m->begin(); it != m->end(); ++it) {
+          if (!it->is_number_unsigned() && !(it->is_number() && it->get<double>() >= 0))
+            LOUPE_THROW(BadModel, vw << ": vram_bytes of '" << it.key() << "' is not a number of bytes");
+          v.vram_bytes[it.key()] = static_cast<uint64_t>(it->get<double>());
+        }
+      }
       v.tasks = tasks;
-      v.files = files;
+      v.files = var.contains("files") ? strings(var, "files", vw) : files;  // a variant may hold other files
       v.download = var.contains("download") ? strings(var, "download", vw) : download;
       if (auto s = var.find("sha256"); s != var.end() && !s->is_null()) {
         if (!s->is_object()) LOUPE_THROW(BadModel, vw << ": \"sha256\" is not an object {file: hex}");

@@ -11,7 +11,7 @@
 namespace loupe {
 
 struct CatalogVariant {
-  std::string id, name, family, repo, folder, license;
+  std::string id, name, family, family_name, repo, folder, license;
   std::string revision = "main";
   uint64_t size_bytes = 0;
   std::vector<std::string> tasks;     // the family's tasks
@@ -20,6 +20,7 @@ struct CatalogVariant {
   // has it. A fetched *.safetensors.index.json brings its shards.
   std::vector<std::string> download;
   std::map<std::string, std::string> sha256;  // file -> lowercase hex, where the catalog knows it
+  std::map<std::string, uint64_t> vram_bytes; // precision ("fp32", "fp16", "bf16") -> memory to run it
 };
 
 class Catalog {

@@ -576,10 +576,42 @@ json scan_models(const ScanOptions& o) {
   json cat = json::array();
   for (const auto& v : s.catalog.variants()) {
     json found = json::array();
-    for (const auto& m : s.models)
-      if (m.value("catalog_id", "") == v.id) found.push_back(m["path"]);
-    cat.push_back({{"id", v.id}, {"name", v.name}, {"family", v.family}, {"repo", v.repo}, {"folder", v.folder},
-                   {"size_bytes", v.size_bytes}, {"found", found}});
+    std::string usable;  // a whole copy found anywhere: the variant is installed there
+    for (const auto& m : s.models) {
+      if (m.value("catalog_id", "") != v.id) continue;
+      found.push_back(m["path"]);
+      bool errors = false;
+      for (const auto& p : m.value("problems", json::array())) errors = errors || p.value("severity", "") == "error";
+      if (usable.empty() && !errors && m.value("supported", false)) usable = m["path"].get<std::string>();
+    }
+    // Its state in the models folder (a folder named as the entry's), unless it is whole elsewhere.
+    std::string state = "missing", path = o.models_dir.empty() ? "" : (fs::path(o.models_dir) / v.folder).string();
+    json missing = json::array();
+    std::error_code ec;
+    if (!path.empty() && fs::is_directory(path, ec)) {
+      for (const auto& need : v.files) {
+        bool any = false;
+        for (size_t a = 0, b; a <= need.size(); a = b + 1) {
+          b = need.find('|', a);
+          if (b == std::string::npos) b = need.size();
+          any = any || fs::exists(fs::path(path) / need.substr(a, b - a), ec);
+        }
+        if (!any) missing.push_back(need);
+      }
+      state = missing.empty() ? "installed" : "incomplete";
+    }
+    if (state != "installed" && !usable.empty()) {
+      state = "installed";
+      path = usable;
+      missing = json::array();
+    }
+    std::vector<std::string> tasks = v.tasks;  // the family's own list when it is compiled in
+    for (const auto& fam : model_families())
+      if (fam.name == v.family && !fam.tasks.empty()) tasks = fam.tasks;
+    cat.push_back({{"id", v.id}, {"name", v.name}, {"family", v.family}, {"family_name", v.family_name},
+                   {"repo", v.repo}, {"folder", v.folder}, {"license", v.license}, {"size_bytes", v.size_bytes},
+                   {"vram_bytes", v.vram_bytes}, {"tasks", tasks}, {"files", v.files}, {"found", found},
+                   {"state", state}, {"path", path}, {"missing_files", missing}});
   }
   out["models"] = std::move(s.models);
   out["catalog"] = std::move(cat);

@@ -22,7 +22,8 @@ struct ScanOptions {
 
 // JSON {roots: [{path, source, exists}], models: [{path, name, source, kind, family, variant, base,
 // tasks, format, bytes, precision, dtypes, repo, revision, catalog_id, supported, problems:
-// [{severity, message, remedy}]}], catalog: [{id, name, family, repo, folder, found: [path]}]}.
+// [{severity, message, remedy}]}], catalog: [{id, name, family, family_name, repo, folder, license,
+// size_bytes, vram_bytes, tasks, files, found: [path], state, path, missing_files}]} (as loupe.h says).
 // kind: model, lora, vae, text_encoder, unet, embedding, partial, unknown. Never throws for what it
 // finds on disk (unreadable files become problems); throws InvalidArgument for bad options.
 nlohmann::json scan_models(const ScanOptions& options);

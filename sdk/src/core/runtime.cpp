@@ -3,8 +3,10 @@
 #include "core/tasks.h"
 
 #include <filesystem>
+#include <optional>
 #include <sstream>
 
+#include "core/edit.h"
 #include "core/hub.h"
 #include "core/tasks.h"
 #include "core/cpu.h"
@@ -86,6 +88,10 @@ Session::Session(std::shared_ptr<Runtime> rt, std::shared_ptr<Model> model, std:
                  torch::Device device, torch::ScalarType dtype)
     : runtime_(std::move(rt)), model_(std::move(model)), path_(std::move(path)), device_(device), dtype_(dtype) {
   bytes_ = model_->bytes();
+}
+
+void Session::recount_bytes() {
+  if (auto m = model()) bytes_ = m->bytes();
 }
 
 std::shared_ptr<Model> Session::model() const {
@@ -300,20 +306,22 @@ void Runtime::make_resident(Session& s) {
 }
 
 std::shared_ptr<Job> Runtime::submit(Work work, ProgressFn progress, bool wants_preview,
-                                     std::shared_ptr<Session> session) {
+                                     std::shared_ptr<Session> session, std::shared_ptr<Session> second) {
   auto job = std::make_shared<Job>(std::move(progress));
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_ || stopping_) throw Error(Status::InvalidState, "the runtime was freed");
-    if (session) {
-      if (session->closed_) throw Error(Status::InvalidState, "the session '" + session->path_ + "' was closed");
-      session->jobs_.push_back(job);
+    for (const auto* s : {&session, &second})
+      if (*s && (*s)->closed_) throw Error(Status::InvalidState, "the session '" + (*s)->path_ + "' was closed");
+    for (const auto* s : {&session, &second}) {
+      if (!*s) continue;
+      (*s)->jobs_.push_back(job);
       // forget finished jobs so the list stays short
-      auto& js = session->jobs_;
+      auto& js = (*s)->jobs_;
       js.erase(std::remove_if(js.begin(), js.end(), [](const std::weak_ptr<Job>& w) { return w.expired(); }),
                js.end());
     }
-    queue_.push_back({job, std::move(work), std::move(session), wants_preview});
+    queue_.push_back({job, std::move(work), std::move(session), wants_preview, std::move(second)});
   }
   queue_cv_.notify_one();
   return job;
@@ -327,6 +335,9 @@ std::shared_ptr<Job> Runtime::submit_request(const Request& unresolved, Progress
     const hub::DownloadSpec spec = hub::download_spec(request, options_.models_dir);
     return submit_background([spec](JobContext& ctx) { return hub::download(spec, ctx); }, std::move(progress));
   }
+  if (request.task == "edit")
+    LOUPE_THROW(InvalidArgument, "task 'edit' takes two sessions, a finder and a painter: submit it with "
+                                 "loupe_edit_submit(&job, runtime, finder, painter, request, progress, user)");
   if (request.task != "selftest")
     LOUPE_THROW(InvalidArgument, "task '" << request.task
                                           << "' needs a model session: open one with loupe_session_open and "
@@ -387,6 +398,45 @@ std::shared_ptr<Job> Runtime::submit_session(std::shared_ptr<Session> session, c
       std::move(progress), wants_preview, std::move(session));
 }
 
+std::shared_ptr<Job> Runtime::submit_edit(std::shared_ptr<Session> finder, std::shared_ptr<Session> painter,
+                                          const Request& unresolved, ProgressFn progress, bool wants_preview) {
+  if (unresolved.task != "edit")
+    LOUPE_THROW(InvalidArgument, "loupe_edit_submit runs task 'edit', not '" << unresolved.task
+                                 << "' (create the request with loupe_request_create(&request, \"edit\"))");
+  Request request = unresolved;
+  tasks::resolve(tasks::get("edit"), request);
+  // A session as the chain sees it: its name, its model, and a way to make it resident.
+  auto part = [this](const std::shared_ptr<Session>& s, const char* role) -> std::optional<edit::Part> {
+    if (!s) return std::nullopt;
+    if (&s->runtime() != this)
+      LOUPE_THROW(InvalidArgument, "task 'edit': the " << role << " session '" << s->path()
+                                   << "' belongs to another runtime; open both sessions on the runtime the job is submitted to");
+    auto m = s->model();
+    if (!m) LOUPE_THROW(InvalidState, "task 'edit': the " << role << " session '" << s->path() << "' was closed");
+    edit::Part p;
+    p.name = m->variant() + " (" + s->path() + ")";
+    p.model = m;
+    Session* raw = s.get();
+    p.resident = [this, raw] {
+      make_resident(*raw);
+      auto model = raw->model();
+      if (!model) LOUPE_THROW(InvalidState, "the session '" << raw->path() << "' was closed");
+      return model;
+    };
+    return p;
+  };
+  auto f = part(finder, "finder"), p = part(painter, "painter");
+  edit::check(request, f ? &*f : nullptr, p ? &*p : nullptr);
+  // only the sessions the job uses
+  if (request.mask) f.reset(), finder.reset();
+  if (!request.flag("paint")) p.reset(), painter.reset();
+  if (f) f->model.reset();  // the job holds sessions, not models (a closed session frees its weights)
+  if (p) p->model.reset();
+  return submit(
+      [request, f, p](JobContext& ctx) { return edit::run(request, f ? &*f : nullptr, p ? &*p : nullptr, ctx); },
+      std::move(progress), wants_preview, finder ? finder : painter, finder ? painter : nullptr);
+}
+
 void Runtime::worker_loop() {
   cpu::apply_threads(threads_);  // OpenMP's thread count is per thread: set it on the worker too
   while (true) {
@@ -399,12 +449,14 @@ void Runtime::worker_loop() {
       queue_.pop_front();
       running_ = q.job;
       if (q.session) q.session->active_jobs_++;
+      if (q.second) q.second->active_jobs_++;
     }
     run_job(q.job, q.work, q.session, q.wants_preview);
     {
       std::lock_guard<std::mutex> lock(mu_);
       running_.reset();
       if (q.session) q.session->active_jobs_--;
+      if (q.second) q.second->active_jobs_--;
     }
     // The job's session may hold the last reference to this runtime (the host let go of both
     // while the job finished): then ~Runtime runs right here, on this thread, detaches it and

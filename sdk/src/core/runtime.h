@@ -59,7 +59,10 @@ class Session {
   torch::ScalarType dtype() const { return dtype_; }
   bool resident() const;
   bool closed() const;
-  uint64_t bytes() const { return bytes_; }
+  uint64_t bytes() const { return bytes_.load(); }
+  // Counts the model's bytes again after its weights changed (an external VAE, a LoRA), so that
+  // loupe_session_describe and the VRAM budget see what the session holds now.
+  void recount_bytes();
 
   // Cancels and waits for this session's jobs, then drops the model. Idempotent.
   void close();
@@ -71,7 +74,7 @@ class Session {
   std::string path_;
   torch::Device device_;
   torch::ScalarType dtype_;
-  uint64_t bytes_ = 0;
+  std::atomic<uint64_t> bytes_{0};
   // Guarded by Runtime::mu_.
   bool resident_ = true;
   bool closed_ = false;
@@ -98,8 +101,10 @@ class Runtime : public std::enable_shared_from_this<Runtime> {
   std::shared_ptr<Session> open_session(const std::string& path, const std::string& device_spec,
                                         Precision precision);
   // Queues work. The job is returned at once.
+  // `session` (and `second`, for a job that uses two: task "edit") count as busy while the job runs
+  // (never offloaded then), and closing either cancels the job.
   std::shared_ptr<Job> submit(Work work, ProgressFn progress, bool wants_preview,
-                              std::shared_ptr<Session> session = nullptr);
+                              std::shared_ptr<Session> session = nullptr, std::shared_ptr<Session> second = nullptr);
   // Runtime-level tasks ("selftest"; "download", which runs through submit_background).
   std::shared_ptr<Job> submit_request(const Request& request, ProgressFn progress, bool wants_preview);
   // Work that does not use the device (downloads) runs on a thread of its own, so that it neither
@@ -107,6 +112,10 @@ class Runtime : public std::enable_shared_from_this<Runtime> {
   std::shared_ptr<Job> submit_background(Work work, ProgressFn progress);
   std::shared_ptr<Job> submit_session(std::shared_ptr<Session> session, const Request& request,
                                       ProgressFn progress, bool wants_preview);
+  // Task "edit": find with `finder`, paint with `painter` (either may be null where the request
+  // does not need it: a mask given, paint = 0). Checked at submit (core/edit.h).
+  std::shared_ptr<Job> submit_edit(std::shared_ptr<Session> finder, std::shared_ptr<Session> painter,
+                                   const Request& request, ProgressFn progress, bool wants_preview);
 
   // Cancels all jobs, joins the worker, releases every session's weights. Idempotent.
   void shutdown();
@@ -145,6 +154,7 @@ class Runtime : public std::enable_shared_from_this<Runtime> {
     Work work;
     std::shared_ptr<Session> session;
     bool wants_preview;
+    std::shared_ptr<Session> second;  // a job's second session (task "edit"), or null
   };
   std::deque<Queued> queue_;
   std::shared_ptr<Job> running_;

@@ -14,6 +14,7 @@
 #include "models/florence2/generate.h"
 #include "models/florence2/modeling.h"
 #include "models/florence2/preprocess.h"
+#include "nn/pil_resize.h"
 #include "models/florence2/processor.h"
 #include "text/bpe_tokenizer.h"
 
@@ -197,87 +198,14 @@ bool has_any(const fs::path& dir, std::initializer_list<const char*> names) {
 
 }  // namespace
 
-namespace {
-
-// PIL's BICUBIC kernel (Keys, a = -0.5), support 2.
-double pil_bicubic(double x) {
-  constexpr double a = -0.5;
-  if (x < 0.0) x = -x;
-  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
-  if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
-  return 0.0;
-}
-
-constexpr int kPrecisionBits = 32 - 8 - 2;  // PIL's fixed point for 8-bit images
-
-// One axis of PIL's ImagingResample (precompute_coeffs + normalize_coeffs_8bpc): for each output
-// position the first input index and ksize fixed-point weights (zero past the window's end).
-struct AxisWeights {
-  torch::Tensor index;   // [out, ksize] int64, input positions (clamped in range where the weight is 0)
-  torch::Tensor weight;  // [out, ksize] int32, weights scaled by 2^22 and rounded away from zero
-};
-
-AxisWeights pil_axis_weights(int in_size, int out_size) {
-  const double scale = static_cast<double>(in_size) / out_size;
-  const double filterscale = std::max(scale, 1.0);
-  const double support = 2.0 * filterscale;  // antialias: the kernel stretches when shrinking
-  const int ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
-  auto index = torch::zeros({out_size, ksize}, torch::kInt64);
-  auto weight = torch::zeros({out_size, ksize}, torch::kInt32);
-  auto ia = index.accessor<int64_t, 2>();
-  auto wa = weight.accessor<int32_t, 2>();
-  std::vector<double> k(ksize);
-  for (int xx = 0; xx < out_size; ++xx) {
-    const double center = (xx + 0.5) * scale;
-    const double ss = 1.0 / filterscale;
-    int xmin = static_cast<int>(center - support + 0.5);  // truncation, as PIL's (int) cast
-    if (xmin < 0) xmin = 0;
-    int xmax = static_cast<int>(center + support + 0.5);
-    if (xmax > in_size) xmax = in_size;
-    xmax -= xmin;
-    double ww = 0.0;
-    for (int x = 0; x < xmax; ++x) {
-      k[x] = pil_bicubic((x + xmin - center + 0.5) * ss);
-      ww += k[x];
-    }
-    for (int x = 0; x < ksize; ++x) {
-      ia[xx][x] = std::min(xmin + x, in_size - 1);
-      if (x >= xmax) continue;
-      const double v = ww != 0.0 ? k[x] / ww : k[x];
-      wa[xx][x] = static_cast<int32_t>(v < 0 ? -0.5 + v * (1 << kPrecisionBits) : 0.5 + v * (1 << kPrecisionBits));
-    }
-  }
-  return {index, weight};
-}
-
-// One 8-bit pass along dim 0 of a tensor [n, rest...] holding 0..255: PIL's int32 sums
-// (they fit in int32, as in PIL), then round (the 2^21 offset), shift and clip to 0..255. Gathering
-// whole slices along dim 0 keeps the copies contiguous.
-torch::Tensor pil_pass(const torch::Tensor& t, int out_size) {
-  const auto w = pil_axis_weights(static_cast<int>(t.size(0)), out_size);
-  const auto index = w.index.to(t.device()), weight = w.weight.to(t.device());
-  std::vector<int64_t> shape(t.dim(), 1);
-  shape[0] = out_size;
-  torch::Tensor acc;
-  for (int64_t j = 0; j < index.size(1); ++j) {
-    auto term = t.index_select(0, index.select(1, j)).to(torch::kInt32).mul_(weight.select(1, j).view(shape));
-    acc = acc.defined() ? acc.add_(term) : term.add_(1 << (kPrecisionBits - 1));
-  }
-  return torch::div(acc, 1 << kPrecisionBits, "floor").clamp_(0, 255);
-}
-
-}  // namespace
-
-// PIL's Image.resize(BICUBIC) on an 8-bit image, as the reference processor runs it: horizontal
-// pass first, each pass rounded and clipped to 8 bits, a pass skipped where the size is unchanged.
-// Integer arithmetic on the device, so the result is PIL's to the bit.
+// PIL's Image.resize(BICUBIC) on an 8-bit image, as the reference processor runs it (nn::pil_resize:
+// PIL's to the bit), then transformers' rescale and normalisation.
 torch::Tensor preprocess_image(const Image& im, const Config& cfg, torch::Device device, torch::ScalarType dtype) {
   const Image rgb = im.to_rgb();
   auto t = torch::from_blob(const_cast<uint8_t*>(rgb.pixels.data()), {rgb.height, rgb.width, 3}, torch::kUInt8)
                .to(device);  // [H, W, 3] uint8; the passes compute in int32
   const int s = cfg.image_size;
-  if (t.size(1) != s) t = pil_pass(t.transpose(0, 1).contiguous(), s).transpose(0, 1);  // horizontal
-  if (t.size(0) != s) t = pil_pass(t.contiguous(), s);                                 // vertical
+  t = nn::pil_resize(t, s, s, nn::PilFilter::Bicubic);
   t = t.permute({2, 0, 1}).to(torch::kInt32);  // [3, S, S]
   // rescale (float64 -> float32, as transformers' rescale) and normalise in float32
   auto x = (t.to(torch::kFloat64) * cfg.rescale_factor).to(torch::kFloat32).unsqueeze(0);

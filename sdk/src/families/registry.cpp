@@ -3,6 +3,7 @@
 
 #include "core/model.h"
 #include "families/florence2.h"
+#include "families/paligemma.h"
 #include "families/sd.h"
 #include "families/sdxl.h"
 
@@ -17,6 +18,7 @@ std::vector<ModelFamily>& registered() {
 std::vector<ModelFamily> builtin() {
   std::vector<ModelFamily> f;
   f.push_back(florence2::family());
+  f.push_back(paligemma::family());
   f.push_back(sd::family());
   f.push_back(sdxl::family());
   return f;

@@ -11,11 +11,13 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/hub.h"
 #include "core/log.h"
 #include "io/checkpoint.h"
 #include "io/config.h"
 #include "io/state_dict.h"
 #include "models/clip/clip_text.h"
+#include "models/clip/clip_vocab.h"
 #include "models/sd/lora.h"
 #include "models/sd/prompt.h"
 #include "models/sd/single_file.h"
@@ -29,8 +31,8 @@ namespace loupe::sd {
 
 namespace {
 
-std::string variant_name(const UNetConfig& u, const clip::TextConfig& t, const std::string& prediction) {
-  if (u.text_time) return u.in_channels == 9 ? "sdxl-inpainting" : "sdxl";
+std::string variant_name(const UNetConfig& u, const clip::TextConfig& t, const std::string& prediction, bool aesthetic) {
+  if (u.text_time) return u.in_channels == 9 ? "sdxl-inpainting" : aesthetic ? "sdxl-refiner" : "sdxl";
   const bool sd2 = u.use_linear_projection || t.hidden_act == "gelu";
   std::string v = sd2 ? "sd2" : "sd15";
   if (u.in_channels == 9) v += "-inpainting";
@@ -59,7 +61,13 @@ class StableDiffusionModel : public Model {
     if (text2_) tok2_ = std::make_shared<text::BpeTokenizer>(std::move(c.tokenizer2));
     ids2_ = c.ids2;
     force_zeros_ = c.force_zeros_for_empty_prompt;
-    variant_ = variant_name(unet_->cfg, text_->cfg, sched_.prediction_type);
+    if (text2_) {
+      // 5 time ids: the refiner's aesthetic-score conditioning (requires_aesthetics_score)
+      const auto& u = unet_->cfg;
+      const int64_t pooled = text2_->cfg.with_projection ? text2_->cfg.projection_dim : text2_->cfg.hidden_size;
+      aesthetic_ = u.projection_class_embeddings_input_dim == pooled + 5 * u.addition_time_embed_dim;
+    }
+    variant_ = variant_name(unet_->cfg, (text_ ? text_ : text2_)->cfg, sched_.prediction_type, aesthetic_);
     vae_dtype_ = (o.dtype == torch::kFloat16 && vae_->cfg.force_upcast) ? torch::kFloat32 : o.dtype;
     count_bytes();
   }
@@ -67,7 +75,8 @@ class StableDiffusionModel : public Model {
   void count_bytes() {
     bytes_ = 0;
     for (auto* m : {static_cast<torch::nn::Module*>(unet_.get()), static_cast<torch::nn::Module*>(vae_.get()),
-                    static_cast<torch::nn::Module*>(text_.get()), text2_ ? static_cast<torch::nn::Module*>(text2_.get()) : nullptr})
+                    text_ ? static_cast<torch::nn::Module*>(text_.get()) : nullptr,
+                    text2_ ? static_cast<torch::nn::Module*>(text2_.get()) : nullptr})
       if (m)
         for (const auto& p : m->parameters()) bytes_ += p.numel() * p.element_size();
   }
@@ -78,13 +87,18 @@ class StableDiffusionModel : public Model {
   Components load_folder(const std::string& dir) {
     Components c;
     const fs::path d(dir);
+    // SDXL's refiner has no text_encoder/ and tokenizer/ (encoder 2 alone)
+    const bool encoder2_only = !fs::is_directory(d / "text_encoder") && fs::is_directory(d / "text_encoder_2");
     for (const char* sub : {"unet", "vae", "text_encoder", "tokenizer", "scheduler"})
-      if (!fs::is_directory(d / sub))
+      if (!fs::is_directory(d / sub) && !(encoder2_only && (std::string(sub) == "text_encoder" || std::string(sub) == "tokenizer")))
         LOUPE_THROW(BadModel, dir << ": the folder '" << sub << "' of the diffusers layout is missing");
     // Everything cheap first (configs, tokenizer, tensor names and shapes), then the weights.
     const auto tdir = (d / "tokenizer").string();
-    c.tokenizer = text::BpeTokenizer::from_vocab_merges(tdir + "/vocab.json", tdir + "/merges.txt", text::BpeTokenizer::Flavor::Clip);
-    c.ids = clip_tokens(c.tokenizer, tdir);
+    if (!encoder2_only) {
+      c.tokenizer =
+          text::BpeTokenizer::from_vocab_merges(tdir + "/vocab.json", tdir + "/merges.txt", text::BpeTokenizer::Flavor::Clip);
+      c.ids = clip_tokens(c.tokenizer, tdir);
+    }
     const auto scfg = (d / "scheduler" / "scheduler_config.json").string();
     c.scheduler = schedulers::SchedulerConfig::from_json(io::read_json_file(scfg), scfg);
     io::BindOptions bo;
@@ -100,12 +114,15 @@ class StableDiffusionModel : public Model {
     if (opts_.dtype == torch::kFloat16 && c.vae->cfg.force_upcast) vo.dtype = torch::kFloat32;
     c.vae->to(opts_.device, *vo.dtype);
     const auto vae_ck = io::Checkpoint::open((d / "vae").string());
-    const auto tcfg = (d / "text_encoder" / "config.json").string();
-    c.text = clip::ClipTextModel(clip::TextConfig::load(tcfg));
-    c.text->to(opts_.device, opts_.dtype);
     io::BindOptions to = bo;
     to.allow_missing = [](const std::string& k) { return k.find("position_ids") != std::string::npos; };
-    const auto text_ck = io::Checkpoint::open((d / "text_encoder").string());
+    std::optional<io::Checkpoint> text_ck;
+    if (!encoder2_only) {
+      const auto tcfg = (d / "text_encoder" / "config.json").string();
+      c.text = clip::ClipTextModel(clip::TextConfig::load(tcfg));
+      c.text->to(opts_.device, opts_.dtype);
+      text_ck = io::Checkpoint::open((d / "text_encoder").string());
+    }
     // SDXL: the second text encoder (CLIPTextModelWithProjection) and its tokenizer
     std::optional<io::Checkpoint> text2_ck;
     if (c.unet->cfg.text_time) {
@@ -122,23 +139,27 @@ class StableDiffusionModel : public Model {
       text2_ck = io::Checkpoint::open((d / "text_encoder_2").string());
       const auto idx = d / "model_index.json";
       if (fs::exists(idx))
-        c.force_zeros_for_empty_prompt = io::read_json_file(idx.string()).value("force_zeros_for_empty_prompt", true);
+        c.force_zeros_for_empty_prompt = io::read_json_file(idx.string()).value("force_zeros_for_empty_prompt", !encoder2_only);
+      else
+        c.force_zeros_for_empty_prompt = !encoder2_only;  // the refiner's pipeline: False
     }
     check_components(c, dir);
     io::check(*c.unet, unet_ck, bo);
     io::check(*c.vae, vae_ck, vo);
-    io::check(*c.text, text_ck, to);
+    if (c.text) io::check(*c.text, *text_ck, to);
     if (c.text2) io::check(*c.text2, *text2_ck, to);
     io::bind(*c.unet, unet_ck, bo);
     io::bind(*c.vae, vae_ck, vo);
-    io::bind(*c.text, text_ck, to);
+    if (c.text) {
+      io::bind(*c.text, *text_ck, to);
+      c.text->eval();
+    }
     if (c.text2) {
       io::bind(*c.text2, *text2_ck, to);
       c.text2->eval();
     }
     c.unet->eval();
     c.vae->eval();
-    c.text->eval();
     return c;
   }
 
@@ -149,7 +170,8 @@ class StableDiffusionModel : public Model {
   // LoRA files merge into the weights; a running job finishes first (the model's lock).
   void set_lora(const std::string& path, float weight) override {
     std::lock_guard<std::mutex> lock(mu_);
-    lora_.set(path, weight, *unet_, *text_);
+    if (text_) lora_.set(path, weight, *unet_, *text_, text2_ ? text2_.get() : nullptr);
+    else lora_.set(path, weight, *unet_, *text2_);  // the refiner: encoder 2 alone
   }
 
   // An external VAE replaces the checkpoint's own, which waits in host memory; "" brings it back.
@@ -181,7 +203,7 @@ class StableDiffusionModel : public Model {
     std::vector<loupe::tasks::Task> out;
     for (const auto& name : task_names()) {
       auto t = loupe::tasks::get(name);
-      int layers = text_->cfg.num_hidden_layers;
+      int layers = (text_ ? text_ : text2_)->cfg.num_hidden_layers;
       if (text2_) layers = std::min(layers, text2_->cfg.num_hidden_layers);
       t.param("clip_skip").max = std::max(1, layers);
       if (t.name == "txt2img") t.param("width").def = t.param("height").def = native;
@@ -189,11 +211,11 @@ class StableDiffusionModel : public Model {
     }
     return out;
   }
-  uint64_t bytes() const override { return bytes_; }
+  uint64_t bytes() const override { return bytes_ + (refiner_ ? refiner_->bytes() : 0); }
   void to(torch::Device d) override {
     unet_->to(d);
     vae_->to(d);
-    text_->to(d);
+    if (text_) text_->to(d);
     if (text2_) text2_->to(d);
     opts_.device = d;
   }
@@ -220,35 +242,16 @@ class StableDiffusionModel : public Model {
     // An empty prompt is valid (unconditional generation): like diffusers, "" is BOS, EOS, padding.
     const std::string prompt = r.text("prompt");
 
-    // prompts -> embeddings (same number of 77-token windows for both)
-    const std::string negative = r.text("negative_prompt");
-    auto pos = tokenize_prompt(*tok_, ids_, prompt);
-    auto neg = tokenize_prompt(*tok_, ids_, negative);
-    const size_t n = std::max(pos.size(), neg.size());
-    torch::Tensor cond, uncond;
-    pipelines::AddedConditioning added;
-    if (text2_) {
-      // SDXL: both encoders; the negative prompt left empty is zeros (force_zeros_for_empty_prompt)
-      const bool zero_neg = negative.empty() && force_zeros_;
-      const size_t nn = zero_neg ? pos.size() : n;
-      auto c = encode_prompt_dual(text_, ids_, pos, text2_, ids2_, tokenize_prompt(*tok2_, ids2_, prompt),
-                                  nn, clip_skip, opts_.device);
-      cond = c.embeds;
-      added.pooled = c.pooled;
-      if (p.guidance_scale > 1.0) {
-        if (zero_neg) {
-          uncond = torch::zeros_like(cond);
-          added.negative_pooled = torch::zeros_like(c.pooled);
-        } else {
-          auto u = encode_prompt_dual(text_, ids_, neg, text2_, ids2_, tokenize_prompt(*tok2_, ids2_, negative), nn, clip_skip,
-                                      opts_.device);
-          uncond = u.embeds;
-          added.negative_pooled = u.pooled;
-        }
-      }
-    } else {
-      cond = encode_prompt(text_, ids_, pos, n, clip_skip, opts_.device);
-      if (p.guidance_scale > 1.0) uncond = encode_prompt(text_, ids_, neg, n, clip_skip, opts_.device);
+    const Conditioning c = encode(prompt, r.text("negative_prompt"), clip_skip, p.guidance_scale > 1.0);
+    const torch::Tensor& cond = c.cond;
+    const torch::Tensor& uncond = c.uncond;
+    const pipelines::AddedConditioning& added = c.added;
+
+    // SDXL's hand-over (txt2img): this model denoises down to refiner_switch, the refiner the rest
+    std::shared_ptr<StableDiffusionModel> refiner;
+    if (r.task == "txt2img" && !r.text("refiner").empty()) {
+      refiner = refiner_for(r.text("refiner"));
+      p.denoising_end = r.real("refiner_switch");
     }
 
     pipelines::DiffusionModels m{unet_, vae_, sched_, opts_.device, opts_.dtype, vae_dtype_};
@@ -272,7 +275,8 @@ class StableDiffusionModel : public Model {
         ctx.progress(base_step + step, batch * total, "denoising", pv);
       };
       Image out;
-      if (r.task == "txt2img") out = txt2img(m, cond, uncond, r, p, native, on_step, added);
+      if (refiner) out = txt2img_refined(m, c, r, p, *refiner, on_step);
+      else if (r.task == "txt2img") out = txt2img(m, cond, uncond, r, p, native, on_step, added);
       else if (r.task == "img2img") out = img2img(m, cond, uncond, r, p, on_step, added);
       else out = inpaint(m, cond, uncond, r, p, native, on_step, added);
       res.images.push_back(std::move(out));
@@ -282,8 +286,114 @@ class StableDiffusionModel : public Model {
     res.strings["sampler"] = p.sampler;
     res.strings["variant"] = variant_;
     if (!vae_file_.empty()) res.strings["vae"] = fs::path(vae_file_).filename().string();
+    if (refiner) {
+      res.strings["refiner"] = refiner->variant();
+      res.numbers["refiner_switch"] = p.denoising_end;
+    }
     for (const auto& [file, w] : lora_.active()) res.strings["lora:" + fs::path(file).filename().string()] = std::to_string(w);
     return res;
+  }
+
+  // The prompt and negative prompt through the text encoder(s): SD 1.x/2.x's one; SDXL's two (the
+  // refiner's encoder 2 alone) with the pooled embedding, an empty negative prompt being zeros when
+  // the model says force_zeros_for_empty_prompt. Same number of 77-token windows for both.
+  struct Conditioning {
+    torch::Tensor cond, uncond;
+    pipelines::AddedConditioning added;
+  };
+  Conditioning encode(const std::string& prompt, const std::string& negative, int clip_skip, bool guidance) {
+    Conditioning c;
+    if (!text2_) {
+      auto pos = tokenize_prompt(*tok_, ids_, prompt);
+      auto neg = tokenize_prompt(*tok_, ids_, negative);
+      const size_t n = std::max(pos.size(), neg.size());
+      c.cond = encode_prompt(text_, ids_, pos, n, clip_skip, opts_.device);
+      if (guidance) c.uncond = encode_prompt(text_, ids_, neg, n, clip_skip, opts_.device);
+      return c;
+    }
+    auto chunks1 = [&](const std::string& t) { return text_ ? tokenize_prompt(*tok_, ids_, t) : std::vector<PromptChunk>{}; };
+    const auto pos1 = chunks1(prompt), neg1 = chunks1(negative);
+    const auto pos2 = tokenize_prompt(*tok2_, ids2_, prompt), neg2 = tokenize_prompt(*tok2_, ids2_, negative);
+    const bool zero_neg = negative.empty() && force_zeros_;
+    const size_t n = zero_neg ? std::max(pos1.size(), pos2.size()) : std::max({pos1.size(), neg1.size(), pos2.size(), neg2.size()});
+    auto e = encode_prompt_dual(text_, ids_, pos1, text2_, ids2_, pos2, n, clip_skip, opts_.device);
+    c.cond = e.embeds;
+    c.added.pooled = e.pooled;
+    if (guidance) {
+      if (zero_neg) {
+        c.uncond = torch::zeros_like(c.cond);
+        c.added.negative_pooled = torch::zeros_like(e.pooled);
+      } else {
+        auto u = encode_prompt_dual(text_, ids_, neg1, text2_, ids2_, neg2, n, clip_skip, opts_.device);
+        c.uncond = u.embeds;
+        c.added.negative_pooled = u.pooled;
+      }
+    }
+    return c;
+  }
+
+  // The refiner named by a request, loaded once and kept (another one replaces it).
+  std::shared_ptr<StableDiffusionModel> refiner_for(const std::string& path) {
+    if (refiner_ && refiner_path_ == path) return refiner_;
+    refiner_.reset();
+    auto m = std::make_shared<StableDiffusionModel>(path, opts_);
+    if (m->vae_->cfg.latent_channels != vae_->cfg.latent_channels || m->vae_->cfg.scaling_factor != vae_->cfg.scaling_factor ||
+        m->unet_->cfg.in_channels != m->unet_->cfg.out_channels)
+      LOUPE_THROW(InvalidArgument, path << ": this model (" << m->variant() << ") cannot take over from " << variant_
+                                        << ": its latents differ (latent channels " << m->vae_->cfg.latent_channels
+                                        << ", scaling " << m->vae_->cfg.scaling_factor << " vs " << vae_->cfg.latent_channels
+                                        << ", " << vae_->cfg.scaling_factor << "); hint: choose an SDXL refiner (or a "
+                                        << "base model of the same family)");
+    refiner_ = m;
+    refiner_path_ = path;
+    return refiner_;
+  }
+
+  // txt2img with the hand-over as diffusers runs it: StableDiffusionXLPipeline(denoising_end,
+  // output_type="latent") here, StableDiffusionXLImg2ImgPipeline(image=latents, denoising_start) on
+  // the refiner, each from the job's seed.
+  Image txt2img_refined(pipelines::DiffusionModels& m, const Conditioning& c, const Request& r, pipelines::DiffusionParams& p,
+                        StableDiffusionModel& refiner, const pipelines::StepFn& on_step) {
+    p.width = static_cast<int>(r.integer("width"));
+    p.height = static_cast<int>(r.integer("height"));
+    if (p.width % 8 || p.height % 8)
+      LOUPE_THROW(InvalidArgument, "txt2img: width and height must be multiples of 8 (got " << p.width << "x" << p.height << ")");
+    auto_tiling(p);
+    pipelines::AddedConditioning added = c.added;
+    set_time_ids(added, p);
+    int done = 0;
+    auto base_step = [&](int step, int total, const torch::Tensor& l) {
+      done = step;
+      if (on_step) on_step(step, total, l);
+    };
+    const auto latents = pipelines::txt2img_latents(m, c.cond, c.uncond, p, base_step, added);
+    pipelines::DiffusionParams q = p;
+    q.denoising_start = p.denoising_end;
+    q.denoising_end = 1.0;
+    auto refiner_step = [&](int step, int total, const torch::Tensor& l) {
+      if (on_step) on_step(done + step, done + total, l);
+    };
+    return pipelines::tensor_to_image(refiner.continue_latents(r, latents, q, refiner_step));
+  }
+
+ public:
+  // The refiner's part of a hand-over: its own encoders and added conditioning, the steps after
+  // p.denoising_start from `latents`; the decoded image.
+  torch::Tensor continue_latents(const Request& r, const torch::Tensor& latents, pipelines::DiffusionParams p,
+                                 const pipelines::StepFn& on_step) {
+    std::lock_guard<std::mutex> lock(mu_);
+    torch::NoGradGuard ng;
+    schedulers::make(p.sampler, sched_);
+    const Conditioning c = encode(r.text("prompt"), r.text("negative_prompt"),
+                                  std::min<int>(static_cast<int>(r.integer("clip_skip")), (text_ ? text_ : text2_)->cfg.num_hidden_layers),
+                                  p.guidance_scale > 1.0);
+    const int64_t f = vae_->cfg.scale_factor();
+    p.height = static_cast<int>(latents.size(2) * f);
+    p.width = static_cast<int>(latents.size(3) * f);
+    pipelines::AddedConditioning added = c.added;
+    set_time_ids(added, p);
+    pipelines::DiffusionModels m{unet_, vae_, sched_, opts_.device, opts_.dtype, vae_dtype_};
+    return pipelines::continue_from(m, c.cond, c.uncond, latents, p, on_step, added);
   }
 
  private:
@@ -376,10 +486,18 @@ class StableDiffusionModel : public Model {
       LOUPE_THROW(InvalidArgument, r.task << ": width and height must be multiples of 8 (got " << p.width << "x" << p.height << ")");
   }
 
-  // SDXL: diffusers' defaults, original size = target size = the generated size, no crop.
-  static void set_time_ids(pipelines::AddedConditioning& added, const pipelines::DiffusionParams& p) {
-    if (!added.empty()) added.time_ids = pipelines::time_ids(p.height, p.width, 0, 0, p.height, p.width);
+  // SDXL: diffusers' defaults, original size = target size = the generated size, no crop; the
+  // refiner (requires_aesthetics_score): original size, crop, aesthetic score 6 (negative 2.5).
+  void set_time_ids(pipelines::AddedConditioning& added, const pipelines::DiffusionParams& p) const {
+    if (added.empty()) return;
+    if (aesthetic_) {
+      added.time_ids = pipelines::aesthetic_time_ids(p.height, p.width, 0, 0, kAestheticScore);
+      added.negative_time_ids = pipelines::aesthetic_time_ids(p.height, p.width, 0, 0, kNegativeAestheticScore);
+    } else {
+      added.time_ids = pipelines::time_ids(p.height, p.width, 0, 0, p.height, p.width);
+    }
   }
+  static constexpr double kAestheticScore = 6.0, kNegativeAestheticScore = 2.5;  // diffusers' defaults
 
   // Large images decode in tiles instead of running out of memory.
   void auto_tiling(pipelines::DiffusionParams& p) {
@@ -403,6 +521,9 @@ class StableDiffusionModel : public Model {
   std::shared_ptr<text::BpeTokenizer> tok2_;
   ClipTokens ids2_;
   bool force_zeros_ = true;
+  bool aesthetic_ = false;  // the SDXL refiner's conditioning (5 time ids)
+  std::shared_ptr<StableDiffusionModel> refiner_;  // the hand-over's refiner, kept between jobs
+  std::string refiner_path_;
   schedulers::SchedulerConfig sched_;
   std::string variant_;
   torch::ScalarType vae_dtype_ = torch::kFloat32;
@@ -430,13 +551,15 @@ ModelFamily family() {
         return "";
       return cls.find("Inpaint") != std::string::npos ? "sd-inpainting" : "sd";
     }
-    return detect_single_file(path);
+    const std::string v = detect_single_file(path);
+    return v.rfind("sdxl", 0) == 0 ? "" : v;  // SDXL files: the "sdxl" family
   };
   f.load = [](const std::string& path, const ModelOptions& o) -> std::shared_ptr<Model> {
     return std::make_shared<StableDiffusionModel>(path, o);
   };
   f.inspect = [](const std::string& path, nlohmann::json& report) {
     inspect_folders(path, {"unet", "vae", "text_encoder", "tokenizer", "scheduler"}, report);
+    inspect_single_file_tokenizer(path, report);
   };
   return f;
 }
@@ -444,6 +567,24 @@ ModelFamily family() {
 const std::vector<std::string>& task_names() {
   static const std::vector<std::string> names = {"txt2img", "img2img", "inpaint"};
   return names;
+}
+
+void inspect_single_file_tokenizer(const std::string& path, nlohmann::json& report) {
+  if (!fs::is_regular_file(path) || !single_file_tokenizer(path).empty()) return;
+  std::string which;
+  const std::string from = hub::endpoint() + "/" + clip::clip_vocab_fetch_repo();
+  if (hub::offline(&which))
+    report["problems"].push_back(
+        {{"severity", "error"},
+         {"message", "no CLIP tokenizer (vocab.json, merges.txt) for this single-file checkpoint on this machine, and "
+                     "offline mode is on (" + which + "), so it cannot be fetched from " + from},
+         {"remedy", clip::clip_vocab_hint()}});
+  else
+    report["problems"].push_back(
+        {{"severity", "info"},
+         {"message", "no CLIP tokenizer (vocab.json, merges.txt) for this single-file checkpoint on this machine: it "
+                     "is fetched once from " + from + " (a few MB) when the model is first opened"},
+         {"remedy", clip::clip_vocab_hint()}});
 }
 
 void inspect_folders(const std::string& path, const std::vector<const char*>& subfolders, nlohmann::json& report) {

@@ -115,14 +115,26 @@ std::vector<Param> diffusion(double strength, const std::string& size_help, doub
 std::vector<Task> build() {
   std::vector<Task> t;
   // describe
-  t.push_back(vision("caption", "Caption", "describe", "a short caption of the image", kTextOut));
+  // PaliGemma writes captions and answers in many languages (its prompts name one: "caption en")
+  const Param language = text("language", "Language", "en",
+                              "the language to write in, as a code (en, de, fr, es, ja, zh, ...), for models that "
+                              "write several (PaliGemma); others write their own");
+  {
+    Task x = vision("caption", "Caption", "describe", "a short caption of the image", kTextOut);
+    x.params.push_back(language);
+    t.push_back(std::move(x));
+  }
   t.push_back(vision("detailed_caption", "Detailed caption", "describe", "a caption of a few sentences", kTextOut));
   t.push_back(vision("more_detailed_caption", "More detailed caption", "describe", "a paragraph describing the image", kTextOut));
   t.push_back(vision("dense_caption", "Dense region captions", "describe", "regions of the image, each with a caption", kBoxes));
   t.push_back(vision("region_caption", "Region caption", "describe", "a caption of the region", kTextOut, kRegion));
   t.push_back(vision("region_category", "Region category", "describe", "the category of the object in the region", kTextOut, kRegion));
-  t.push_back(vision("vqa", "Ask a question", "describe", "answers a question about the image", kTextOut, kQuestion, "question",
-                     "question", "a question about the image"));
+  {
+    Task x = vision("vqa", "Ask a question", "describe", "answers a question about the image", kTextOut, kQuestion, "question",
+                    "question", "a question about the image");
+    x.params.push_back(language);
+    t.push_back(std::move(x));
+  }
   // find
   t.push_back(vision("detect", "Detect objects", "find", "boxes around the objects, with their category", kBoxes));
   t.push_back(vision("region_proposal", "Region proposals", "find", "boxes around everything that may be an object", kBoxes));
@@ -146,6 +158,11 @@ std::vector<Task> build() {
     x.params = diffusion(0, "image size (multiple of 8)", 512);
     x.param("width").min = 8;
     x.param("height").min = 8;
+    // SDXL's base + refiner hand-over (diffusers' denoising_end / denoising_start)
+    x.params.push_back(text("refiner", "Refiner", "",
+                            "a model (folder or file, e.g. the SDXL refiner) that does the last part of the steps; empty = none", true));
+    x.params.push_back(real("refiner_switch", "Refiner switch", 0.8, 0.01, 0.99, 0.01,
+                            "the fraction of the denoising done before the refiner takes over (diffusers' denoising_end)", "", true));
     t.push_back(std::move(x));
   }
   {
@@ -172,6 +189,32 @@ std::vector<Task> build() {
                                "px", 1, true));
     x.params.push_back(flag("color_correction", "Colour correction", false, "matches the repainted colours to the image around it",
                             true));
+    t.push_back(std::move(x));
+  }
+  {
+    // Edit by words: two sessions, a finder and a painter (loupe_edit_submit); the chain is
+    // pipelines/edit.cpp (the mask rules are written there and in loupe.h).
+    Task x = task("edit", "Edit by words", "edit",
+                  "finds what the words name, masks it and repaints only that area following a prompt (or removes it)",
+                  kImage | kText | kMask, kImage | kText, kImages | kMasks | kBoxes | kPolygons | kNumbers);
+    x.runtime = true;
+    x.text_key = "target";
+    x.text_label = "target";
+    x.text_help = "what to change, in words (e.g. \"the red car\")";
+    x.params = {text("prompt", "With what", "", "what it becomes (e.g. \"a blue bicycle\"); empty = remove it (filled from its surroundings)"),
+                choice("find_with", "Find with", {"auto", "segment", "boxes"},
+                       "auto: the finder's outline (segment) when it has one, else its boxes"),
+                integer("grow", "Grow", 8, 0, 256, "widens the found mask by this distance (the object's edge, its shadow)", "px"),
+                flag("paint", "Paint", true, "off: only find and build the mask (to check or adjust it first; no painter needed)"),
+                integer("max_new_tokens", "Finder tokens", 0, 0, 4096, "the most tokens the finder may write (0 = its default)",
+                        "tokens", 1, true),
+                integer("num_beams", "Finder beams", 0, 0, 16, "the finder's beam search width (0 = its default, 1 = greedy)", "", 1,
+                        true)};
+    // The painter's settings are the inpaint task's (feather: the inward blend; outside the mask
+    // nothing changes), one image at a time, repainting a crop around the mask by default.
+    for (const Param& p : t.back().params)
+      if (p.name != "batch_count") x.params.push_back(p);
+    x.param("only_masked").def = 1;
     t.push_back(std::move(x));
   }
   // runtime

@@ -12,61 +12,24 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "io/zip.h"
 
 namespace loupe::io {
 
 namespace {
 
-// ------------------------------------------------------------------ zip (stored entries only)
+// ------------------------------------------------------------------ zip (io/zip.h; stored entries only)
 
-struct Mapped {
-  const uint8_t* data = nullptr;
-  size_t size = 0;
-  ~Mapped() {
-    if (data) munmap(const_cast<uint8_t*>(data), size);
-  }
-};
+using Mapped = MappedFile;
 
 uint32_t u32(const uint8_t* p) { return p[0] | (p[1] << 8) | (p[2] << 16) | (uint32_t(p[3]) << 24); }
 uint16_t u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
 
-struct ZipEntry {
-  size_t offset = 0;  // of the data
-  size_t size = 0;
-};
-
 std::map<std::string, ZipEntry> read_zip_directory(const std::string& path, const Mapped& m) {
-  const size_t n = m.size;
-  if (n < 22) LOUPE_THROW(BadModel, path << ": too short to be a zip archive");
-  size_t eocd = std::string::npos;
-  for (size_t i = n - 22 + 1; i-- > (n > 65557 ? n - 65557 : 0);)
-    if (u32(m.data + i) == 0x06054b50) {
-      eocd = i;
-      break;
-    }
-  if (eocd == std::string::npos) LOUPE_THROW(BadModel, path << ": no zip end-of-directory record (truncated download?)");
-  const uint16_t count = u16(m.data + eocd + 10);
-  const size_t cd_offset = u32(m.data + eocd + 16);
-  if (cd_offset == 0xFFFFFFFFu || count == 0xFFFF)
-    LOUPE_THROW(Unsupported, path << ": zip64 archives (over 4 GiB) are not read yet; hint: convert to safetensors");
-  std::map<std::string, ZipEntry> entries;
-  size_t p = cd_offset;
-  for (uint16_t i = 0; i < count; ++i) {
-    if (p + 46 > n || u32(m.data + p) != 0x02014b50) LOUPE_THROW(BadModel, path << ": corrupt zip central directory");
-    const uint16_t method = u16(m.data + p + 10);
-    const size_t csize = u32(m.data + p + 20), usize = u32(m.data + p + 24);
-    const size_t name_len = u16(m.data + p + 28), extra_len = u16(m.data + p + 30), comment_len = u16(m.data + p + 32);
-    const size_t local = u32(m.data + p + 42);
-    if (p + 46 + name_len > n) LOUPE_THROW(BadModel, path << ": corrupt zip central directory");
-    const std::string name(reinterpret_cast<const char*>(m.data + p + 46), name_len);
-    if (method != 0 || csize != usize)
+  auto entries = io::read_zip_directory(path, m.data, m.size);
+  for (const auto& [name, e] : entries)
+    if (e.method != 0 || e.compressed_size != e.size)
       LOUPE_THROW(Unsupported, path << ": zip entry '" << name << "' is compressed; torch.save writes stored entries");
-    if (local + 30 > n || u32(m.data + local) != 0x04034b50) LOUPE_THROW(BadModel, path << ": corrupt zip entry '" << name << "'");
-    const size_t data = local + 30 + u16(m.data + local + 26) + u16(m.data + local + 28);
-    if (data + csize > n) LOUPE_THROW(BadModel, path << ": zip entry '" << name << "' runs past the end of the file");
-    entries[name] = {data, csize};
-    p += 46 + name_len + extra_len + comment_len;
-  }
   return entries;
 }
 
@@ -360,16 +323,8 @@ void flatten(const VP& v, const std::string& prefix, std::map<std::string, torch
 }  // namespace
 
 std::map<std::string, torch::Tensor> read_torch_zip(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) LOUPE_THROW(NotFound, path << ": cannot open (" << std::strerror(errno) << ")");
-  struct stat st {};
-  fstat(fd, &st);
-  Mapped m;
-  m.size = static_cast<size_t>(st.st_size);
-  void* addr = m.size ? mmap(nullptr, m.size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
-  ::close(fd);
-  if (addr == MAP_FAILED) LOUPE_THROW(BadModel, path << ": empty or unreadable file");
-  m.data = static_cast<const uint8_t*>(addr);
+  const auto mapped = MappedFile::open(path);
+  const Mapped& m = *mapped;
   const auto zip = read_zip_directory(path, m);
   std::string pkl;
   for (const auto& kv : zip)

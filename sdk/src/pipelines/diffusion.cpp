@@ -1,5 +1,8 @@
 #include "pipelines/diffusion.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "core/error.h"
@@ -26,6 +29,24 @@ torch::Tensor full_mask(const torch::Tensor& image) {
 
 torch::Tensor randn_cpu(at::IntArrayRef shape, at::Generator& gen) {
   return torch::randn(shape, gen, torch::TensorOptions().dtype(torch::kFloat32));
+}
+
+torch::Tensor decode_latents(DiffusionModels& m, const torch::Tensor& latents, bool tiled) {
+  auto z = (latents.to(m.device) / m.vae->cfg.scaling_factor).to(m.vae_dtype);
+  torch::Tensor img;
+  if (tiled) {
+    img = m.vae->decode_tiled(z);
+  } else {
+    try {
+      img = m.vae->decode(z);
+    } catch (const std::exception& e) {
+      // the whole image does not fit: decode it in tiles instead of failing the job
+      if (!compat::is_out_of_memory(e)) throw;
+      release_cached_device_memory();
+      img = m.vae->decode_tiled(z);
+    }
+  }
+  return (img.to(torch::kFloat32) / 2 + 0.5).clamp(0, 1).cpu();
 }
 
 struct Loop {
@@ -80,22 +101,28 @@ struct Loop {
     return parts[0] + p.guidance_scale * (parts[1] - parts[0]);
   }
 
-  torch::Tensor decode(const torch::Tensor& latents) {
-    auto z = (latents / m.vae->cfg.scaling_factor).to(m.vae_dtype);
-    torch::Tensor img;
-    if (p.tiled_vae) {
-      img = m.vae->decode_tiled(z);
-    } else {
-      try {
-        img = m.vae->decode(z);
-      } catch (const std::exception& e) {
-        // the whole image does not fit: decode it in tiles instead of failing the job
-        if (!compat::is_out_of_memory(e)) throw;
-        release_cached_device_memory();
-        img = m.vae->decode_tiled(z);
-      }
-    }
-    return (img.to(torch::kFloat32) / 2 + 0.5).clamp(0, 1).cpu();
+  torch::Tensor decode(const torch::Tensor& latents) { return decode_latents(m, latents, p.tiled_vae); }
+
+  // diffusers' discrete_timestep_cutoff: int(round(T - fraction * T)) (Python rounds half to even)
+  int64_t cutoff(double fraction) const {
+    const double T = m.scheduler.num_train_timesteps;
+    return static_cast<int64_t>(std::nearbyint(T - fraction * T));
+  }
+
+  // txt2img with denoising_end: the number of steps whose timestep is at or above the cut-off.
+  size_t end_index() const {
+    const auto& ts = sched->timesteps();
+    if (!(p.denoising_end > 0.0 && p.denoising_end < 1.0)) return ts.size();
+    const int64_t c = cutoff(p.denoising_end);
+    return static_cast<size_t>(std::count_if(ts.begin(), ts.end(), [&](double t) { return t >= c; }));
+  }
+
+  // img2img with denoising_start: the first step whose timestep is below the cut-off (the
+  // schedulers here are first order: no 2nd-order adjustment).
+  size_t start_index_from(double denoising_start) const {
+    const auto& ts = sched->timesteps();
+    const int64_t c = cutoff(denoising_start);
+    return ts.size() - static_cast<size_t>(std::count_if(ts.begin(), ts.end(), [&](double t) { return t < c; }));
   }
 
   // img2img / inpainting start: the first step index for a strength (diffusers' get_timesteps).
@@ -114,28 +141,68 @@ torch::Tensor time_ids(int original_h, int original_w, int crop_top, int crop_le
       .unsqueeze(0);
 }
 
-torch::Tensor txt2img(DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const DiffusionParams& p,
-                      const StepFn& on_step, const AddedConditioning& added) {
+torch::Tensor aesthetic_time_ids(int original_h, int original_w, int crop_top, int crop_left, double aesthetic_score) {
+  return torch::tensor({double(original_h), double(original_w), double(crop_top), double(crop_left), aesthetic_score},
+                       torch::kFloat32)
+      .unsqueeze(0);
+}
+
+torch::Tensor txt2img_latents(DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond,
+                              const DiffusionParams& p, const StepFn& on_step, const AddedConditioning& added) {
   check_size(m, p.width, p.height);
   torch::NoGradGuard ng;
+  if (is_inpainting_unet(m))
+    LOUPE_THROW(Unsupported, "a hand-over (denoising_end) from an inpainting UNet is not supported; use a base model");
+  Loop L(m, cond, uncond, p, added);
+  const int64_t f = m.vae->cfg.scale_factor();
+  auto latents = randn_cpu({1, m.unet->cfg.out_channels, p.height / f, p.width / f}, L.gen).to(m.device);
+  latents = latents * L.sched->init_noise_sigma();
+  const size_t n = L.end_index();
+  for (size_t i = 0; i < n; ++i) {
+    latents = L.sched->step(L.predict(latents, i), i, latents, &L.gen);
+    if (on_step) on_step(static_cast<int>(i + 1), static_cast<int>(n), latents);
+  }
+  return latents;
+}
+
+torch::Tensor txt2img(DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const DiffusionParams& p,
+                      const StepFn& on_step, const AddedConditioning& added) {
   if (is_inpainting_unet(m)) {
     // StableDiffusionInpaintPipeline with a full mask at strength 1 (the web UIs' txt2img
     // conditioning for inpainting models): the masked image is all zeros, so any image will do.
+    check_size(m, p.width, p.height);
+    torch::NoGradGuard ng;
     DiffusionParams q = p;
     q.strength = 1.0;
     const auto gray = torch::zeros({1, 3, p.height, p.width});
     return inpaint(m, cond, uncond, gray, full_mask(gray), q, on_step, added);
   }
+  return decode(m, txt2img_latents(m, cond, uncond, p, on_step, added), p.tiled_vae);
+}
+
+torch::Tensor continue_from(DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond,
+                            const torch::Tensor& latents_in, const DiffusionParams& p, const StepFn& on_step,
+                            const AddedConditioning& added) {
+  torch::NoGradGuard ng;
+  if (latents_in.dim() != 4 || latents_in.size(1) != m.unet->cfg.out_channels)
+    LOUPE_THROW(InvalidArgument, "the handed-over latents have shape " << latents_in.sizes() << ", this model's are [1, "
+                                                                        << m.unet->cfg.out_channels << ", h, w]");
+  if (is_inpainting_unet(m)) LOUPE_THROW(Unsupported, "an inpainting UNet cannot take over latents (denoising_start)");
+  if (!(p.denoising_start > 0.0 && p.denoising_start < 1.0))
+    LOUPE_THROW(InvalidArgument, "denoising_start must be in (0, 1) (got " << p.denoising_start << ")");
   Loop L(m, cond, uncond, p, added);
-  const int64_t f = m.vae->cfg.scale_factor();
-  auto latents = randn_cpu({1, m.unet->cfg.out_channels, p.height / f, p.width / f}, L.gen).to(m.device);
-  latents = latents * L.sched->init_noise_sigma();
-  const size_t n = L.sched->timesteps().size();
-  for (size_t i = 0; i < n; ++i) {
+  auto latents = latents_in.to(m.device, torch::kFloat32);
+  const size_t start = L.start_index_from(p.denoising_start), n = L.sched->timesteps().size();
+  for (size_t i = start; i < n; ++i) {
     latents = L.sched->step(L.predict(latents, i), i, latents, &L.gen);
-    if (on_step) on_step(static_cast<int>(i + 1), static_cast<int>(n), latents);
+    if (on_step) on_step(static_cast<int>(i + 1 - start), static_cast<int>(n - start), latents);
   }
   return L.decode(latents);
+}
+
+torch::Tensor decode(DiffusionModels& m, const torch::Tensor& latents, bool tiled) {
+  torch::NoGradGuard ng;
+  return decode_latents(m, latents, tiled);
 }
 
 torch::Tensor img2img(DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const torch::Tensor& image,

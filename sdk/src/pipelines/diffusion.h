@@ -33,6 +33,11 @@ struct DiffusionParams {
   int width = 512, height = 512;  // pixels (multiples of 8)
   double strength = 1.0;          // img2img / inpainting
   bool tiled_vae = false;         // decode in tiles (large images)
+  // diffusers' denoising_end (txt2img_latents: stop once the timesteps fall below
+  // round(T * (1 - denoising_end)); 1 = all steps) and denoising_start (continue: run only the
+  // timesteps below round(T * (1 - denoising_start))), the SDXL base/refiner hand-over.
+  double denoising_end = 1.0;
+  double denoising_start = 0.0;
 };
 
 // SDXL's added conditioning (a "text_time" UNet; diffusers' StableDiffusionXLPipeline): the pooled
@@ -46,6 +51,8 @@ struct AddedConditioning {
 };
 // diffusers' _get_add_time_ids: original size, crop top-left, target size as one row [1, 6].
 torch::Tensor time_ids(int original_h, int original_w, int crop_top, int crop_left, int target_h, int target_w);
+// The refiner's (requires_aesthetics_score): original size, crop top-left, aesthetic score [1, 5].
+torch::Tensor aesthetic_time_ids(int original_h, int original_w, int crop_top, int crop_left, double aesthetic_score);
 
 // Called after every step with (step, total, latents); returns nothing, throws to stop.
 using StepFn = std::function<void(int, int, const torch::Tensor&)>;
@@ -67,6 +74,19 @@ torch::Tensor img2img(DiffusionModels& m, const torch::Tensor& cond, const torch
 torch::Tensor inpaint(DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond, const torch::Tensor& image,
                       const torch::Tensor& mask, const DiffusionParams& p, const StepFn& on_step = {},
                       const AddedConditioning& added = {});
+
+// The SDXL base/refiner hand-over as diffusers runs it: StableDiffusionXLPipeline(denoising_end,
+// output_type="latent") gives txt2img_latents' latents (scaled, not decoded); the refiner's
+// StableDiffusionXLImg2ImgPipeline(image=latents, denoising_start) is continue_from: no noise is
+// added, the steps below the cut-off run, then the VAE decodes. Each call draws from its own
+// generator seeded with p.seed, as two diffusers calls with manual_seed(seed) each do.
+torch::Tensor txt2img_latents(DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond,
+                              const DiffusionParams& p, const StepFn& on_step = {}, const AddedConditioning& added = {});
+torch::Tensor continue_from(DiffusionModels& m, const torch::Tensor& cond, const torch::Tensor& uncond,
+                            const torch::Tensor& latents, const DiffusionParams& p, const StepFn& on_step = {},
+                            const AddedConditioning& added = {});
+// Latents (scaled) -> image [1, 3, H, W] in [0, 1] on the CPU, as the pipelines decode.
+torch::Tensor decode(DiffusionModels& m, const torch::Tensor& latents, bool tiled = false);
 
 // A cheap latent -> RGB approximation for live previews: [1, 4, h, w] -> [h, w, 3] uint8 (CPU).
 torch::Tensor latent_preview(const torch::Tensor& latents);

@@ -2,6 +2,8 @@
 
 #include <filesystem>
 
+#include "core/error.h"
+#include "core/hub.h"
 #include "io/hf_cache.h"
 
 namespace fs = std::filesystem;
@@ -85,6 +87,32 @@ std::string clip_vocab_hint() {
          ", or fetch them into the Hugging Face cache once with "
          "'huggingface-cli download openai/clip-vit-large-patch14 vocab.json merges.txt', or keep a Stable "
          "Diffusion diffusers folder in the models folder";
+}
+
+const char* clip_vocab_fetch_repo() { return "openai/clip-vit-large-patch14"; }
+
+std::string fetch_clip_vocab() {
+  std::string which;
+  if (hub::offline(&which))
+    LOUPE_THROW(NotFound, "offline mode is on (" << which << "), so the CLIP tokenizer was not fetched from "
+                                                 << clip_vocab_fetch_repo());
+  const std::string dest = clip_vocab_cache_dir();
+  if (dest.empty()) LOUPE_THROW(NotFound, "no data folder to keep a fetched CLIP tokenizer in (HOME and XDG_DATA_HOME are unset)");
+  hub::DownloadSpec spec;
+  spec.endpoint = hub::endpoint();
+  spec.token = hub::token();
+  spec.repo = clip_vocab_fetch_repo();
+  spec.dest = dest;
+  spec.files = {"vocab.json", "merges.txt"};
+  JobContext ctx(nullptr);
+  try {
+    hub::download(spec, ctx);
+  } catch (const std::exception& e) {
+    LOUPE_THROW(NotFound, "fetching the CLIP tokenizer (vocab.json, merges.txt) from " << spec.endpoint << "/"
+                                                                                   << spec.repo << " failed: " << e.what());
+  }
+  if (!has_vocab(dest)) LOUPE_THROW(Internal, "the CLIP tokenizer was fetched but " << dest << " lacks vocab.json or merges.txt");
+  return dest;
 }
 
 }  // namespace loupe::clip

@@ -24,4 +24,14 @@ std::string find_clip_vocab(const std::vector<std::string>& first, const std::ve
 // What to do when find_clip_vocab found nothing: which files, where to put them, or what to fetch.
 std::string clip_vocab_hint();
 
+// The repository a missing vocabulary is fetched from (openai/clip-vit-large-patch14: vocab.json and
+// merges.txt, a few MB, the same for SD 1.x, 2.x and SDXL).
+const char* clip_vocab_fetch_repo();
+
+// Fetches the vocabulary once into Loupe's copy (clip_vocab_cache_dir()) through the hub's verified,
+// atomic downloads (HF_ENDPOINT and HF_TOKEN honoured) and returns that folder. Refuses in offline
+// mode (HF_HUB_OFFLINE / LOUPE_OFFLINE) and when there is no data folder. Throws with the reason
+// (offline, the URL that failed and why); never leaves half-written files.
+std::string fetch_clip_vocab();
+
 }  // namespace loupe::clip

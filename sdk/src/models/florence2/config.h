@@ -6,12 +6,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "nn/generation.h"
+
 namespace loupe::florence2 {
 
-// When beam search stops (transformers' GenerationConfig.early_stopping): Heuristic (false) when no
-// running beam can beat the worst finished one at its current length; AllFinished (true) as soon as
-// num_beams hypotheses are finished; Never ("never") only when no better one can come at any length.
-enum class EarlyStopping { Heuristic, AllFinished, Never };
+// When beam search stops (transformers' GenerationConfig.early_stopping): the shared strategies' enum.
+using EarlyStopping = nn::EarlyStopping;
 
 struct VisionConfig {
   int in_channels = 3;

@@ -1,8 +1,6 @@
-// Autoregressive decoding for Florence-2's BART decoder: greedy and beam search with the semantics
-// of transformers' generate() (GenerationMixin._sample / _beam_search of transformers >= 4.50): the
-// same logits processing (no-repeat n-grams, forced BOS after the decoder start, forced EOS at the
-// length limit), 2 * num_beams candidates per step, finished hypotheses scored by sum of log-probs
-// / (new tokens ^ length_penalty), and the same early-stopping rules; float32 scores as there.
+// Autoregressive decoding for Florence-2's BART decoder through the shared strategies (nn/generation:
+// transformers' generate() semantics, greedy and beam search, with Florence-2's processors:
+// no-repeat n-grams, forced BOS after the decoder start, forced EOS at the length limit).
 // A self-attention KV cache per step (reordered with the beams) and cross-attention K/V computed
 // once per image. Parity: tests/models/test_florence2_parity.cpp.
 #pragma once

@@ -30,25 +30,29 @@ void LoraSet::restore() {
   originals_.clear();
 }
 
-void LoraSet::set(const std::string& path, float weight, torch::nn::Module& unet, torch::nn::Module& text) {
+void LoraSet::set(const std::string& path, float weight, torch::nn::Module& unet, torch::nn::Module& text,
+                  torch::nn::Module* text2) {
   torch::NoGradGuard ng;
   auto wanted = active_;
   if (weight == 0.0f) wanted.erase(path);
   else wanted[path] = weight;
   restore();
   try {
-    merge(wanted, unet, text);
+    merge(wanted, unet, text, text2);
   } catch (...) {
     restore();
-    merge(active_, unet, text);  // what was active before (it merged before, so it merges again)
+    merge(active_, unet, text, text2);  // what was active before (it merged before, so it merges again)
     throw;
   }
   active_ = wanted;
 }
 
-void LoraSet::merge(const std::map<std::string, float>& files, torch::nn::Module& unet, torch::nn::Module& text) {
+void LoraSet::merge(const std::map<std::string, float>& files, torch::nn::Module& unet, torch::nn::Module& text,
+                    torch::nn::Module* text2) {
   auto targets = weights_by_kohya_name(unet, "lora_unet_");
-  for (auto& kv : weights_by_kohya_name(text, "lora_te_")) targets.insert(kv);
+  for (auto& kv : weights_by_kohya_name(text, text2 ? "lora_te1_" : "lora_te_")) targets.insert(kv);
+  if (text2)
+    for (auto& kv : weights_by_kohya_name(*text2, "lora_te2_")) targets.insert(kv);
   {
     for (const auto& [file, w] : files) {
       auto ck = io::Checkpoint::open(file);

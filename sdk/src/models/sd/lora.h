@@ -1,5 +1,5 @@
 // LoRA for Stable Diffusion 1.x/2.x in the kohya format (sd-scripts): "lora_unet_<module>" and
-// "lora_te_<module>" with lora_down / lora_up / alpha, module paths being diffusers' names with
+// "lora_te_<module>" (SDXL: "lora_te1_" and "lora_te2_" for its two encoders) with lora_down / lora_up / alpha, module paths being diffusers' names with
 // dots written as underscores. Applied by merging into the weights (W += w * alpha/rank * up @ down)
 // and removed by restoring the original tensors kept aside, so the base model is never reloaded.
 // Several files stack; each has its own weight.
@@ -15,12 +15,15 @@ class LoraSet {
  public:
   // Sets the weight of one LoRA file (0 removes it) and re-merges all active files. On any error
   // (unreadable file, no matching module, a shape mismatch) the weights are left as they were.
-  void set(const std::string& path, float weight, torch::nn::Module& unet, torch::nn::Module& text);
+  // SDXL (`text2` = text_encoder_2): kohya names the encoders lora_te1_* and lora_te2_*.
+  void set(const std::string& path, float weight, torch::nn::Module& unet, torch::nn::Module& text,
+           torch::nn::Module* text2 = nullptr);
   const std::map<std::string, float>& active() const { return active_; }
 
  private:
   void restore();
-  void merge(const std::map<std::string, float>& files, torch::nn::Module& unet, torch::nn::Module& text);
+  void merge(const std::map<std::string, float>& files, torch::nn::Module& unet, torch::nn::Module& text,
+             torch::nn::Module* text2);
   std::map<std::string, float> active_;
   std::map<torch::TensorImpl*, std::pair<torch::Tensor, torch::Tensor>> originals_;  // param -> (param, CPU copy)
 };

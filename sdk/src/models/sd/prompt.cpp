@@ -245,16 +245,20 @@ DualEncoding encode_prompt_dual(clip::ClipTextModel& enc1, const ClipTokens& ids
       LOUPE_THROW(InvalidArgument, "clip_skip = " << clip_skip << " is out of range [1, " << enc->cfg.num_hidden_layers << "]");
     return l;
   };
-  const int l1 = layer(enc1), l2 = layer(enc2);
+  const int l2 = layer(enc2);
   DualEncoding out;
-  auto z1 = encode_chunks(ids1, std::move(chunks1), n, device,
-                          [&](const torch::Tensor& t) { return enc1->hidden_and_pooled(t, l1, false).hidden; });
+  torch::Tensor z1;  // none for the refiner (encoder 2 alone)
+  if (!enc1.is_empty()) {
+    const int l1 = layer(enc1);
+    z1 = encode_chunks(ids1, std::move(chunks1), n, device,
+                       [&](const torch::Tensor& t) { return enc1->hidden_and_pooled(t, l1, false).hidden; });
+  }
   auto z2 = encode_chunks(ids2, std::move(chunks2), n, device, [&](const torch::Tensor& t) {
     auto o = enc2->hidden_and_pooled(t, l2, !out.pooled.defined());
     if (!out.pooled.defined()) out.pooled = o.pooled.to(torch::kFloat32);  // the first chunk's
     return o.hidden;
   });
-  out.embeds = torch::cat({z1, z2}, -1);
+  out.embeds = z1.defined() ? torch::cat({z1, z2}, -1) : z2;
   return out;
 }
 

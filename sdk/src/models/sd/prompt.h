@@ -42,7 +42,8 @@ torch::Tensor encode_prompt(clip::ClipTextModel& enc, const ClipTokens& ids, std
 // clip_skip layers before the last of each encoder (1 = hidden_states[-2], diffusers' default; no
 // final norm), emphasis applied to each, concatenated: embeds [1, 77 * chunks, D1 + D2]; pooled:
 // encoder 2's projected pooled output of the first chunk [1, P]. chunks1/chunks2: the prompt
-// tokenized by each encoder's tokenizer (they differ in padding).
+// tokenized by each encoder's tokenizer (they differ in padding). An empty enc1 (the SDXL refiner:
+// encoder 2 alone, as diffusers' encode_prompt without text_encoder): embeds are encoder 2's.
 struct DualEncoding {
   torch::Tensor embeds, pooled;
 };

@@ -1,6 +1,7 @@
 #include "models/sd/single_file.h"
 
 #include <filesystem>
+#include <optional>
 
 #include "core/error.h"
 #include "io/config.h"
@@ -16,6 +17,11 @@ const std::string kUNet = "model.diffusion_model.";
 const std::string kVae = "first_stage_model.";
 const std::string kClip = "cond_stage_model.transformer.";   // SD 1.x: transformers' CLIPTextModel names
 const std::string kOpenClip = "cond_stage_model.model.";     // SD 2.x: OpenCLIP names
+// SDXL (sgm's conditioner): CLIP ViT-L in transformers' names, OpenCLIP ViT-bigG in OpenCLIP's; the
+// refiner has OpenCLIP-G alone, as embedder 0.
+const std::string kXlClip = "conditioner.embedders.0.transformer.";
+const std::string kXlOpenClip = "conditioner.embedders.1.model.";
+const std::string kXlRefinerOpenClip = "conditioner.embedders.0.model.";
 
 bool is_checkpoint_file(const std::string& path) {
   const auto ext = fs::path(path).extension().string();
@@ -66,9 +72,34 @@ nlohmann::json reference_unet_config(bool sd2, bool inpaint) {
   return j;
 }
 
-nlohmann::json reference_vae_config() {
+nlohmann::json reference_vae_config(bool xl) {
   return {{"block_out_channels", {128, 256, 512, 512}}, {"layers_per_block", 2}, {"latent_channels", 4},
-          {"norm_num_groups", 32}, {"scaling_factor", 0.18215}, {"sample_size", 512}};
+          {"norm_num_groups", 32}, {"scaling_factor", xl ? 0.13025 : 0.18215}, {"sample_size", xl ? 1024 : 512},
+          {"force_upcast", true}};
+}
+
+// stabilityai/stable-diffusion-xl-base-1.0, -refiner-1.0 and diffusers/stable-diffusion-xl-1.0-inpainting-0.1
+nlohmann::json reference_xl_unet_config(bool refiner, bool inpaint) {
+  if (refiner)
+    return {{"in_channels", 4}, {"out_channels", 4}, {"block_out_channels", {384, 768, 1536, 1536}}, {"layers_per_block", 2},
+            {"attention_head_dim", {6, 12, 12, 6}}, {"cross_attention_dim", 1280}, {"transformer_layers_per_block", 4},
+            {"down_block_types", {"DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"}},
+            {"up_block_types", {"UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"}},
+            {"use_linear_projection", true}, {"addition_embed_type", "text_time"}, {"addition_time_embed_dim", 256},
+            {"projection_class_embeddings_input_dim", 2560}, {"sample_size", 128}, {"norm_num_groups", 32}};
+  return {{"in_channels", inpaint ? 9 : 4}, {"out_channels", 4}, {"block_out_channels", {320, 640, 1280}}, {"layers_per_block", 2},
+          {"attention_head_dim", {5, 10, 20}}, {"cross_attention_dim", 2048}, {"transformer_layers_per_block", {1, 2, 10}},
+          {"down_block_types", {"DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"}},
+          {"up_block_types", {"CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"}},
+          {"use_linear_projection", true}, {"addition_embed_type", "text_time"}, {"addition_time_embed_dim", 256},
+          {"projection_class_embeddings_input_dim", 2816}, {"sample_size", 128}, {"norm_num_groups", 32}};
+}
+
+// OpenCLIP ViT-bigG as transformers' CLIPTextModelWithProjection (SDXL's text_encoder_2)
+nlohmann::json reference_bigg_config(int64_t layers) {
+  return {{"vocab_size", 49408}, {"hidden_size", 1280}, {"intermediate_size", 5120}, {"num_hidden_layers", layers},
+          {"num_attention_heads", 20}, {"max_position_embeddings", 77}, {"hidden_act", "gelu"}, {"projection_dim", 1280},
+          {"architectures", {"CLIPTextModelWithProjection"}}};
 }
 
 nlohmann::json reference_clip_config(bool sd2, int64_t layers) {
@@ -86,20 +117,35 @@ int64_t count_layers(const io::Checkpoint& ck, const std::string& prefix) {
   return n;
 }
 
-// The CLIP vocabulary: the sidecar's tokenizer/, a diffusers folder next to the file or in the
-// models folder, Loupe's copy, the Hugging Face cache. Looked up before any weight is read.
-std::string find_tokenizer(const fs::path& file, const fs::path& sidecar, const std::string& models_dir) {
+// Where find_clip_vocab looks for a single file's CLIP vocabulary: the sidecar's tokenizer/ first,
+// then the diffusers folders next to the file and in the models folder.
+std::string look_for_tokenizer(const fs::path& file, const fs::path& sidecar, const std::string& models_dir,
+                               std::vector<std::string>* looked) {
   std::vector<std::string> folders{file.parent_path().string()};
   if (!models_dir.empty() && fs::path(models_dir) != file.parent_path()) folders.push_back(models_dir);
+  return clip::find_clip_vocab({(sidecar / "tokenizer").string()}, folders, looked);
+}
+
+// The CLIP vocabulary: the sidecar's tokenizer/, a diffusers folder next to the file or in the
+// models folder, Loupe's copy, the Hugging Face cache; else fetched once into Loupe's copy (not in
+// offline mode). Looked up before any weight is read.
+std::string find_tokenizer(const fs::path& file, const fs::path& sidecar, const std::string& models_dir) {
   std::vector<std::string> looked;
-  const std::string found = clip::find_clip_vocab({(sidecar / "tokenizer").string()}, folders, &looked);
+  const std::string found = look_for_tokenizer(file, sidecar, models_dir, &looked);
   if (!found.empty()) return found;
+  std::string fetch_error;
+  try {
+    return clip::fetch_clip_vocab();
+  } catch (const std::exception& e) {
+    fetch_error = e.what();
+  }
   std::string where;
   for (const auto& l : looked) where += (where.empty() ? "" : ", ") + l;
   LOUPE_THROW(NotFound, file.string() << ": a single-file checkpoint carries no tokenizer, and no CLIP tokenizer "
-                                      << "(vocab.json + merges.txt) was found (looked in: " << where << "); hint: "
-                                      << clip::clip_vocab_hint() << ", or a sidecar folder '"
-                                      << sidecar.filename().string() << "/tokenizer' next to the file");
+                                      << "(vocab.json + merges.txt) was found (looked in: " << where << "); "
+                                      << fetch_error << "; hint: " << clip::clip_vocab_hint()
+                                      << ", or a sidecar folder '" << sidecar.filename().string()
+                                      << "/tokenizer' next to the file");
 }
 
 }  // namespace
@@ -110,8 +156,13 @@ std::string detect_single_file(const std::string& path) {
     auto ck = io::Checkpoint::open(path);
     const std::string in = std::string(kUNet) + "input_blocks.0.0.weight";
     if (!ck.has(in)) return "";
-    const bool sd2 = ck.has(std::string(kOpenClip) + "transformer.resblocks.0.attn.in_proj_weight");
     const bool inpaint = ck.shape(in).size() == 4 && ck.shape(in)[1] == 9;
+    // SDXL: the UNet's added conditioning (label_emb = diffusers' add_embedding)
+    if (ck.has(std::string(kUNet) + "label_emb.0.0.weight")) {
+      if (ck.has(kXlRefinerOpenClip + "positional_embedding")) return "sdxl-refiner";  // OpenCLIP-G alone
+      return inpaint ? "sdxl-inpainting" : "sdxl";
+    }
+    const bool sd2 = ck.has(std::string(kOpenClip) + "transformer.resblocks.0.attn.in_proj_weight");
     return std::string(sd2 ? "sd2" : "sd15") + (inpaint ? "-inpainting" : "");
   } catch (const Error&) {
     return "";
@@ -130,7 +181,8 @@ io::KeyMap unet_single_file_keymap(const UNetConfig& c) {
   km.function([=](const std::string& name) -> std::string {
     static const std::map<std::string, std::string> top{
         {"time_embedding.linear_1.", "time_embed.0."}, {"time_embedding.linear_2.", "time_embed.2."},
-        {"conv_in.", "input_blocks.0.0."}, {"conv_norm_out.", "out.0."}, {"conv_out.", "out.2."}};
+        {"conv_in.", "input_blocks.0.0."}, {"conv_norm_out.", "out.0."}, {"conv_out.", "out.2."},
+        {"add_embedding.linear_1.", "label_emb.0.0."}, {"add_embedding.linear_2.", "label_emb.0.2."}};  // SDXL
     for (const auto& [a, b] : top)
       if (name.rfind(a, 0) == 0) return kUNet + b + name.substr(a.size());
     const auto p = parts_after(name, "");
@@ -202,17 +254,18 @@ io::KeyMap vae_single_file_keymap(const VaeConfig& c) {
   return km;
 }
 
-io::KeyMap clip_single_file_keymap(bool open_clip, int64_t hidden) {
+io::KeyMap clip_single_file_keymap(bool open_clip, int64_t hidden, const std::string& prefix) {
   io::KeyMap km;
   if (!open_clip) {
-    km.prefix("text_model.", std::string(kClip) + "text_model.");
+    km.prefix("text_model.", (prefix.empty() ? kClip : prefix) + "text_model.");
     return km;
   }
-  km.function([](const std::string& name) -> std::string {
-    const std::string m = kOpenClip;
+  const std::string m = prefix.empty() ? kOpenClip : prefix;
+  km.function([m](const std::string& name) -> std::string {
     if (name == "text_model.embeddings.token_embedding.weight") return m + "token_embedding.weight";
     if (name == "text_model.embeddings.position_embedding.weight") return m + "positional_embedding";
     if (name.rfind("text_model.final_layer_norm.", 0) == 0) return m + "ln_final." + name.substr(28);
+    if (name == "text_projection.weight") return m + "text_projection";  // SDXL's encoder 2: [width, projection]
     const std::string pre = "text_model.encoder.layers.";
     if (name.rfind(pre, 0) != 0) return "";
     auto p = parts_after(name, pre);  // N, module..., leaf
@@ -227,6 +280,8 @@ io::KeyMap clip_single_file_keymap(bool open_clip, int64_t hidden) {
       if (rest.rfind(std::string("self_attn.") + q + ".", 0) == 0) return blk + "attn.in_proj_" + p.back();
     return "";
   });
+  // OpenCLIP multiplies by text_projection (x @ P); a Linear keeps P transposed (always: bigG's is square)
+  km.transform(R"(^text_projection\.weight$)", [](const torch::Tensor& t) { return t.t().contiguous(); });
   // q, k, v are one fused in_proj in OpenCLIP: take our third of it
   for (int part = 0; part < 3; ++part) {
     const char* q = part == 0 ? "q_proj" : part == 1 ? "k_proj" : "v_proj";
@@ -238,11 +293,12 @@ io::KeyMap clip_single_file_keymap(bool open_clip, int64_t hidden) {
 }
 
 void check_components(const SingleFile& c, const std::string& where) {
-  const int64_t width = c.text->cfg.hidden_size + (c.text2 ? c.text2->cfg.hidden_size : 0);
+  // SDXL's refiner has encoder 2 alone
+  const int64_t width = (c.text ? c.text->cfg.hidden_size : 0) + (c.text2 ? c.text2->cfg.hidden_size : 0);
   for (int64_t d : c.unet->cfg.cross_attention_dim)
     if (d != width)
       LOUPE_THROW(BadModel, where << ": the UNet attends to " << d << "-wide text features but the text encoder"
-                                  << (c.text2 ? "s give " : " gives ") << width);
+                                  << (c.text && c.text2 ? "s give " : " gives ") << width);
   if (c.unet->cfg.text_time != static_cast<bool>(c.text2))
     LOUPE_THROW(BadModel, where << (c.text2 ? ": a second text encoder, but the UNet takes no pooled text embedding"
                                             : ": the UNet (addition_embed_type text_time) needs a second text encoder "
@@ -250,9 +306,12 @@ void check_components(const SingleFile& c, const std::string& where) {
   if (c.text2) {
     const auto& u = c.unet->cfg;
     const int64_t pooled = c.text2->cfg.with_projection ? c.text2->cfg.projection_dim : c.text2->cfg.hidden_size;
-    if (u.projection_class_embeddings_input_dim != pooled + 6 * u.addition_time_embed_dim)
+    // 6 time ids (original size, crop top-left, target size) or the refiner's 5 (aesthetic score
+    // instead of the target size)
+    if (u.projection_class_embeddings_input_dim != pooled + 6 * u.addition_time_embed_dim &&
+        u.projection_class_embeddings_input_dim != pooled + 5 * u.addition_time_embed_dim)
       LOUPE_THROW(BadModel, where << ": the UNet's added conditioning takes " << u.projection_class_embeddings_input_dim
-                                  << " inputs, not the " << pooled << "-wide pooled text embedding and 6 time ids of "
+                                  << " inputs, not the " << pooled << "-wide pooled text embedding and 6 (or the refiner's 5) time ids of "
                                   << u.addition_time_embed_dim);
     if (c.tokenizer2.vocab_size() > static_cast<size_t>(c.text2->cfg.vocab_size))
       LOUPE_THROW(BadModel, where << ": tokenizer_2 has " << c.tokenizer2.vocab_size() << " tokens, text_encoder_2 "
@@ -261,54 +320,120 @@ void check_components(const SingleFile& c, const std::string& where) {
   if (c.unet->cfg.out_channels != c.vae->cfg.latent_channels)
     LOUPE_THROW(BadModel, where << ": the UNet makes " << c.unet->cfg.out_channels << " latent channels, the VAE has "
                                 << c.vae->cfg.latent_channels);
-  if (c.tokenizer.vocab_size() > static_cast<size_t>(c.text->cfg.vocab_size))
+  if (c.text && c.tokenizer.vocab_size() > static_cast<size_t>(c.text->cfg.vocab_size))
     LOUPE_THROW(BadModel, where << ": the tokenizer has " << c.tokenizer.vocab_size() << " tokens, the text encoder "
                                 << c.text->cfg.vocab_size);
 }
+
+namespace {
+
+// A folder beside a single file that holds a diffusers component with its weights (config.json and
+// model.safetensors / diffusion_pytorch_model.safetensors): what supplies a part the file lacks.
+bool has_weights(const fs::path& dir) {
+  if (!fs::exists(dir / "config.json")) return false;
+  for (const char* f : {"model.safetensors", "diffusion_pytorch_model.safetensors", "model.safetensors.index.json",
+                        "diffusion_pytorch_model.safetensors.index.json", "pytorch_model.bin", "diffusion_pytorch_model.bin"})
+    if (fs::exists(dir / f)) return true;
+  return false;
+}
+
+// One text encoder of a single file: where it sits in the file (or, when the file lacks it, the
+// sidecar's diffusers folder with its weights).
+struct TextPart {
+  std::string prefix;   // in the file
+  bool open_clip;       // OpenCLIP names (fused in_proj, resblocks) or transformers' (text_model.*)
+  std::string sub;      // text_encoder / text_encoder_2: the diffusers folder name
+  std::string what;     // for messages
+  bool in_file = false;
+};
+
+}  // namespace
 
 SingleFile read_single_file(const std::string& path, const torch::Device& device, torch::ScalarType dtype,
                             const std::string& models_dir) {
   const std::string variant = detect_single_file(path);
   if (variant.empty())
-    LOUPE_THROW(BadModel, path << ": not a Stable Diffusion 1.x/2.x single-file checkpoint (no '" << kUNet
-                               << "input_blocks.0.0.weight'); SDXL, SD3 and FLUX single files are not supported yet");
+    LOUPE_THROW(BadModel, path << ": not a Stable Diffusion 1.x/2.x single-file checkpoint, nor an SDXL one (no '" << kUNet
+                               << "input_blocks.0.0.weight'); SD3 and FLUX single files are not supported yet");
   auto ck = io::Checkpoint::open(path);  // headers only
+  const bool xl = variant.rfind("sdxl", 0) == 0, refiner = variant == "sdxl-refiner";
   const bool sd2 = variant.rfind("sd2", 0) == 0, inpaint = variant.find("inpainting") != std::string::npos;
   const fs::path file(path);
   const fs::path sidecar = file.parent_path() / file.stem();
   const bool has_sidecar = fs::exists(sidecar / "unet" / "config.json");
   auto cfg = [&](const std::string& sub, const std::string& name, const nlohmann::json& fallback) {
     const auto f = (sidecar / sub / name).string();
-    return has_sidecar && fs::exists(f) ? io::read_json_file(f) : fallback;
+    return fs::exists(f) ? io::read_json_file(f) : fallback;
   };
-  const std::string where = has_sidecar ? (sidecar / "unet" / "config.json").string() : path + " (reference SD config)";
+  const std::string where = has_sidecar ? (sidecar / "unet" / "config.json").string()
+                                        : path + (xl ? " (reference SDXL config)" : " (reference SD config)");
+  const std::string stem = file.stem().string();
+  auto supply_hint = [&](const std::string& sub, const std::string& example) {
+    return "hint: put the model's " + sub + "/ folder in the diffusers layout (config.json and its weights, e.g. " + example +
+           ") into '" + (sidecar / sub).string() + "', or use a checkpoint that includes it";
+  };
+
+  // The text encoders: SD 1.x/2.x one, SDXL two (CLIP-L, OpenCLIP-G), the refiner OpenCLIP-G alone.
+  std::vector<TextPart> parts;
+  if (!xl) parts.push_back({sd2 ? kOpenClip : kClip, sd2, "text_encoder", sd2 ? "the OpenCLIP text encoder" : "the CLIP text encoder"});
+  else if (refiner) parts.push_back({kXlRefinerOpenClip, true, "text_encoder_2", "text encoder 2 (OpenCLIP ViT-bigG)"});
+  else {
+    parts.push_back({kXlClip, false, "text_encoder", "text encoder 1 (CLIP ViT-L)"});
+    parts.push_back({kXlOpenClip, true, "text_encoder_2", "text encoder 2 (OpenCLIP ViT-bigG)"});
+  }
+  for (auto& t : parts) {
+    t.in_file = t.open_clip ? ck.has(t.prefix + "positional_embedding") || ck.has(t.prefix + "transformer.resblocks.0.ln_1.weight")
+                            : ck.has(t.prefix + "text_model.embeddings.token_embedding.weight") ||
+                                  ck.has(t.prefix + "embeddings.token_embedding.weight");
+    if (!t.in_file && !has_weights(sidecar / t.sub))
+      LOUPE_THROW(NotFound, path << ": this single file has no " << t.what << " (no '" << t.prefix << "*' tensors); "
+                                 << supply_hint(t.sub, xl ? "the " + t.sub + "/ folder of stabilityai/stable-diffusion-xl-base-1.0"
+                                                          : "the text_encoder/ folder of the diffusers model this file was made from"));
+  }
+  const bool vae_in_file = ck.has(kVae + "encoder.conv_in.weight");
+  if (!vae_in_file && !has_weights(sidecar / "vae"))
+    LOUPE_THROW(NotFound, path << ": this single file has no VAE (no '" << kVae << "*' tensors); "
+                               << supply_hint("vae", xl ? "stabilityai/stable-diffusion-xl-base-1.0's vae/ or madebyollin/sdxl-vae-fp16-fix"
+                                                        : "the vae/ folder of runwayml/stable-diffusion-v1-5 or stabilityai/sd-vae-ft-mse"));
+
   SingleFile sf;
-  // Everything cheap first (tokenizer, configs, names and shapes from the header), so that a missing
-  // piece is reported before gigabytes of weights are read.
-  const std::string tdir = find_tokenizer(file, sidecar, models_dir);
-  sf.tokenizer = text::BpeTokenizer::from_vocab_merges(tdir + "/vocab.json", tdir + "/merges.txt", text::BpeTokenizer::Flavor::Clip);
-  sf.ids = clip_tokens(sf.tokenizer, tdir);
-  if (tdir != (sidecar / "tokenizer").string()) {
-    // a vocabulary found elsewhere: padding as the checkpoint's family pads (SD 1.x with
-    // <|endoftext|>, SD 2.x's OpenCLIP with "!", id 0), whatever that folder's settings say
-    const int64_t bang = sf.tokenizer.token_to_id("!");
-    sf.ids.pad = sd2 && bang >= 0 ? bang : sf.ids.eos;
+  // Everything cheap first (tokenizers, configs, names and shapes from the header), so that a missing
+  // piece is reported before gigabytes of weights are read. SDXL's two tokenizers share CLIP's
+  // vocabulary; tokenizer_2 pads with "!" (as SDXL's and SD 2.x's OpenCLIP), tokenizer with <|endoftext|>.
+  std::string found_vocab;
+  auto tokenizer = [&](const std::string& sub, bool bang_pad, text::BpeTokenizer& tok, ClipTokens& ids) {
+    std::string tdir = (sidecar / sub).string();
+    const bool own = fs::exists(fs::path(tdir) / "vocab.json") && fs::exists(fs::path(tdir) / "merges.txt");
+    if (!own) {
+      if (found_vocab.empty()) found_vocab = find_tokenizer(file, sidecar, models_dir);
+      tdir = found_vocab;
+    }
+    tok = text::BpeTokenizer::from_vocab_merges(tdir + "/vocab.json", tdir + "/merges.txt", text::BpeTokenizer::Flavor::Clip);
+    ids = clip_tokens(tok, tdir);
+    if (!own) {
+      // a vocabulary found elsewhere: padding as the checkpoint's family pads, whatever that
+      // folder's settings say
+      const int64_t bang = tok.token_to_id("!");
+      ids.pad = bang_pad && bang >= 0 ? bang : ids.eos;
+    }
+  };
+  for (const auto& t : parts) {
+    if (t.sub == "text_encoder") tokenizer("tokenizer", sd2, sf.tokenizer, sf.ids);
+    else tokenizer("tokenizer_2", true, sf.tokenizer2, sf.ids2);
   }
   const auto sj = cfg("scheduler", "scheduler_config.json", nlohmann::json::object());
   sf.scheduler = schedulers::SchedulerConfig::from_json(sj, has_sidecar ? (sidecar / "scheduler").string() : path);
-  const auto ucfg = UNetConfig::from_json(cfg("unet", "config.json", reference_unet_config(sd2, inpaint)), where);
-  const auto vcfg = VaeConfig::from_json(cfg("vae", "config.json", reference_vae_config()), where);
-  // SD 2.x checkpoints keep OpenCLIP's last block, which SD 2.x does not use (it reads the
-  // penultimate layer): diffusers' text encoder has one layer fewer.
-  const int64_t layers = sd2 ? std::max<int64_t>(1, count_layers(ck, std::string(kOpenClip) + "transformer.resblocks.") - 1)
-                             : std::max(count_layers(ck, std::string(kClip) + "text_model.encoder.layers."),
-                                        count_layers(ck, std::string(kClip) + "encoder.layers."));  // older files
-  auto tj = cfg("text_encoder", "config.json", reference_clip_config(sd2, layers));
-  if (has_sidecar) tj["num_hidden_layers"] = layers;
-  const auto tc = clip::TextConfig::from_json(tj, where);
+  const auto ucfg = UNetConfig::from_json(
+      cfg("unet", "config.json", xl ? reference_xl_unet_config(refiner, inpaint) : reference_unet_config(sd2, inpaint)), where);
+  const auto vcfg = VaeConfig::from_json(cfg("vae", "config.json", reference_vae_config(xl)), where);
+  if (xl) {
+    const auto idx = sidecar / "model_index.json";
+    if (fs::exists(idx)) sf.force_zeros_for_empty_prompt = io::read_json_file(idx.string()).value("force_zeros_for_empty_prompt", !refiner);
+    else sf.force_zeros_for_empty_prompt = !refiner;  // as diffusers' SDXL base / refiner configs
+  }
 
   // Each network is checked against the header as soon as it is built (a wrong size stops before
-  // the next one is allocated); the weights are read only once all three fit.
+  // the next one is allocated); the weights are read only once all fit.
   io::BindOptions bo;
   bo.device = device;
   bo.dtype = dtype;
@@ -321,20 +446,64 @@ SingleFile read_single_file(const std::string& path, const torch::Device& device
   io::BindOptions vo = bo;
   if (dtype == torch::kFloat16 && sf.vae->cfg.force_upcast) vo.dtype = torch::kFloat32;
   sf.vae->to(device, *vo.dtype);
-  vo.keymap = vae_single_file_keymap(sf.vae->cfg);
-  vo.scope = kVae;
-  io::check(*sf.vae, ck, vo);
-  sf.text = clip::ClipTextModel(tc);
-  sf.text->to(device, dtype);
-  io::BindOptions to = bo;
-  to.keymap = clip_single_file_keymap(sd2, tc.hidden_size);
-  to.scope = sd2 ? kOpenClip : kClip;
-  to.allow_missing = [](const std::string& k) { return k.find("position_ids") != std::string::npos; };
-  io::check(*sf.text, ck, to);
+  std::optional<io::Checkpoint> vae_ck;
+  if (vae_in_file) {
+    vo.keymap = vae_single_file_keymap(sf.vae->cfg);
+    vo.scope = kVae;
+  } else {
+    vae_ck = io::Checkpoint::open((sidecar / "vae").string());
+    vo.keymap = io::KeyMap();
+    vo.scope.clear();
+  }
+  io::check(*sf.vae, vae_in_file ? ck : *vae_ck, vo);
+  struct TextLoad {
+    clip::ClipTextModel* model;
+    io::BindOptions opts;
+    std::optional<io::Checkpoint> own;
+  };
+  std::vector<TextLoad> texts;
+  for (const auto& t : parts) {
+    // SD 2.x checkpoints keep OpenCLIP's last block, which SD 2.x does not use (it reads the
+    // penultimate layer): diffusers' text encoder has one layer fewer. SDXL's encoder 2 keeps all
+    // (diffusers reads hidden_states[-2]).
+    nlohmann::json tj;
+    if (t.in_file) {
+      const int64_t n = t.open_clip ? count_layers(ck, t.prefix + "transformer.resblocks.")
+                                    : std::max(count_layers(ck, t.prefix + "text_model.encoder.layers."),
+                                               count_layers(ck, t.prefix + "encoder.layers."));  // older files
+      const int64_t layers = sd2 ? std::max<int64_t>(1, n - 1) : n;
+      tj = cfg(t.sub, "config.json",
+               !xl ? reference_clip_config(sd2, layers) : t.open_clip ? reference_bigg_config(layers) : reference_clip_config(false, layers));
+      tj["num_hidden_layers"] = layers;
+    } else {
+      tj = io::read_json_file((sidecar / t.sub / "config.json").string());
+    }
+    auto tc = clip::TextConfig::from_json(tj, t.in_file ? where : (sidecar / t.sub / "config.json").string());
+    if (xl && t.open_clip && t.in_file) tc.with_projection = true;  // SDXL conditions on the projected pooled output
+    auto& m = t.sub == "text_encoder" ? sf.text : sf.text2;
+    m = clip::ClipTextModel(tc);
+    m->to(device, dtype);
+    TextLoad l{&m, bo, std::nullopt};
+    l.opts.allow_missing = [](const std::string& k) { return k.find("position_ids") != std::string::npos; };
+    if (t.in_file) {
+      l.opts.keymap = clip_single_file_keymap(t.open_clip, tc.hidden_size, t.prefix);
+      l.opts.scope = t.prefix;
+    } else {
+      l.own = io::Checkpoint::open((sidecar / t.sub).string());
+      l.opts.keymap = io::KeyMap();
+      l.opts.scope.clear();
+    }
+    io::check(**l.model, l.own ? *l.own : ck, l.opts);
+    texts.push_back(std::move(l));
+  }
+  if (!sf.text && !sf.text2) LOUPE_THROW(Internal, path << ": no text encoder");
   check_components(sf, path);
   io::bind(*sf.unet, ck, bo);
-  io::bind(*sf.vae, ck, vo);
-  io::bind(*sf.text, ck, to);
+  io::bind(*sf.vae, vae_in_file ? ck : *vae_ck, vo);
+  for (auto& l : texts) {
+    io::bind(**l.model, l.own ? *l.own : ck, l.opts);
+    (*l.model)->eval();
+  }
   if (!has_sidecar || !sj.contains("prediction_type")) {
     if (sd2 && !inpaint) {
       // SD 2.x comes as epsilon (512-base) and v-prediction (768-v) models with the same weights'
@@ -349,7 +518,6 @@ SingleFile read_single_file(const std::string& path, const torch::Device& device
   }
   sf.unet->eval();
   sf.vae->eval();
-  sf.text->eval();
   return sf;
 }
 
@@ -387,6 +555,11 @@ AutoencoderKL read_vae(const std::string& path, const VaeConfig& cfg, const torc
   io::bind(*vae, ck, o);  // names and shapes checked from the header before anything is read
   vae->eval();
   return vae;
+}
+
+std::string single_file_tokenizer(const std::string& path, const std::string& models_dir) {
+  const fs::path file(path);
+  return look_for_tokenizer(file, file.parent_path() / file.stem(), models_dir, nullptr);
 }
 
 }  // namespace loupe::sd

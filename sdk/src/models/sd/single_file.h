@@ -7,7 +7,8 @@
 // from the reference configs of the detected variant (SD 1.x, SD 2.x, SD 1.5 inpainting). The CLIP
 // tokenizer files come from the sidecar's tokenizer/, else from wherever find_clip_vocab finds
 // them (a diffusers folder next to the file or in the models folder, Loupe's copy, the Hugging Face
-// cache); the vocabulary is the same for SD 1.x and 2.x.
+// cache), else they are fetched once into Loupe's copy (clip::fetch_clip_vocab; not in offline
+// mode); the vocabulary is the same for SD 1.x and 2.x.
 #pragma once
 #include <string>
 
@@ -24,13 +25,21 @@
 
 namespace loupe::sd {
 
-// "sd15", "sd15-inpainting", "sd2", "sd2-inpainting" for a single-file SD checkpoint, "" otherwise.
+// "sd15", "sd15-inpainting", "sd2", "sd2-inpainting", "sdxl", "sdxl-refiner", "sdxl-inpainting" for a
+// single-file SD checkpoint (from its tensors: SDXL's UNet has label_emb, the refiner OpenCLIP-G as
+// conditioner.embedders.0), "" otherwise.
 std::string detect_single_file(const std::string& path);
+
+// The folder holding the CLIP vocabulary a single file would use, found on this machine without
+// fetching anything (the search of read_single_file before its fetch); "" when there is none.
+std::string single_file_tokenizer(const std::string& path, const std::string& models_dir = "");
 
 // Module name -> single-file name tables.
 io::KeyMap unet_single_file_keymap(const UNetConfig& c);
 io::KeyMap vae_single_file_keymap(const VaeConfig& c);
-io::KeyMap clip_single_file_keymap(bool open_clip, int64_t hidden);
+// `prefix`: where the encoder sits in the file ("" = SD 1.x's cond_stage_model.transformer. or SD
+// 2.x's cond_stage_model.model.; SDXL: conditioner.embedders.N.transformer. / .model.).
+io::KeyMap clip_single_file_keymap(bool open_clip, int64_t hidden, const std::string& prefix = "");
 
 // The pieces of a Stable Diffusion checkpoint, loaded (from a single file or a diffusers folder).
 struct SingleFile {
