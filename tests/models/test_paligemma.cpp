@@ -6,6 +6,8 @@
 // pixels and ids, the vision features, the projector, the merged embeddings, the prompt's logits,
 // the logits of every greedy step, the greedy and beam (3) ids. Then sessions and bad input.
 #include <gtest/gtest.h>
+
+#include <tuple>
 #include <unistd.h>
 
 #include <filesystem>
@@ -211,6 +213,18 @@ TEST(PaliGemmaErrors, ConfigProblemsNameTheFileAndKey) {
     t.write_config(j);
     const auto e = config_error(t.dir);
     EXPECT_NE(e.find("projection_dim"), std::string::npos) << e;
+    EXPECT_NE(e.find("config.json"), std::string::npos) << e;
+  }
+  for (const auto& [section, key, value] :
+       std::vector<std::tuple<std::string, std::string, nlohmann::json>>{{"vision_config", "num_hidden_layers", -5},
+                                                                          {"vision_config", "hidden_size", 4294967328LL},
+                                                                          {"", "image_token_index", -1}}) {
+    TempModel t("tiny-pg1");  // numbers out of range (issue 19): refused as read, naming file and key
+    auto j = t.config();
+    (section.empty() ? j : j[section])[key] = value;
+    t.write_config(j);
+    const auto e = config_error(t.dir);
+    EXPECT_NE(e.find("\"" + key + "\" is "), std::string::npos) << e;
     EXPECT_NE(e.find("config.json"), std::string::npos) << e;
   }
   {

@@ -45,10 +45,10 @@ Config Config::load(const std::string& dir) {
   c.text = nn::DecoderConfig::from_json(tj, file);
   c.text.validate();
 
-  c.image_token_id = io::get_or<int64_t>(j, "image_token_index", c.image_token_id, file);
-  c.image_token_id = io::get_or<int64_t>(j, "image_token_id", c.image_token_id, file);  // newer name
-  c.projection_dim = io::get_or<int64_t>(j, "projection_dim", c.projection_dim, file);
-  if (vj.contains("projection_dim")) c.projection_dim = io::get_or<int64_t>(vj, "projection_dim", c.projection_dim, file);
+  c.image_token_id = io::get_in<int64_t>(j, "image_token_index", c.image_token_id, file, 0, 1 << 24);
+  c.image_token_id = io::get_in<int64_t>(j, "image_token_id", c.image_token_id, file, 0, 1 << 24);  // newer name
+  c.projection_dim = io::get_in<int64_t>(j, "projection_dim", c.projection_dim, file, 1, 65536);
+  if (vj.contains("projection_dim")) c.projection_dim = io::get_in<int64_t>(vj, "projection_dim", c.projection_dim, file, 1, 65536);
   c.num_image_tokens = c.vision.num_patches();
   if (c.projection_dim != c.text.hidden_size)
     LOUPE_THROW(BadModel, file << ": \"projection_dim\" " << c.projection_dim << " differs from text_config.hidden_size "
@@ -57,7 +57,7 @@ Config Config::load(const std::string& dir) {
     LOUPE_THROW(BadModel, file << ": \"image_token_index\" " << c.image_token_id << " is outside the text model's vocabulary ("
                                << c.text.vocab_size << ")");
   if (tj.contains("num_image_tokens")) {
-    const auto n = io::get_or<int64_t>(tj, "num_image_tokens", c.num_image_tokens, file);
+    const auto n = io::get_in<int64_t>(tj, "num_image_tokens", c.num_image_tokens, file, 1, 1 << 20);
     if (n != c.num_image_tokens)
       LOUPE_THROW(BadModel, file << ": text_config.num_image_tokens " << n << " differs from (image_size / patch_size)^2 = "
                                  << c.num_image_tokens);
@@ -69,13 +69,13 @@ Config Config::load(const std::string& dir) {
     const std::string pf = pre.string();
     const auto p = io::read_json_file(pf);
     if (p.contains("size") && p["size"].is_object()) {
-      c.image_height = io::get_or<int64_t>(p["size"], "height", c.image_height, pf);
-      c.image_width = io::get_or<int64_t>(p["size"], "width", c.image_width, pf);
+      c.image_height = io::get_in<int64_t>(p["size"], "height", c.image_height, pf, 1, 16384);
+      c.image_width = io::get_in<int64_t>(p["size"], "width", c.image_width, pf, 1, 16384);
     }
-    c.rescale_factor = io::get_or<double>(p, "rescale_factor", c.rescale_factor, pf);
+    c.rescale_factor = io::get_in<double>(p, "rescale_factor", c.rescale_factor, pf, 1e-9, 1);
     c.do_rescale = io::get_or<bool>(p, "do_rescale", c.do_rescale, pf);
     c.do_normalize = io::get_or<bool>(p, "do_normalize", c.do_normalize, pf);
-    c.resample = io::get_or<int>(p, "resample", c.resample, pf);
+    c.resample = io::get_in<int>(p, "resample", c.resample, pf, 0, 5);
     auto triple = [&](const char* key, std::array<double, 3>& out) {
       if (!p.contains(key) || p[key].is_null()) return;
       if (p[key].is_number()) {
@@ -92,7 +92,7 @@ Config Config::load(const std::string& dir) {
       LOUPE_THROW(BadModel, pf << ": \"size\" " << c.image_width << "x" << c.image_height << " differs from the vision tower's "
                                << "image_size " << c.vision.image_size << " in config.json");
     if (p.contains("image_seq_length")) {
-      const auto n = io::get_or<int64_t>(p, "image_seq_length", c.num_image_tokens, pf);
+      const auto n = io::get_in<int64_t>(p, "image_seq_length", c.num_image_tokens, pf, 1, 1 << 20);
       if (n != c.num_image_tokens)
         LOUPE_THROW(BadModel, pf << ": \"image_seq_length\" " << n << " differs from the vision tower's " << c.num_image_tokens
                                  << " patches");

@@ -9,14 +9,14 @@ namespace loupe::siglip {
 VisionConfig VisionConfig::from_json(const nlohmann::json& j, const std::string& file) {
   VisionConfig c;
   if (!j.is_object()) LOUPE_THROW(BadModel, file << ": \"vision_config\" is not an object");
-  c.hidden_size = io::get_or<int64_t>(j, "hidden_size", c.hidden_size, file);
-  c.intermediate_size = io::get_or<int64_t>(j, "intermediate_size", c.intermediate_size, file);
-  c.num_layers = io::get_or<int64_t>(j, "num_hidden_layers", c.num_layers, file);
-  c.num_heads = io::get_or<int64_t>(j, "num_attention_heads", c.num_heads, file);
-  c.num_channels = io::get_or<int64_t>(j, "num_channels", c.num_channels, file);
-  c.image_size = io::get_or<int64_t>(j, "image_size", c.image_size, file);
-  c.patch_size = io::get_or<int64_t>(j, "patch_size", c.patch_size, file);
-  c.eps = io::get_or<double>(j, "layer_norm_eps", c.eps, file);
+  c.hidden_size = io::get_in<int64_t>(j, "hidden_size", c.hidden_size, file, 1, 65536);
+  c.intermediate_size = io::get_in<int64_t>(j, "intermediate_size", c.intermediate_size, file, 1, 1048576);
+  c.num_layers = io::get_in<int64_t>(j, "num_hidden_layers", c.num_layers, file, 1, 1024);
+  c.num_heads = io::get_in<int64_t>(j, "num_attention_heads", c.num_heads, file, 1, 1024);
+  c.num_channels = io::get_in<int64_t>(j, "num_channels", c.num_channels, file, 1, 16);
+  c.image_size = io::get_in<int64_t>(j, "image_size", c.image_size, file, 1, 16384);
+  c.patch_size = io::get_in<int64_t>(j, "patch_size", c.patch_size, file, 1, 1024);
+  c.eps = io::get_in<double>(j, "layer_norm_eps", c.eps, file, 0, 1);
   c.activation = io::get_or<std::string>(j, "hidden_act", c.activation, file);
   if (io::get_or<bool>(j, "vision_use_head", false, file))
     LOUPE_THROW(Unsupported, file << ": \"vision_config.vision_use_head\" is true; Loupe's SigLIP tower has no head "
