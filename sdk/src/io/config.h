@@ -2,62 +2,19 @@
 // name the file and the key.
 #pragma once
 #include <string>
-#include <type_traits>
-#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_get.h"
 
 namespace loupe::io {
 
 // NotFound if missing; BadModel with the byte position if malformed or not an object.
 nlohmann::json read_json_file(const std::string& path);
 
-// json[key] as T, or def when absent or null; BadModel naming file and key on a wrong type.
-template <class T>
-T get_or(const nlohmann::json& j, const std::string& key, const T& def, const std::string& file) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return def;
-  try {
-    return it->get<T>();
-  } catch (const nlohmann::json::exception&) {
-    LOUPE_THROW(BadModel, file << ": \"" << key << "\" has the wrong type (" << it->type_name() << ": "
-                               << it->dump().substr(0, 80) << ")");
-  }
-}
-
-// get_or for a number (or a list of numbers) that must lie in [lo, hi]: BadModel naming the file,
-// the key (with the index for a list), the value and the range otherwise. Config readers read every
-// number through this, so that a damaged or hand-edited config ("encoder_layers": -5) is refused
-// when it is read, not when a tensor of a negative size is made.
-template <class T>
-T get_in(const nlohmann::json& j, const std::string& key, const T& def, const std::string& file, double lo, double hi) {
-  auto check = [&](double x, const std::string& name) {
-    if (!(x >= lo && x <= hi))  // also refuses NaN
-      LOUPE_THROW(BadModel, file << ": \"" << name << "\" is " << x << ", outside the range a model can have ("
-                                 << lo << " to " << hi << "); hint: the config is damaged or was edited by hand");
-  };
-  // Checked as read (a double holds every value a config writes) before it is narrowed to T, so
-  // that 4294967297 is refused, not taken as 1.
-  if constexpr (std::is_arithmetic_v<T>) {
-    const double x = get_or<double>(j, key, static_cast<double>(def), file);
-    check(x, key);
-    if (std::is_integral_v<T> && x != static_cast<double>(static_cast<int64_t>(x)))
-      LOUPE_THROW(BadModel, file << ": \"" << key << "\" is " << x << ", not a whole number");
-    return static_cast<T>(x);
-  } else {
-    using E = typename T::value_type;
-    std::vector<double> d;
-    for (const auto& e : def) d.push_back(static_cast<double>(e));
-    d = get_or<std::vector<double>>(j, key, d, file);
-    T out;
-    for (size_t i = 0; i < d.size(); ++i) {
-      check(d[i], key + "[" + std::to_string(i) + "]");
-      out.push_back(static_cast<E>(d[i]));
-    }
-    return out;
-  }
-}
+// The typed getters (core/json_get.h), under the names config readers use.
+using settings::get_in;
+using settings::get_or;
 
 }  // namespace loupe::io

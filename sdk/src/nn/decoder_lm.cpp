@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/json_get.h"
 #include "nn/attention.h"
 
 namespace loupe::nn {
@@ -21,22 +22,7 @@ bool DecoderConfig::is_sliding(int64_t layer) const {
          sliding_layers[static_cast<size_t>(layer)];
 }
 
-namespace {
-
-// json[key] as T, or def when absent or null; BadModel naming file and key on a wrong type.
-template <class T>
-T get_or(const nlohmann::json& j, const std::string& key, const T& def, const std::string& file) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return def;
-  try {
-    return it->get<T>();
-  } catch (const nlohmann::json::exception&) {
-    LOUPE_THROW(BadModel, file << ": \"" << key << "\" has the wrong type (" << it->type_name() << ": "
-                               << it->dump().substr(0, 80) << ")");
-  }
-}
-
-}  // namespace
+using settings::get_or;
 
 DecoderConfig DecoderConfig::from_json(const nlohmann::json& j, const std::string& file) {
   if (!j.is_object()) LOUPE_THROW(BadModel, file << ": the decoder's configuration is not an object");
