@@ -234,6 +234,11 @@ TEST(Florence2, BadInputGivesSpecificErrors) {
   Request none;
   none.task = "caption";
   expect(none, Status::InvalidArgument, "needs an input image");
+  Request german;  // Florence-2 writes English only: the table's "language" is not offered
+  german.task = "caption";
+  german.images.push_back(test_image(32, 32));
+  german.strings["language"] = "de";
+  expect(german, Status::InvalidArgument, "language");
 }
 
 TEST(Florence2, ShapeMismatchNamesTheKeyAndBothShapes) {
