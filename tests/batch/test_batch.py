@@ -252,6 +252,72 @@ class BatchTest(unittest.TestCase):
         self.assertEqual(s["skipped_already_done"], len(done_before))
         self.assertEqual(s["processed"], N - len(done_before))
 
+    def test_a_manifest_gives_each_item_its_own_text_and_parameters(self):
+        d = os.path.join(self.dir, "manifest")
+        os.makedirs(d)
+        manifest = os.path.join(d, "items.jsonl")
+
+        def rel(i):
+            return os.path.relpath(os.path.join(self.images, self.names[i]), d)
+
+        lines = [{"image": rel(0), "text": "a red square"},
+                 {"image": rel(1), "text": "two birds", "set": {"max_new_tokens": 4}},
+                 {"image": rel(0), "text": "a tree"},  # the same image with another text: an item of its own
+                 {"image": rel(2)}]  # the command line's --text
+        with open(manifest, "w") as f:
+            f.write("# per-item grounding\n\n")
+            f.writelines(json.dumps(line) + "\n" for line in lines)
+        out = os.path.join(self.dir, "out-manifest")
+        cmd = [sys.executable, TOOL, "ground", "--model", MODEL, "--quiet", "--threads", "1", "--set",
+               "max_new_tokens=6", "--text", "a cat", "--input", manifest, "--output", out, "--workers", "2"]
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=RUN_TIMEOUT)
+        self.assertEqual(p.returncode, 0, p.stdout)
+        records = read_records(out)
+        self.assertEqual(len(records), 4)
+        by_item = {(r["input"], r["parameters"]["text"]): r for r in records}
+        expected = [(0, "a red square", 6), (1, "two birds", 4), (0, "a tree", 6), (2, "a cat", 6)]
+        with loupe.Runtime(device="cpu") as rt, rt.open_session(MODEL) as s:
+            for i, text, n in expected:
+                path = os.path.join(self.images, self.names[i])
+                with Image.open(path) as im:
+                    pixels = np.asarray(im.convert("RGB"))
+                r = by_item[(path, text)]
+                self.assertIsNone(r["error"])
+                self.assertEqual(r["parameters"], {"text": text, "max_new_tokens": n})
+                self.assertEqual(r["result"], s.run("ground", image=pixels, text=text, max_new_tokens=n).json)
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=RUN_TIMEOUT)
+        self.assertEqual(p.returncode, 0, p.stdout)
+        self.assertEqual(read_summary(out)["skipped_already_done"], 4)
+        self.assertEqual(len(read_records(out)), 4)
+
+    def test_a_bad_manifest_line_is_named_before_anything_starts(self):
+        d = os.path.join(self.dir, "bad-manifest")
+        os.makedirs(d)
+        image = os.path.relpath(os.path.join(self.images, self.names[0]), d)
+        cases = [({"image": image, "set": {"num_beams": 1.5}}, "num_beams: '1.5' is not an int"),
+                 ({"image": image, "mask": "nope.png"}, "mask 'nope.png' does not exist"),
+                 ({"image": image, "region": [1, 2, 3]}, '"region" must be [x0, y0, x1, y1]'),
+                 ({"image": image, "colour": "red"}, "unknown field(s) colour"),
+                 ({"text": "no image"}, '"image": a path'),
+                 ({"image": image}, "task 'ground' needs a text")]
+        for n, (line, message) in enumerate(cases):
+            manifest = os.path.join(d, "items%d.jsonl" % n)
+            with open(manifest, "w") as f:
+                f.write(json.dumps({"image": image, "text": "fine"}) + "\n" + json.dumps(line) + "\n")
+            out = os.path.join(d, "out%d" % n)
+            p = subprocess.run([sys.executable, TOOL, "ground", "--model", MODEL, "--quiet", "--input", manifest,
+                                "--output", out], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               timeout=RUN_TIMEOUT)
+            self.assertEqual(p.returncode, 2, p.stdout)
+            self.assertIn("items%d.jsonl:2: " % n, p.stdout)
+            self.assertIn(message, p.stdout)
+            self.assertFalse(os.path.exists(os.path.join(out, "results.jsonl")))
+        with open(manifest, "w") as f:  # the parsed form of a good line with a region
+            f.write(json.dumps({"image": image, "region": [1, 2.5, 30, 40], "set": {"do_sample": True}}) + "\n")
+        items = loupe_batch._manifest_items(manifest)
+        self.assertEqual(items[0]["region"], [1.0, 2.5, 30.0, 40.0])
+        self.assertEqual(items[0]["sets"], ["do_sample=true"])
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

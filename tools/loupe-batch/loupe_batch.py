@@ -4,8 +4,10 @@
     loupe-batch detect --model DIR --input 'shards/*.tar' --output out/ --scheduler tcp://host:8786
 
 Inputs: a folder (searched recursively), a glob, a list file (one path per line, relative to the
-list file; '#' starts a comment), or .tar shards (every image member is an item); --input may be
-repeated. Each Dask worker process opens the model once and keeps the session resident (a
+list file; '#' starts a comment), .tar shards (every image member is an item), or a manifest
+(.jsonl: one JSON object a line, {"image": PATH, "text": ..., "mask": PATH, "region": [x0, y0, x1,
+y1], "set": {NAME: VALUE}}, for items with their own prompt, question, mask or parameters); --input
+may be repeated. Each Dask worker process opens the model once and keeps the session resident (a
 per-process cache, `_session`); items travel to the workers in batches. Results come back to this
 process, the only writer of the output folder:
 
@@ -193,11 +195,74 @@ def _path_items(path, origin):
     return None  # a list file
 
 
+MANIFEST_FIELDS = ("image", "text", "mask", "region", "set")
+
+
+def _manifest_items(path):
+    """A manifest (.jsonl): one JSON object a line, an item each, with what is its own:
+    {"image": PATH, "text": STR, "mask": PATH, "region": [x0, y0, x1, y1], "set": {NAME: VALUE}}
+    (paths relative to the manifest; only "image" is needed; blank lines and '#' lines skipped).
+    What a line gives replaces the command line's --text / --mask / --region / --set for that item."""
+    base = os.path.dirname(os.path.abspath(path))
+    items = []
+
+    def file_field(obj, name, where):
+        v = obj[name]
+        if not isinstance(v, str) or not v:
+            raise UsageError('%s: "%s" must be a path (a string)' % (where, name))
+        full = os.path.abspath(os.path.join(base, os.path.expanduser(v)))
+        if not os.path.isfile(full):
+            raise UsageError('%s: %s \'%s\' does not exist' % (where, name, v))
+        return full
+
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            where = "%s:%d" % (path, n)
+            try:
+                obj = json.loads(line)
+            except ValueError as e:
+                raise UsageError("%s: not a JSON object (%s)" % (where, e)) from None
+            if not isinstance(obj, dict) or "image" not in obj:
+                raise UsageError('%s: each line is a JSON object with at least "image": a path' % where)
+            unknown = sorted(set(obj) - set(MANIFEST_FIELDS))
+            if unknown:
+                raise UsageError("%s: unknown field(s) %s; a line may have: %s" % (
+                    where, ", ".join(unknown), ", ".join(MANIFEST_FIELDS)))
+            image = file_field(obj, "image", where)
+            if not _is_image(image):
+                raise UsageError("%s: '%s' is not an image file (%s)" % (where, obj["image"], ", ".join(IMAGE_EXTS)))
+            it = {"id": image, "path": image, "where": where}
+            if "text" in obj:
+                if not isinstance(obj["text"], str):
+                    raise UsageError('%s: "text" must be a string' % where)
+                it["text"] = obj["text"]
+            if "mask" in obj:
+                it["mask"] = file_field(obj, "mask", where)
+            if "region" in obj:
+                r = obj["region"]
+                if not (isinstance(r, list) and len(r) == 4 and all(
+                        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in r)):
+                    raise UsageError('%s: "region" must be [x0, y0, x1, y1] (numbers)' % where)
+                it["region"] = [float(v) for v in r]
+            if "set" in obj:
+                if not isinstance(obj["set"], dict):
+                    raise UsageError('%s: "set" must be an object {name: value}' % where)
+                it["sets"] = ["%s=%s" % (k, ("true" if v else "false") if isinstance(v, bool) else v)
+                              for k, v in sorted(obj["set"].items())]
+            items.append(it)
+    return items
+
+
 def list_items(inputs):
-    """The items of every --input, in order, each once: {"id", "path"[, "member", "offset", "size"]}."""
+    """The items of every --input, in order, each once: {"id", "path"[, "member", "offset", "size"]}
+    (manifest items also "where" and what the line gives: "text", "mask", "region", "sets")."""
     items, seen = [], set()
     for spec in inputs:
-        if any(c in spec for c in "*?[") and not os.path.exists(spec):
+        if spec.lower().endswith(".jsonl") and os.path.isfile(spec):
+            found = _manifest_items(spec)
+        elif any(c in spec for c in "*?[") and not os.path.exists(spec):
             matches = sorted(glob.glob(spec, recursive=True))
             if not matches:
                 raise UsageError("--input '%s' matches nothing" % spec)
@@ -218,15 +283,17 @@ def list_items(inputs):
                                 raise UsageError("%s:%d: '%s' is not an image, a folder or a .tar" % (spec, n, line))
                             found += sub
         for it in found:
-            if it["id"] not in seen:
-                seen.add(it["id"])
+            ident = json.dumps([it["id"], it.get("text"), it.get("mask"), it.get("region"), it.get("sets")])
+            if ident not in seen:
+                seen.add(ident)
                 items.append(it)
     return items
 
 
-def item_key(item_id, task, params):
-    """What makes an item done: its input, the task and the parameters (typed)."""
-    s = json.dumps([item_id, task, params], sort_keys=True, ensure_ascii=False)
+def item_key(item_id, task, params, own=None):
+    """What makes an item done: its input, the task and the parameters (typed), and the mask and
+    region when the item has its own (a manifest line)."""
+    s = json.dumps([item_id, task, params] + ([own] if own else []), sort_keys=True, ensure_ascii=False)
     return hashlib.sha1(s.encode("utf-8")).hexdigest()[:20]
 
 
@@ -236,7 +303,7 @@ def item_key(item_id, task, params):
 # Kept across a reload of this module (a worker plugin that sends it again re-imports it): a resident
 # session is never dropped, nor opened twice.
 _STATE = globals().get("_STATE") or {"lock": threading.Lock(), "key": None, "runtime": None, "session": None,
-                                     "opens": 0, "mask": None}
+                                     "opens": 0, "masks": {}}
 
 
 def _close_session():
@@ -306,33 +373,46 @@ def _png(array):
     return buf.getvalue()
 
 
+def _mask(path):
+    """A mask image (grey), read once per process (the last few kept)."""
+    with _STATE["lock"]:
+        masks = _STATE.setdefault("masks", {})
+        if path not in masks:
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+                masks[path] = load_image(data, "L")
+            except Exception as e:
+                why = "not an image file PIL can read" if type(e).__name__ == "UnidentifiedImageError" else str(e)
+                raise ValueError("cannot read the mask %s: %s" % (path, why)) from None
+            while len(masks) > 16:
+                masks.pop(next(iter(masks)))
+        return masks[path]
+
+
 def run_batch(spec, items):
     """Runs the task on each item with this process's resident session; one record per item (an
     item's error is its record's error). Image outputs travel back as PNG bytes (record["_png"])."""
     session = _session(spec)
-    mask = region = None
-    if spec.get("mask"):
-        with _STATE["lock"]:
-            if _STATE["mask"] is None or _STATE["mask"][0] != spec["mask"]:
-                with open(spec["mask"], "rb") as f:
-                    _STATE["mask"] = (spec["mask"], load_image(f.read(), "L"))
-            mask = _STATE["mask"][1]
-    if spec.get("region"):
-        region = spec["region"]
     worker = "%s:%d" % (socket.gethostname(), os.getpid())
     records = []
     for it in items:
         t0 = time.perf_counter()
+        params = it.get("params", spec["params"])
+        mask_path, region = it.get("mask") or spec.get("mask"), it.get("region") or spec.get("region")
         rec = {"key": it["key"], "input": it["id"], "task": spec["task"], "model": spec["model"],
-               "parameters": spec["params"], "result": None, "images": [], "seconds": None, "error": None,
+               "parameters": params, "result": None, "images": [], "seconds": None, "error": None,
                "worker": worker, "session_opens": _STATE["opens"]}
+        if it.get("mask") or it.get("region"):
+            rec["mask"], rec["region"] = it.get("mask"), it.get("region")
         try:
+            mask = _mask(mask_path) if mask_path else None
             try:
                 image = load_image(_read_item(it))
             except Exception as e:
                 why = "not an image file PIL can read" if type(e).__name__ == "UnidentifiedImageError" else str(e)
                 raise ValueError("cannot read %s: %s" % (it["id"], why)) from None
-            res = session.run(spec["task"], image=image, mask=mask, region=region, **spec["params"])
+            res = session.run(spec["task"], image=image, mask=mask, region=region, **params)
             rec["result"] = res.json
             rec["_png"] = [_png(a) for a in res.images] if res.images and not isinstance(res.images[0], tuple) else []
         except Exception as e:  # recorded; the run goes on
@@ -426,7 +506,8 @@ def parse_args(argv):
     ap.add_argument("task", help="a task of the library's table (caption, detect, ocr, ground, ...)")
     ap.add_argument("--model", required=True, help="the model folder (the same path on every worker)")
     ap.add_argument("--input", action="append", required=True,
-                    help="a folder, a glob, a list file (one path per line) or a .tar shard; repeatable")
+                    help="a folder, a glob, a list file (one path per line), a .tar shard, or a .jsonl manifest "
+                         "(per item: image, text, mask, region, set); repeatable")
     ap.add_argument("--output", required=True, help="the output folder (results.jsonl, images/)")
     where = ap.add_mutually_exclusive_group()
     where.add_argument("--scheduler", help="a running Dask scheduler, e.g. tcp://host:8786")
@@ -515,10 +596,7 @@ def _main(args):
     params = typed_params(desc, args.set, args.text)
     required = desc.get("required", [])
     text_key = (desc.get("text") or {}).get("key")
-    if text_key and ("text" in required or "question" in required) and text_key not in params:
-        raise UsageError("task '%s' needs a text: --text or --set %s=..." % (args.task, text_key))
-    if "mask" in required and not args.mask:
-        raise UsageError("task '%s' needs a mask: --mask FILE" % args.task)
+    needs_text = bool(text_key) and ("text" in required or "question" in required)
     region = None
     if args.region:
         try:
@@ -532,6 +610,20 @@ def _main(args):
     items = list_items(args.input)
     if not items:
         raise UsageError("no images found in %s" % ", ".join(args.input))
+    for it in items:  # each item's own parameters (manifest lines), checked before anything starts
+        where = it.get("where")
+        if "text" in it or "sets" in it:
+            try:
+                own = typed_params(desc, it.get("sets", []), it.get("text"))
+            except UsageError as e:
+                raise UsageError("%s: %s" % (where, e)) from None
+            it["params"] = dict(params, **own)
+        if needs_text and text_key not in it.get("params", params):
+            raise UsageError("%stask '%s' needs a text: --text, --set %s=... or \"text\" in a manifest line" % (
+                where + ": " if where else "", args.task, text_key))
+        if "mask" in required and not (it.get("mask") or args.mask):
+            raise UsageError("%stask '%s' needs a mask: --mask FILE or \"mask\" in a manifest line" % (
+                where + ": " if where else "", args.task))
 
     out_dir = os.path.abspath(args.output)
     os.makedirs(out_dir, exist_ok=True)
@@ -547,7 +639,8 @@ def _main(args):
         print("loupe-batch: %s: dropped %d torn line(s) left by an interrupted write" % (store.path, store.torn),
               file=sys.stderr)
     for it in items:
-        it["key"] = item_key(it["id"], args.task, params)
+        own = {k: it[k] for k in ("mask", "region") if it.get(k)}
+        it["key"] = item_key(it["id"], args.task, it.get("params", params), own)
     pending = [it for it in items if not store.done(it["key"], args.retry_failed)]
     skipped = len(items) - len(pending)
     if args.limit > 0:
@@ -629,7 +722,7 @@ def _run_on_cluster(args, spec, items, pending, skipped, store, run, t0, out_dir
                         ac.add(submit([one]))
                     continue
                 records = [{"key": b[0]["key"], "input": b[0]["id"], "task": spec["task"], "model": spec["model"],
-                            "parameters": spec["params"], "result": None, "images": [], "seconds": None,
+                            "parameters": b[0].get("params", spec["params"]), "result": None, "images": [], "seconds": None,
                             "error": "the worker process died on this item, on every try (%s)" % e, "worker": None}]
             except SessionError as e:
                 fatal = str(e)
