@@ -9,6 +9,7 @@ pkgs=(build-essential cmake ninja-build ccache pkg-config
       libtorch-dev libopenblas0-pthread nlohmann-json3-dev libopencv-dev libcurl4-openssl-dev zlib1g-dev
       qt6-base-dev qt6-qpa-plugins qt6-image-formats-plugins libgl-dev fonts-dejavu-core
       googletest libgtest-dev libgmock-dev abigail-tools binutils
+      clang libclang-rt-14-dev
       libsentencepiece-dev sentencepiece python3-sentencepiece
       xvfb xauth mono-mcs mono-runtime python3
       python3-distributed python3-dask python3-numpy python3-pil python3-tqdm

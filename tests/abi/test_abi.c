@@ -44,6 +44,51 @@ static int stop_at_two(void *user, const loupe_progress *p) {
   return p->step < 2;
 }
 
+/* Text generation streams its partial output through progress (the appended field `text`). */
+static int text_calls;
+static char last_text[512];
+static int on_text_progress(void *user, const loupe_progress *p) {
+  (void)user;
+  if (p->struct_size > offsetof(loupe_progress, text) && p->text) {
+    ++text_calls;
+    strncpy(last_text, p->text, sizeof last_text - 1);
+    last_text[sizeof last_text - 1] = 0;
+  }
+  return 1;
+}
+
+static void test_text_progress(loupe_runtime *rt, const char *fixtures) {
+  char path[1024];
+  loupe_session *s = NULL;
+  loupe_request *rq = NULL;
+  loupe_job *job = NULL;
+  loupe_result *res = NULL;
+  loupe_image im;
+  static unsigned char px[32 * 24 * 3];
+  size_t i;
+  snprintf(path, sizeof path, "%s/paligemma/tiny-pg1", fixtures);
+  CHECK(loupe_session_open(&s, rt, path, NULL) == LOUPE_OK);
+  if (!s) return;
+  for (i = 0; i < sizeof px; ++i) px[i] = (unsigned char)(i * 13);
+  im.width = 32; im.height = 24; im.stride = 96; im.format = LOUPE_RGB8; im.data = px;
+  CHECK(loupe_request_create(&rq, "caption") == LOUPE_OK);
+  CHECK(loupe_request_set_image(rq, &im) == LOUPE_OK);
+  CHECK(loupe_request_set_int(rq, "max_new_tokens", 6) == LOUPE_OK);
+  CHECK(loupe_request_set_int(rq, "num_beams", 1) == LOUPE_OK);
+  text_calls = 0;
+  last_text[0] = 0;
+  CHECK(loupe_session_submit(&job, s, rq, on_text_progress, NULL) == LOUPE_OK);
+  CHECK(loupe_job_wait(job, -1) == LOUPE_OK);
+  CHECK(loupe_job_take_result(&res, job) == LOUPE_OK);
+  /* one report per generated token, the last one holding the whole answer */
+  CHECK(text_calls >= 1 && text_calls <= 6);
+  CHECK(res && loupe_result_text(res) && strcmp(loupe_result_text(res), last_text) == 0);
+  loupe_result_free(res);
+  loupe_job_free(job);
+  loupe_request_free(rq);
+  loupe_session_close(s);
+}
+
 static int log_records;
 static void on_log(void *user, loupe_log_level level, const char *msg) {
   (void)user;
@@ -397,6 +442,7 @@ static void test_session(loupe_runtime *rt) {
   CHECK_ERR(loupe_session_set_vae(NULL, path), LOUPE_ERROR_INVALID_ARGUMENT, "session is NULL");
   loupe_session_close(s);
   test_sd_session(rt, fixtures);
+  test_text_progress(rt, fixtures);
   /* convert the original layout's pytorch_model.bin to safetensors, and refuse to overwrite */
   {
     char in[1100], out[256];

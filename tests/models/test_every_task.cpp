@@ -96,7 +96,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, EveryTask,
                          ::testing::Values("florence2/tiny", "florence2/tiny-original", "sd/tiny-sd15",
                                            "sd/tiny-sd15-inpaint", "sd/tiny-sd2", "sd/single/tiny-sd15.safetensors",
                                            "sdxl/tiny-sdxl", "sdxl/single/tiny-sdxl.safetensors", "sdxl/tiny-sdxl-refiner",
-                                           "sdxl/tiny-sdxl-inpaint", "paligemma/tiny-pg1", "paligemma/tiny-pg2-v5"),
+                                           "sdxl/tiny-sdxl-inpaint", "paligemma/tiny-pg1", "paligemma/tiny-pg2-v5",
+                                           "blip2/tiny-opt", "blip2/tiny-opt-old", "blip2/tiny-t5"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            std::string n = info.param;
                            for (auto& c : n)

@@ -58,6 +58,7 @@ class QtEditorTasksTest : public QObject {
     // "demo-" folders are listed by the Models panel as they are.
     QVERIFY(QFile::link(QStringLiteral(LOUPE_FIXTURES_DIR "/florence2/tiny"), d.filePath("demo-florence2")));
     QVERIFY(QFile::link(QStringLiteral(LOUPE_FIXTURES_DIR "/sd/tiny-sd15"), d.filePath("demo-sd15")));
+    QVERIFY(QFile::link(QStringLiteral(LOUPE_FIXTURES_DIR "/sdxl/tiny-sdxl"), d.filePath("demo-sdxl")));
     qputenv("LOUPE_MODELS_DIR", m_models.path().toUtf8());
     qputenv("HF_HUB_CACHE", m_models.filePath("no-hf-cache").toUtf8());
 
@@ -300,6 +301,25 @@ class QtEditorTasksTest : public QObject {
   void everySdTaskRunsFromItsDefaultForm() {
     QVERIFY2(m_sd, "the Stable Diffusion fixture is not open");
     runEveryTask(m_sd);
+  }
+
+  // SDXL: txt2img's size has the sizes the session suggests (the description's choices of "width",
+  // "WIDTHxHEIGHT") as presets that set width and height; no SDXL code in the editor.
+  void sdxlOffersItsSizesAsPresets() {
+    openModel("demo-sdxl");
+    m_task->setCurrentIndex(m_task->findData("txt2img"));
+    auto* presets = child<QComboBox>(m_tasks, "widthPresets");
+    QVERIFY(presets);
+    QVERIFY(presets->findText("1152x896") > 0);
+    QVERIFY(presets->findText("640x1536") > 0);
+    emit presets->activated(presets->findText("1152x896"));
+    QCOMPARE(child<QSpinBox>(m_tasks, "width")->value(), 1152);
+    QCOMPARE(child<QSpinBox>(m_tasks, "height")->value(), 896);
+    QCOMPARE(presets->currentIndex(), 0);
+    // Stable Diffusion 1.x suggests none
+    openModel("demo-sd15");
+    m_task->setCurrentIndex(m_task->findData("txt2img"));
+    QVERIFY(!m_tasks->findChild<QComboBox*>("widthPresets"));
   }
 
   void cleanupTestCase() {

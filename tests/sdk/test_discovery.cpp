@@ -348,10 +348,10 @@ TEST(Discovery, A1111FolderCheckpointsLorasForEachBaseAndVae) {
   EXPECT_TRUE((*l15)["problems"].empty()) << l15->dump(1);
   EXPECT_EQ((*by_name(scan, "sd2-style.safetensors"))["base"], "sd2");
   const json* lxl = by_name(scan, "xl-style.safetensors");
-  EXPECT_EQ((*lxl)["base"], "sdxl");
-  EXPECT_FALSE((*lxl)["supported"].get<bool>());
-  EXPECT_TRUE(has_problem(*lxl, "warning", "a LoRA for SDXL")) << lxl->dump(1);
-  EXPECT_TRUE(has_problem(*lxl, "warning", "lora_te1_/lora_te2_")) << lxl->dump(1);
+  EXPECT_EQ((*lxl)["base"], "sdxl");  // from its lora_te1_/lora_te2_ names; SDXL sessions apply it
+  EXPECT_EQ((*lxl)["family"], "sdxl");
+  EXPECT_TRUE((*lxl)["supported"].get<bool>());
+  EXPECT_TRUE((*lxl)["problems"].empty()) << lxl->dump(1);
   // The tiny fixtures' widths (32) tell nothing: the names do.
   EXPECT_EQ((*by_name(scan, "tiny.safetensors"))["base"], "sd");
   EXPECT_EQ((*by_name(scan, "other.safetensors"))["base"], "sdxl");
@@ -395,6 +395,14 @@ TEST(Discovery, ComfyUIFoldersTextEncodersUnetsAndDiffusersFolders) {
                 {{"input_blocks.0.0.weight", {320, 4, 3, 3}}, {"input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight", {320, 768}}});
   write_tensors(models / "loras" / "flux-lora.safetensors",
                 {{"lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight", {1, 3072}}, {"lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight", {9216, 1}}});
+  // A real (tiny) FLUX.1 dev in ComfyUI's split layout: the diffusion model (with its sidecar
+  // folder of configs and tokenizers), T5 and CLIP-L in text_encoders/, the VAE in vae/.
+  const std::string split = kFix + "/flux/pipeline/split";
+  copy_into(split + "/diffusion_models/tiny-flux-dev.safetensors", models / "diffusion_models" / "tiny-flux-dev.safetensors");
+  copy_into(split + "/diffusion_models/tiny-flux-dev", models / "diffusion_models" / "tiny-flux-dev");
+  copy_into(split + "/text_encoders/t5xxl_tiny.safetensors", models / "text_encoders" / "t5xxl_tiny.safetensors");
+  copy_into(split + "/text_encoders/clip_l_tiny.safetensors", models / "text_encoders" / "clip_l_tiny.safetensors");
+  copy_into(split + "/vae/ae.safetensors", models / "vae" / "ae.safetensors");
   write_tensors(models / "checkpoints" / "sdxl-base.safetensors",
                 {{"model.diffusion_model.input_blocks.0.0.weight", {1, 4, 3, 3}}, {"conditioner.embedders.0.transformer.x", {1}}});
 
@@ -436,11 +444,35 @@ TEST(Discovery, ComfyUIFoldersTextEncodersUnetsAndDiffusersFolders) {
   const json* unet = by_name(scan, "sd15-unet.safetensors");
   EXPECT_EQ((*unet)["kind"], "unet");
   EXPECT_EQ((*unet)["base"], "sd15");
-  EXPECT_EQ((*by_name(scan, "flux-lora.safetensors"))["base"], "flux");
+  const json* fl = by_name(scan, "flux-lora.safetensors");
+  EXPECT_EQ((*fl)["base"], "flux");
+  EXPECT_EQ((*fl)["family"], "flux");
+  EXPECT_TRUE((*fl)["supported"].get<bool>());
+  const json* tf = by_name(scan, "tiny-flux-dev.safetensors");
+  ASSERT_NE(tf, nullptr) << scan.dump(1);
+  EXPECT_EQ((*tf)["kind"], "model");
+  EXPECT_EQ((*tf)["family"], "flux");
+  EXPECT_EQ((*tf)["base"], "flux");
+  EXPECT_TRUE((*tf)["supported"].get<bool>()) << tf->dump(1);
+  EXPECT_EQ((*by_name(scan, "t5xxl_tiny.safetensors"))["family"], "t5");
+  const json* ae = by_name(scan, "ae.safetensors");
+  EXPECT_EQ((*ae)["kind"], "vae");
+  EXPECT_EQ((*ae)["base"], "flux");
   const json* xl = by_name(scan, "sdxl-base.safetensors");
-  EXPECT_EQ((*xl)["base"], "sdxl");
-  EXPECT_FALSE((*xl)["supported"].get<bool>());
-  EXPECT_TRUE(has_problem(*xl, "warning", "SDXL checkpoint"));
+  EXPECT_EQ((*xl)["base"], "sdxl");  // SDXL by its names, but no SDXL a family can read
+  EXPECT_FALSE((*xl)["supported"].get<bool>()) << xl->dump(1);
+  EXPECT_TRUE(has_problem(*xl, "warning", "SDXL checkpoint that Loupe does not recognise")) << xl->dump(1);
+  // An SD3 checkpoint: a family Loupe does not run.
+  write_tensors(d / "sd3.safetensors", {{"model.diffusion_model.joint_blocks.0.x", {1}}});
+  ScanOptions o3;
+  o3.default_locations = false;
+  o3.dirs = {d.string()};
+  const json scan3 = scan_models(o3);
+  const json* sd3 = by_name(scan3, "sd3.safetensors");
+  ASSERT_NE(sd3, nullptr) << scan3.dump(1);
+  EXPECT_EQ((*sd3)["base"], "sd3");
+  EXPECT_FALSE((*sd3)["supported"].get<bool>());
+  EXPECT_TRUE(has_problem(*sd3, "warning", "cannot run it yet"));
   fs::remove_all(d);
 }
 

@@ -282,6 +282,32 @@ void TasksPanel::buildForm(const TaskDesc& task) {
   bool anyAdvanced = false;
   for (const ParamDesc& p : task.params) {
     QFormLayout* f = p.advanced ? folded : basic;
+    // An integer's suggested values (the description's choices) as presets: "WIDTHxHEIGHT" sizes
+    // set width and height (SDXL's trained sizes), plain numbers the value itself.
+    if (p.type == LOUPE_PARAM_INT && !p.choices.isEmpty()) {
+      const bool sizes = p.choices.first().contains(QLatin1Char('x'));
+      auto* presets = new QComboBox(p.advanced ? advanced : m_params);
+      presets->setObjectName(p.name + QStringLiteral("Presets"));
+      presets->addItem(tr("Choose…"));
+      presets->addItems(p.choices);
+      presets->setToolTip(sizes ? tr("sizes this model was trained at") : p.help);
+      f->addRow(sizes ? tr("Size presets") : tr("%1 presets").arg(p.label), presets);
+      const QString name = p.name;
+      connect(presets, QOverload<int>::of(&QComboBox::activated), this, [this, presets, name](int i) {
+        if (i <= 0) return;
+        const QStringList parts = presets->itemText(i).split(QLatin1Char('x'));
+        auto set = [this](const QString& key, const QString& value) {
+          if (auto* s = qobject_cast<QSpinBox*>(m_paramWidgets.value(key))) s->setValue(value.toInt());
+        };
+        if (parts.size() == 2) {
+          set(QStringLiteral("width"), parts[0]);
+          set(QStringLiteral("height"), parts[1]);
+        } else {
+          set(name, parts[0]);
+        }
+        presets->setCurrentIndex(0);
+      });
+    }
     QWidget* w = paramWidget(task.name, p, p.advanced ? advanced : m_params);
     f->addRow(p.type == LOUPE_PARAM_BOOL ? QString() : p.label, w);  // a check box carries its label
     if (QWidget* label = f->labelForField(w)) label->setToolTip(p.help);

@@ -312,7 +312,10 @@ typedef struct loupe_param_info {
   double default_number;       /* INT, FLOAT, BOOL (0 or 1) */
   const char *default_string;  /* STRING, CHOICE; "" otherwise */
   double min, max, step;       /* INT, FLOAT */
-  size_t choice_count;         /* CHOICE */
+  size_t choice_count;         /* CHOICE: the values allowed; INT: suggested values a host may offer as
+                                  presets (any value in range is accepted); on "width" of an image
+                                  task, sizes "WIDTHxHEIGHT" that set "height" too (e.g. SDXL's
+                                  1024x1024, 1152x896, ...); 0 = none */
   const char *const *choices;  /* choice_count strings */
   int32_t advanced;            /* 1 = a host may fold it away */
 } loupe_param_info;
@@ -350,6 +353,10 @@ typedef struct loupe_progress {
   int32_t total;              /* total steps (0 = unknown) */
   const char *stage;          /* e.g. "load", "encode", "denoise", "decode", "generate" */
   const loupe_image *preview; /* optional live preview (RGB8); valid only during the callback */
+  /* Appended in 0.3: text-generating tasks (caption, vqa, ocr, ... of PaliGemma): the output text so
+   * far (UTF-8), NULL for other tasks and stages; valid only during the callback. The library sets
+   * struct_size; read this field only when struct_size > offsetof(loupe_progress, text). */
+  const char *text;
 } loupe_progress;
 
 /** Progress callback: return nonzero to go on, 0 to stop the job (like loupe_job_cancel). */

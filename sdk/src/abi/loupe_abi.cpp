@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "loupe/loupe.h"
 #include "core/discovery.h"
@@ -168,7 +169,19 @@ loupe_status init_struct(T* out, uint32_t struct_size, const T& defaults, const 
   return LOUPE_OK;
 }
 
-int bytes_per_pixel(loupe_pixel_format f) {
+// A C enum the caller passed, as the int it is: a C host may store any int there (issue 19: the
+// fuzzer's finding), and reading a value outside the enum as the C++ enum type is undefined
+// behaviour (UBSan: "load of value 9, which is not a valid value for type loupe_pixel_format").
+template <class E>
+int c_enum(const E& e) {
+  static_assert(std::is_enum_v<E> && sizeof(E) == sizeof(int32_t), "a C enum (int-sized)");
+  int32_t v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+int format_value(const loupe_image* im) { return c_enum(im->format); }
+
+int bytes_per_pixel(int f) {
   switch (f) {
     case LOUPE_RGBA8: return 4;
     case LOUPE_RGB8: return 3;
@@ -180,9 +193,9 @@ int bytes_per_pixel(loupe_pixel_format f) {
 loupe::Image copy_image(const loupe_image* im, const char* what) {
   const std::string w(what);
   if (!im) throw Error(Status::InvalidArgument, w + " is NULL");
-  const int bpp = bytes_per_pixel(im->format);
+  const int bpp = bytes_per_pixel(format_value(im));
   if (bpp == 0)
-    throw Error(Status::InvalidArgument, w + ": unknown pixel format " + std::to_string(im->format) +
+    throw Error(Status::InvalidArgument, w + ": unknown pixel format " + std::to_string(format_value(im)) +
                                              " (use LOUPE_RGBA8, LOUPE_RGB8 or LOUPE_GRAY8)");
   if (im->width <= 0 || im->height <= 0)
     throw Error(Status::InvalidArgument, w + ": size " + std::to_string(im->width) + "x" +
@@ -226,11 +239,12 @@ loupe::ProgressFn wrap_progress(loupe_progress_fn fn, void* user) {
     loupe_image preview;
     if (p.preview) preview = view_image(*p.preview);
     cp.preview = p.preview ? &preview : nullptr;
+    cp.text = p.text ? p.text->c_str() : nullptr;
     return fn(user, &cp) != 0;
   };
 }
 
-loupe::Precision to_precision(loupe_precision p, const char* fn) {
+loupe::Precision to_precision(int p, const char* fn) {
   if (p < LOUPE_PRECISION_AUTO || p > LOUPE_PRECISION_BF16)
     throw Error(Status::InvalidArgument, std::string(fn) + ": unknown precision " + std::to_string(p));
   return static_cast<loupe::Precision>(p);
@@ -250,7 +264,7 @@ const char* loupe_last_error(void) { return g_last_error.c_str(); }
 void loupe_string_free(char* s) { std::free(s); }
 
 const char* loupe_status_name(loupe_status s) {
-  switch (s) {
+  switch (c_enum(s)) {
     case LOUPE_OK: return "LOUPE_OK";
     case LOUPE_ERROR_INVALID_ARGUMENT: return "LOUPE_ERROR_INVALID_ARGUMENT";
     case LOUPE_ERROR_NOT_FOUND: return "LOUPE_ERROR_NOT_FOUND";
@@ -281,15 +295,15 @@ loupe_status loupe_runtime_create(loupe_runtime** out, const loupe_runtime_optio
     const loupe_runtime_options o = read_options(options, defaults, __func__);
     loupe::RuntimeOptions ro;
     ro.device = o.device ? o.device : "auto";
-    ro.precision = to_precision(o.precision, __func__);
+    ro.precision = to_precision(c_enum(o.precision), __func__);
     ro.vram_budget_bytes = o.vram_budget_bytes;
     if (o.num_threads < 0)
       throw Error(Status::InvalidArgument, std::string(__func__) + ": options.num_threads = " +
                                                std::to_string(o.num_threads) + " (use 0 for all physical cores)");
     ro.num_threads = o.num_threads;
     ro.models_dir = o.models_dir ? o.models_dir : "";
-    if (o.log_level < LOUPE_LOG_DEBUG || o.log_level > LOUPE_LOG_ERROR)
-      throw Error(Status::InvalidArgument, std::string(__func__) + ": unknown log level " + std::to_string(o.log_level));
+    if (c_enum(o.log_level) < LOUPE_LOG_DEBUG || c_enum(o.log_level) > LOUPE_LOG_ERROR)
+      throw Error(Status::InvalidArgument, std::string(__func__) + ": unknown log level " + std::to_string(c_enum(o.log_level)));
     loupe::Log::Sink sink;
     if (o.log_fn) {
       auto fn = o.log_fn;
@@ -328,7 +342,8 @@ loupe_status loupe_runtime_log(loupe_runtime* runtime, loupe_log_level level, co
   return guarded(__func__, [&] {
     LOUPE_ARG(runtime, "runtime is NULL");
     LOUPE_ARG(message, "message is NULL");
-    LOUPE_ARG(level >= LOUPE_LOG_DEBUG && level <= LOUPE_LOG_ERROR, "unknown log level " + std::to_string(level));
+    LOUPE_ARG(c_enum(level) >= LOUPE_LOG_DEBUG && c_enum(level) <= LOUPE_LOG_ERROR,
+              "unknown log level " + std::to_string(c_enum(level)));
     H(runtime)->rt->log().write(static_cast<loupe::LogLevel>(level), message);
   });
 }
@@ -361,7 +376,7 @@ loupe_status loupe_session_open(loupe_session** out, loupe_runtime* runtime, con
     check_runtime_open(*H(runtime)->rt, __func__);
     const loupe_session_options defaults = LOUPE_SESSION_OPTIONS_INIT;
     const loupe_session_options o = read_options(options, defaults, __func__);
-    auto s = H(runtime)->rt->open_session(path, o.device ? o.device : "", to_precision(o.precision, __func__));
+    auto s = H(runtime)->rt->open_session(path, o.device ? o.device : "", to_precision(c_enum(o.precision), __func__));
     auto table = std::make_shared<const TaskTableC>(s->model()->tasks());
     *out = to_c<loupe_session>(new SessionH{std::move(s), {}, {}, {}, {}, {}, {}, std::move(table)});
   });
@@ -459,9 +474,9 @@ loupe_status loupe_request_add_image(loupe_request* request, const loupe_image* 
 loupe_status loupe_request_set_mask(loupe_request* request, const loupe_image* mask) {
   return guarded(__func__, [&] {
     LOUPE_ARG(request, "request is NULL");
-    if (mask && mask->format != LOUPE_GRAY8)
+    if (mask && format_value(mask) != LOUPE_GRAY8)
       throw Error(Status::InvalidArgument, "loupe_request_set_mask: the mask must be LOUPE_GRAY8 (255 = repaint), got format " +
-                                               std::to_string(mask->format));
+                                               std::to_string(format_value(mask)));
     H(request)->r.mask = copy_image(mask, "loupe_request_set_mask: mask");
   });
 }

@@ -177,7 +177,36 @@ std::string base_label(const std::string& base) {
 
 bool sd_base(const std::string& base) { return base == "sd15" || base == "sd2" || base == "sd"; }
 
-const char* kUnsupportedRemedy = "Loupe runs Florence-2 and Stable Diffusion 1.x/2.x; see the catalog for models it runs";
+const char* kUnsupportedRemedy =
+    "Loupe runs Florence-2, PaliGemma, BLIP-2, Stable Diffusion 1.x/2.x, SDXL and FLUX.1; see the catalog for models it runs";
+
+// The families whose LoRA files Loupe applies, by the base a LoRA is made for.
+std::string lora_family(const std::string& base) {
+  if (sd_base(base)) return "stable-diffusion";
+  if (base == "sdxl") return "sdxl";
+  if (base == "flux") return "flux";
+  return "";
+}
+
+// The first compiled-in family that recognises `path` (its detect() answers a variant): fills
+// family, variant, supported and whatever its inspect() reports. False when none does.
+bool detect_family(json& e, const std::string& path) {
+  for (const auto& fam : model_families()) {
+    std::string variant;
+    try {
+      variant = fam.detect(path);
+    } catch (const std::exception&) {
+      continue;
+    }
+    if (variant.empty()) continue;
+    e["family"] = fam.name;
+    e["variant"] = variant;
+    e["supported"] = true;
+    if (fam.inspect) fam.inspect(path, e);
+    return true;
+  }
+  return false;
+}
 
 void describe_safetensors(json& e, const std::string& path, const std::string& hint) {
   std::unique_ptr<io::SafetensorsFile> fp;
@@ -207,8 +236,8 @@ void describe_safetensors(json& e, const std::string& path, const std::string& h
     std::string evidence;
     const std::string base = lora_base(f, names, &evidence);
     e["base"] = base;
-    if (sd_base(base)) {
-      e["family"] = "stable-diffusion";
+    if (!lora_family(base).empty()) {
+      e["family"] = lora_family(base);
       e["variant"] = base;
       e["supported"] = true;
     } else if (base.empty()) {
@@ -216,47 +245,51 @@ void describe_safetensors(json& e, const std::string& path, const std::string& h
                                 (names.empty() ? std::string() : names.front()) + "')",
               "apply it to the model it was made for; a mismatch is reported when it is applied");
     } else {
-      problem(e, "warning", "a LoRA for " + base_label(base) + " (" + evidence + "), not for the Stable Diffusion 1.x/2.x models Loupe runs",
-              "use an SD 1.5/2.x version of this LoRA; " + base_label(base) + " LoRAs need a " + base_label(base) + " model");
+      problem(e, "warning", "a LoRA for " + base_label(base) + " (" + evidence + "), a model family Loupe does not run",
+              "use a version of this LoRA made for a model Loupe runs (SD 1.x/2.x, SDXL, FLUX.1)");
     }
     return;
   }
   // A whole checkpoint in the original layout (web UIs' checkpoints)
   if (any_prefix("model.diffusion_model.")) {
     e["kind"] = "model";
-    if (any_prefix("conditioner.embedders.")) e["base"] = "sdxl";
-    else if (any_prefix("model.diffusion_model.joint_blocks.")) e["base"] = "sd3";
-    else if (any_prefix("model.diffusion_model.double_blocks.")) e["base"] = "flux";
-    if (!e["base"].get<std::string>().empty()) {
-      problem(e, "warning", "a " + base_label(e["base"].get<std::string>()) + " checkpoint: Loupe cannot run it yet", kUnsupportedRemedy);
+    std::string base;
+    if (any_prefix("conditioner.embedders.")) base = "sdxl";
+    else if (any_prefix("model.diffusion_model.joint_blocks.")) base = "sd3";
+    else if (any_prefix("model.diffusion_model.double_blocks.")) base = "flux";
+    // a family's answer counts when it agrees with what the names say (an SDXL- or FLUX-named file
+    // that a family takes for something else is not what it claims)
+    json probe = e;
+    if (base != "sd3" && detect_family(probe, path) &&
+        (base.empty() || starts_with(probe["variant"].get<std::string>(), base) || probe["family"] == base ||
+         starts_with(probe["variant"].get<std::string>(), base + "-"))) {
+      e = probe;
+      const std::string variant = e["variant"].get<std::string>();
+      e["base"] = !base.empty() ? base : starts_with(variant, "sd2") ? "sd2" : starts_with(variant, "sd15") ? "sd15" : "";
+      if (base != "flux" && !any_prefix("first_stage_model."))
+        problem(e, "warning", "the checkpoint holds no VAE (first_stage_model.*)", "use a checkpoint with its VAE baked in, or add a VAE");
       return;
     }
-    for (const auto& fam : model_families()) {
-      std::string variant;
-      try {
-        variant = fam.detect(path);
-      } catch (const std::exception&) {
-        continue;
-      }
-      if (variant.empty()) continue;
-      e["family"] = fam.name;
-      e["variant"] = variant;
-      e["base"] = starts_with(variant, "sd2") ? "sd2" : starts_with(variant, "sd15") ? "sd15" : "";
-      e["supported"] = true;
-      if (fam.inspect) fam.inspect(path, e);
-      break;
-    }
-    if (!e["supported"].get<bool>())
-      problem(e, "warning", "a Stable Diffusion-style checkpoint that Loupe does not recognise", kUnsupportedRemedy);
-    else if (!any_prefix("first_stage_model."))
-      problem(e, "warning", "the checkpoint holds no VAE (first_stage_model.*)", "use a checkpoint with its VAE baked in, or add a VAE");
+    e["base"] = base;
+    if (base == "sd3")
+      problem(e, "warning", "a " + base_label(base) + " checkpoint: Loupe cannot run it yet", kUnsupportedRemedy);
+    else
+      problem(e, "warning", "a " + (base.empty() ? std::string("Stable Diffusion-style") : base_label(base)) +
+                                " checkpoint that Loupe does not recognise (open it to see what is wrong with it)",
+              kUnsupportedRemedy);
     return;
   }
-  // A UNet / diffusion transformer alone (ComfyUI's unet/ and diffusion_models/)
+  // A FLUX diffusion transformer alone (ComfyUI's diffusion_models/): the FLUX family opens it with
+  // its text encoders and VAE found next to it.
   if (has("double_blocks.0.img_attn.qkv.weight") || any_prefix("double_blocks.")) {
-    e["kind"] = "unet";
     e["base"] = "flux";
-    problem(e, "warning", "a FLUX diffusion transformer: Loupe cannot run it yet", kUnsupportedRemedy);
+    if (detect_family(e, path)) {
+      e["kind"] = "model";
+      return;
+    }
+    e["kind"] = "unet";
+    problem(e, "warning", "a FLUX diffusion transformer that Loupe does not recognise (open it to see what is wrong with it)",
+            kUnsupportedRemedy);
     return;
   }
   if (has("input_blocks.0.0.weight") || (has("conv_in.weight") && any_prefix("down_blocks.") && any_prefix("time_embedding."))) {
@@ -280,8 +313,13 @@ void describe_safetensors(json& e, const std::string& path, const std::string& h
       e["supported"] = true;
     } else {
       e["base"] = latent == 16 ? "flux" : "";
-      problem(e, "warning", "a VAE with " + std::to_string(latent) + " latent channels (FLUX/SD3 use 16): Stable Diffusion 1.x/2.x need 4",
-              "use a VAE made for Stable Diffusion 1.x/2.x");
+      if (latent == 16) {  // not "supported": it is no external VAE for the SD/SDXL sessions
+        problem(e, "info", "a FLUX.1 VAE (16 latent channels): part of a FLUX model, found next to its diffusion model",
+                "keep it in the models folder (vae/ or next to the diffusion model)");
+      } else {
+        problem(e, "warning", "a VAE with " + std::to_string(latent) + " latent channels: Stable Diffusion and SDXL need 4, FLUX.1 16",
+                "use a VAE made for the model");
+      }
     }
     return;
   }
@@ -301,7 +339,8 @@ void describe_safetensors(json& e, const std::string& path, const std::string& h
     e["kind"] = "text_encoder";
     e["family"] = "t5";
     e["variant"] = "t5";
-    problem(e, "info", "a T5 text encoder alone: it is part of a model, not opened by itself", "open the whole model");
+    problem(e, "info", "a T5 text encoder alone: part of a model (FLUX.1 finds t5xxl files next to its diffusion model), not opened by itself",
+            "open the whole model");
     return;
   }
   // Textual-inversion embeddings

@@ -61,4 +61,15 @@ void JobContext::progress(int step, int total, const std::string& stage, const I
   check_cancelled();
 }
 
+void JobContext::progress_text(int step, int total, const std::string& stage, const std::string& text) {
+  if (!job_) return;
+  Progress p;
+  p.step = step;
+  p.total = total;
+  p.stage = stage;
+  p.text = &text;
+  job_->report(p);
+  check_cancelled();
+}
+
 }  // namespace loupe

@@ -19,6 +19,7 @@ struct Progress {
   int total = 0;
   std::string stage;
   const Image* preview = nullptr;  // valid only during the callback
+  const std::string* text = nullptr;  // text generation: the output text so far; valid only during the callback
 };
 
 // Returns false to stop the job.
@@ -72,6 +73,8 @@ class JobContext {
   }
   // Reports progress; if the callback returns false the job is cancelled (and this throws).
   void progress(int step, int total, const std::string& stage, const Image* preview = nullptr);
+  // The same for text generation, with the output text so far (the partial answer, caption, ...).
+  void progress_text(int step, int total, const std::string& stage, const std::string& text);
   // True when the caller's callback is interested in previews (set by the ABI layer).
   bool wants_preview() const { return wants_preview_; }
   void set_wants_preview(bool v) { wants_preview_ = v; }

@@ -20,6 +20,9 @@ struct ModelOptions {
   // The runtime's models folder ("" = none): where a family may look for files a checkpoint lacks
   // (e.g. a single SD file's CLIP tokenizer).
   std::string models_dir;
+  // The runtime's VRAM budget (0 = none): a family that can run with part of its weights on the
+  // device at a time (FLUX.1: blocks streamed) uses it to choose; the others load whole.
+  uint64_t device_budget_bytes = 0;
 };
 
 class Model {

@@ -237,6 +237,7 @@ std::shared_ptr<Session> Runtime::open_session(const std::string& path_in, const
   mo.device = torch::kCPU;
   mo.dtype = dtype;
   mo.models_dir = options_.models_dir;
+  mo.device_budget_bytes = options_.vram_budget_bytes;
   std::shared_ptr<Model> model;
   try {
     model = family->load(path, mo);

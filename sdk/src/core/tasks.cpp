@@ -228,7 +228,9 @@ nlohmann::json to_json(const Task& t) {
                {"unit", p.unit}, {"advanced", p.advanced}};
     switch (p.type) {
       case ParamType::Int: jp["default"] = whole(p.def); jp["min"] = whole(p.min); jp["max"] = whole(p.max);
-        jp["step"] = whole(p.step); break;
+        jp["step"] = whole(p.step);
+        if (!p.choices.empty()) jp["choices"] = p.choices;  // suggestions (presets)
+        break;
       case ParamType::Bool: jp["default"] = p.def != 0; break;
       case ParamType::Float: jp["default"] = p.def; jp["min"] = p.min; jp["max"] = p.max; jp["step"] = p.step; break;
       case ParamType::String: jp["default"] = p.def_string; break;

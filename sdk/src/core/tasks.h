@@ -32,7 +32,10 @@ struct Param {
   double def = 0;     // Int, Float, Bool (0/1)
   std::string def_string;  // String, Choice
   double min = 0, max = 0, step = 0;  // Int, Float; step 0 = any
-  std::vector<std::string> choices;   // Choice
+  // Choice: the values allowed. Int: suggestions a host may offer as presets (any value in range is
+  // accepted); on "width" of an image-generating task they are sizes "WIDTHxHEIGHT" that set
+  // "height" too (SDXL's trained aspect ratios).
+  std::vector<std::string> choices;
   bool advanced = false;              // hosts may fold it away
 };
 

@@ -87,10 +87,11 @@ class Florence2Model : public Model {
       auto& mnt = x.param("max_new_tokens");
       mnt.max = cfg_.text.max_position_embeddings - 1;
       mnt.def = std::min<double>(cfg_.max_new_tokens, mnt.max);
-      // Florence-2 writes English only: it does not offer the table's "language" (so a request that
-      // asks for another language is refused as an unknown parameter, not silently ignored).
+      // Florence-2 writes English only and takes no caption prefix: it does not offer the table's
+      // "language" or "prefix" (so a request that sets one is refused as an unknown parameter, not
+      // silently ignored).
       x.params.erase(std::remove_if(x.params.begin(), x.params.end(),
-                                    [](const loupe::tasks::Param& p) { return p.name == "language"; }),
+                                    [](const loupe::tasks::Param& p) { return p.name == "language" || p.name == "prefix"; }),
                      x.params.end());
       t.push_back(std::move(x));
     }

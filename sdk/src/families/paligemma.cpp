@@ -112,9 +112,15 @@ class PaliGemmaModel : public Model {
       auto input = torch::tensor(ids, torch::kLong).unsqueeze(0).to(device_);
       const std::string stage = n > 1 ? "generate " + std::to_string(i + 1) : "generate";
       ctx.progress(0, gen.max_new_tokens, stage);
-      auto g = net_->generate(input, pixels, gen, [&](int step, int total, const std::vector<std::vector<int64_t>>&) {
+      std::string partial;  // the text so far, streamed through progress (without the stop tokens)
+      auto g = net_->generate(input, pixels, gen, [&](int step, int total, const std::vector<std::vector<int64_t>>& new_ids) {
         ctx.check_cancelled();
-        ctx.progress(step, total, stage);
+        std::vector<int64_t> so_far;
+        if (!new_ids.empty())
+          for (auto t : new_ids[0])
+            if (std::find(eos_.begin(), eos_.end(), t) == eos_.end() && t != gen.pad_token_id) so_far.push_back(t);
+        partial = tok_.decode(so_far);
+        ctx.progress_text(step, total, stage, partial);
       });
       std::vector<int64_t> body;
       for (auto t : g.ids)

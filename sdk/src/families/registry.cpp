@@ -2,7 +2,9 @@
 #include <mutex>
 
 #include "core/model.h"
+#include "families/blip2.h"
 #include "families/florence2.h"
+#include "families/flux.h"
 #include "families/paligemma.h"
 #include "families/sd.h"
 #include "families/sdxl.h"
@@ -19,8 +21,10 @@ std::vector<ModelFamily> builtin() {
   std::vector<ModelFamily> f;
   f.push_back(florence2::family());
   f.push_back(paligemma::family());
+  f.push_back(blip2::family());
   f.push_back(sd::family());
   f.push_back(sdxl::family());
+  f.push_back(flux_family::family());
   return f;
 }
 }  // namespace

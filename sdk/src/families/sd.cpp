@@ -107,13 +107,15 @@ class StableDiffusionModel : public Model {
     const auto ucfg = (d / "unet" / "config.json").string();
     c.unet = UNet2DConditionModel(UNetConfig::from_json(io::read_json_file(ucfg), ucfg));
     c.unet->to(opts_.device, opts_.dtype);
-    const auto unet_ck = io::Checkpoint::open((d / "unet").string());
+    // a folder with fp16 (bf16) variants beside the full weights: the session's dtype picks
+    const std::string variant = io::Checkpoint::variant_for(opts_.dtype);
+    const auto unet_ck = io::Checkpoint::open((d / "unet").string(), variant);
     const auto vcfg = (d / "vae" / "config.json").string();
     c.vae = AutoencoderKL(VaeConfig::from_json(io::read_json_file(vcfg), vcfg));
     io::BindOptions vo = bo;
     if (opts_.dtype == torch::kFloat16 && c.vae->cfg.force_upcast) vo.dtype = torch::kFloat32;
     c.vae->to(opts_.device, *vo.dtype);
-    const auto vae_ck = io::Checkpoint::open((d / "vae").string());
+    const auto vae_ck = io::Checkpoint::open((d / "vae").string(), io::Checkpoint::variant_for(*vo.dtype));
     io::BindOptions to = bo;
     to.allow_missing = [](const std::string& k) { return k.find("position_ids") != std::string::npos; };
     std::optional<io::Checkpoint> text_ck;
@@ -121,7 +123,7 @@ class StableDiffusionModel : public Model {
       const auto tcfg = (d / "text_encoder" / "config.json").string();
       c.text = clip::ClipTextModel(clip::TextConfig::load(tcfg));
       c.text->to(opts_.device, opts_.dtype);
-      text_ck = io::Checkpoint::open((d / "text_encoder").string());
+      text_ck = io::Checkpoint::open((d / "text_encoder").string(), variant);
     }
     // SDXL: the second text encoder (CLIPTextModelWithProjection) and its tokenizer
     std::optional<io::Checkpoint> text2_ck;
@@ -136,10 +138,10 @@ class StableDiffusionModel : public Model {
       const auto t2cfg = (d / "text_encoder_2" / "config.json").string();
       c.text2 = clip::ClipTextModel(clip::TextConfig::load(t2cfg));
       c.text2->to(opts_.device, opts_.dtype);
-      text2_ck = io::Checkpoint::open((d / "text_encoder_2").string());
+      text2_ck = io::Checkpoint::open((d / "text_encoder_2").string(), variant);
       const auto idx = d / "model_index.json";
       if (fs::exists(idx))
-        c.force_zeros_for_empty_prompt = io::read_json_file(idx.string()).value("force_zeros_for_empty_prompt", !encoder2_only);
+        c.force_zeros_for_empty_prompt = io::get_or<bool>(io::read_json_file(idx.string()), "force_zeros_for_empty_prompt", !encoder2_only, idx.string());
       else
         c.force_zeros_for_empty_prompt = !encoder2_only;  // the refiner's pipeline: False
     }
@@ -207,6 +209,24 @@ class StableDiffusionModel : public Model {
       if (text2_) layers = std::min(layers, text2_->cfg.num_hidden_layers);
       t.param("clip_skip").max = std::max(1, layers);
       if (t.name == "txt2img") t.param("width").def = t.param("height").def = native;
+      // SDXL's trained sizes (about one megapixel in its aspect-ratio buckets), offered as presets
+      if (text2_ && t.name == "txt2img")
+        t.param("width").choices = {"1024x1024", "1152x896", "896x1152", "1216x832", "832x1216",
+                                    "1344x768",  "768x1344", "1536x640", "640x1536"};
+      // SDXL's micro-conditioning: SDXL sessions only; the aesthetic scores are the refiner's (the
+      // base's txt2img passes them to its refiner), the target size the base's
+      auto drop = [&](const std::vector<std::string>& names) {
+        for (const auto& n : names)
+          t.params.erase(std::remove_if(t.params.begin(), t.params.end(), [&](const loupe::tasks::Param& p) { return p.name == n; }),
+                         t.params.end());
+      };
+      if (!text2_)
+        drop({"original_width", "original_height", "crop_left", "crop_top", "target_width", "target_height", "aesthetic_score",
+              "negative_aesthetic_score"});
+      else if (aesthetic_)
+        drop({"target_width", "target_height"});
+      else if (t.name != "txt2img")
+        drop({"aesthetic_score", "negative_aesthetic_score"});
       out.push_back(std::move(t));
     }
     return out;
@@ -360,7 +380,7 @@ class StableDiffusionModel : public Model {
       LOUPE_THROW(InvalidArgument, "txt2img: width and height must be multiples of 8 (got " << p.width << "x" << p.height << ")");
     auto_tiling(p);
     pipelines::AddedConditioning added = c.added;
-    set_time_ids(added, p);
+    set_time_ids(added, p, r);
     int done = 0;
     auto base_step = [&](int step, int total, const torch::Tensor& l) {
       done = step;
@@ -391,7 +411,7 @@ class StableDiffusionModel : public Model {
     p.height = static_cast<int>(latents.size(2) * f);
     p.width = static_cast<int>(latents.size(3) * f);
     pipelines::AddedConditioning added = c.added;
-    set_time_ids(added, p);
+    set_time_ids(added, p, r);
     pipelines::DiffusionModels m{unet_, vae_, sched_, opts_.device, opts_.dtype, vae_dtype_};
     return pipelines::continue_from(m, c.cond, c.uncond, latents, p, on_step, added);
   }
@@ -406,7 +426,7 @@ class StableDiffusionModel : public Model {
     if (p.width % 8 || p.height % 8)
       LOUPE_THROW(InvalidArgument, "txt2img: width and height must be multiples of 8 (got " << p.width << "x" << p.height << ")");
     auto_tiling(p);
-    set_time_ids(added, p);
+    set_time_ids(added, p, r);
     return pipelines::tensor_to_image(pipelines::txt2img(m, cond, uncond, p, on_step, added));
   }
 
@@ -415,7 +435,7 @@ class StableDiffusionModel : public Model {
     const Image src = to_rgb8(r.image());
     check_image(src);
     processing_size(r, src.width, src.height, p);
-    set_time_ids(added, p);
+    set_time_ids(added, p, r);
     auto x = pipelines::resize(pipelines::image_to_tensor(src), p.width, p.height) * 2 - 1;
     auto out = pipelines::img2img(m, cond, uncond, x, p, on_step, added);
     return pipelines::tensor_to_image(pipelines::resize(out, src.width, src.height));
@@ -427,53 +447,24 @@ class StableDiffusionModel : public Model {
     const Image src = to_rgb8(r.image());
     check_image(src);
     if (!r.mask) LOUPE_THROW(InvalidArgument, "inpaint needs a mask: set one with loupe_request_set_mask (GRAY8, white = repaint)");
-    const Image& mask = *r.mask;
-    if (mask.width != src.width || mask.height != src.height)
-      LOUPE_THROW(InvalidArgument, "the mask is " << mask.width << "x" << mask.height << " but the image is " << src.width << "x"
-                                                  << src.height << "; they must be the same size");
-    const pipelines::Rect painted = pipelines::mask_bounds(mask);
-    if (painted.empty()) LOUPE_THROW(InvalidArgument, "the mask is empty: paint the area to repaint in white");
-    const double blur = r.real("mask_blur");
-    const double feather = r.real("feather");
-    const bool only_masked = r.flag("only_masked");
-    const bool color_fix = r.flag("color_correction");
-
-    pipelines::Rect region{0, 0, src.width, src.height};
-    if (only_masked) {
-      const int padding = static_cast<int>(r.integer("padding"));
-      // generate at the model's native size (or the requested one) with the crop's aspect ratio
-      int pw = static_cast<int>(r.integer("width")), ph = static_cast<int>(r.integer("height"));
-      if (pw == 0 || ph == 0) {
-        const pipelines::Rect grown = pipelines::crop_region(painted, padding, painted.w, painted.h, src.width, src.height);
-        const double s = double(native) / std::max(grown.w, grown.h);
-        pw = round8(grown.w * s);
-        ph = round8(grown.h * s);
-      }
-      if (pw % 8 || ph % 8) LOUPE_THROW(InvalidArgument, "inpaint: width and height must be multiples of 8");
-      region = pipelines::crop_region(painted, padding, pw, ph, src.width, src.height);
-      p.width = pw;
-      p.height = ph;
-    } else {
-      processing_size(r, src.width, src.height, p);
-    }
-    auto_tiling(p);
-    const Image src_crop = pipelines::crop(src, region), mask_crop = pipelines::crop(mask, region);
-    auto x = pipelines::resize(pipelines::image_to_tensor(src_crop), p.width, p.height) * 2 - 1;
-    auto mm = pipelines::model_mask(pipelines::image_to_tensor(mask_crop), blur * std::max(double(p.width) / region.w, 1.0));
-    mm = torch::nn::functional::interpolate(mm, torch::nn::functional::InterpolateFuncOptions()
-                                                    .size(std::vector<int64_t>{p.height, p.width})
-                                                    .mode(torch::kBilinear)
-                                                    .align_corners(false));
-    mm = (mm > 0.01).to(torch::kFloat32);  // resizing must not shrink the model's mask
-    set_time_ids(added, p);
-    auto out = pipelines::inpaint(m, cond, uncond, x, mm, p, on_step, added);
-    Image gen = pipelines::tensor_to_image(pipelines::resize(out, region.w, region.h));
-    if (color_fix) gen = pipelines::color_correct(gen, src_crop, mask_crop, std::max(4, int(feather) + 4));
-    // paste back: only inside the painted mask, feathered inwards
-    Image gen_full = src;
-    for (int y = 0; y < region.h; ++y)
-      std::copy_n(gen.row(y), size_t(region.w) * 3, gen_full.row(region.y + y) + size_t(region.x) * 3);
-    return pipelines::composite(src, gen_full, pipelines::feather_alpha(mask, feather));
+    // The region, processing size, model mask and composite as every diffusion family does them.
+    pipelines::InpaintSettings s;
+    s.mask_blur = r.real("mask_blur");
+    s.feather = r.real("feather");
+    s.only_masked = r.flag("only_masked");
+    s.color_correction = r.flag("color_correction");
+    s.padding = static_cast<int>(r.integer("padding"));
+    s.width = static_cast<int>(r.integer("width"));
+    s.height = static_cast<int>(r.integer("height"));
+    s.native = native;
+    s.multiple = 8;
+    return pipelines::inpaint_around(src, *r.mask, s, [&](const torch::Tensor& x, const torch::Tensor& mm) {
+      p.width = static_cast<int>(x.size(3));
+      p.height = static_cast<int>(x.size(2));
+      auto_tiling(p);
+      set_time_ids(added, p, r);
+      return pipelines::inpaint(m, cond, uncond, x, mm, p, on_step, added);
+    });
   }
 
   // img2img / inpainting work at the image's size rounded to multiples of 8 unless width/height
@@ -486,15 +477,26 @@ class StableDiffusionModel : public Model {
       LOUPE_THROW(InvalidArgument, r.task << ": width and height must be multiples of 8 (got " << p.width << "x" << p.height << ")");
   }
 
-  // SDXL: diffusers' defaults, original size = target size = the generated size, no crop; the
-  // refiner (requires_aesthetics_score): original size, crop, aesthetic score 6 (negative 2.5).
-  void set_time_ids(pipelines::AddedConditioning& added, const pipelines::DiffusionParams& p) const {
+  // SDXL's added time ids as diffusers' pipelines build them from original_size,
+  // crops_coords_top_left and target_size (0 = diffusers' default: the generated size, no crop);
+  // the refiner (requires_aesthetics_score): original size, crop, aesthetic_score (6) and for the
+  // negative conditioning negative_aesthetic_score (2.5). The negative sizes are the positive ones
+  // (diffusers' default for negative_original_size etc.).
+  void set_time_ids(pipelines::AddedConditioning& added, const pipelines::DiffusionParams& p, const Request& r) const {
     if (added.empty()) return;
+    auto value = [&](const char* key, int fallback) {
+      const int64_t v = r.ints.count(key) ? r.integer(key) : 0;
+      return v > 0 ? static_cast<int>(v) : fallback;
+    };
+    const int oh = value("original_height", p.height), ow = value("original_width", p.width);
+    const int top = value("crop_top", 0), left = value("crop_left", 0);
     if (aesthetic_) {
-      added.time_ids = pipelines::aesthetic_time_ids(p.height, p.width, 0, 0, kAestheticScore);
-      added.negative_time_ids = pipelines::aesthetic_time_ids(p.height, p.width, 0, 0, kNegativeAestheticScore);
+      const double score = r.floats.count("aesthetic_score") ? r.real("aesthetic_score") : kAestheticScore;
+      const double negative = r.floats.count("negative_aesthetic_score") ? r.real("negative_aesthetic_score") : kNegativeAestheticScore;
+      added.time_ids = pipelines::aesthetic_time_ids(oh, ow, top, left, score);
+      added.negative_time_ids = pipelines::aesthetic_time_ids(oh, ow, top, left, negative);
     } else {
-      added.time_ids = pipelines::time_ids(p.height, p.width, 0, 0, p.height, p.width);
+      added.time_ids = pipelines::time_ids(oh, ow, top, left, value("target_height", p.height), value("target_width", p.width));
     }
   }
   static constexpr double kAestheticScore = 6.0, kNegativeAestheticScore = 2.5;  // diffusers' defaults
@@ -546,7 +548,7 @@ ModelFamily family() {
       const fs::path idx = fs::path(path) / "model_index.json";
       if (!fs::exists(idx)) return "";
       const auto j = io::read_json_file(idx.string());
-      const std::string cls = j.value("_class_name", "");
+      const auto cls = io::get_or<std::string>(j, "_class_name", "", idx.string());
       if (cls.rfind("StableDiffusion", 0) != 0 || cls.find("XL") != std::string::npos || cls.find("3") != std::string::npos)
         return "";
       return cls.find("Inpaint") != std::string::npos ? "sd-inpainting" : "sd";

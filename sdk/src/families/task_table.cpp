@@ -112,6 +112,27 @@ std::vector<Param> diffusion(double strength, const std::string& size_help, doub
   return p;
 }
 
+// SDXL's micro-conditioning (diffusers' StableDiffusionXL*Pipeline arguments original_size,
+// crops_coords_top_left, target_size; the refiner's aesthetic_score / negative_aesthetic_score).
+// Sessions of other models leave them out.
+std::vector<Param> sdxl_conditioning() {
+  return {integer("original_width", "Original width", 0, 0, 16384,
+                  "SDXL: the width the model is told the source image had (0 = the generated width)", "px", 1, true),
+          integer("original_height", "Original height", 0, 0, 16384,
+                  "SDXL: the height the model is told the source image had (0 = the generated height)", "px", 1, true),
+          integer("crop_left", "Crop left", 0, 0, 16384, "SDXL: the crop's left edge the model is told (0 = uncropped)", "px", 1,
+                  true),
+          integer("crop_top", "Crop top", 0, 0, 16384, "SDXL: the crop's top edge the model is told (0 = uncropped)", "px", 1, true),
+          integer("target_width", "Target width", 0, 0, 16384, "SDXL: the target width the model is told (0 = the generated width)",
+                  "px", 1, true),
+          integer("target_height", "Target height", 0, 0, 16384,
+                  "SDXL: the target height the model is told (0 = the generated height)", "px", 1, true),
+          real("aesthetic_score", "Aesthetic score", 6.0, 0, 10, 0.5, "SDXL refiner: the aesthetic score it is conditioned on",
+               "", true),
+          real("negative_aesthetic_score", "Negative aesthetic score", 2.5, 0, 10, 0.5,
+               "SDXL refiner: the aesthetic score of the negative conditioning", "", true)};
+}
+
 std::vector<Task> build() {
   std::vector<Task> t;
   // describe
@@ -122,6 +143,11 @@ std::vector<Task> build() {
   {
     Task x = vision("caption", "Caption", "describe", "a short caption of the image", kTextOut);
     x.params.push_back(language);
+    // BLIP-2 continues a prompt ("a photo of"); sessions of models that take none leave it out
+    x.params.push_back(text("prefix", "Starts with", "",
+                            "the words the caption starts with (e.g. \"a photo of\"), for models that continue a "
+                            "prefix (BLIP-2); empty = none",
+                            true));
     t.push_back(std::move(x));
   }
   t.push_back(vision("detailed_caption", "Detailed caption", "describe", "a caption of a few sentences", kTextOut));
@@ -163,6 +189,7 @@ std::vector<Task> build() {
                             "a model (folder or file, e.g. the SDXL refiner) that does the last part of the steps; empty = none", true));
     x.params.push_back(real("refiner_switch", "Refiner switch", 0.8, 0.01, 0.99, 0.01,
                             "the fraction of the denoising done before the refiner takes over (diffusers' denoising_end)", "", true));
+    for (auto& p : sdxl_conditioning()) x.params.push_back(std::move(p));
     t.push_back(std::move(x));
   }
   {
@@ -172,6 +199,7 @@ std::vector<Task> build() {
     x.text_label = "prompt";
     x.text_help = "what the new image shows";
     x.params = diffusion(0.75, "processing size (multiple of 8); 0 = the image's size rounded to 8", 0);
+    for (auto& p : sdxl_conditioning()) x.params.push_back(std::move(p));
     t.push_back(std::move(x));
   }
   {
@@ -189,6 +217,7 @@ std::vector<Task> build() {
                                "px", 1, true));
     x.params.push_back(flag("color_correction", "Colour correction", false, "matches the repainted colours to the image around it",
                             true));
+    for (auto& p : sdxl_conditioning()) x.params.push_back(std::move(p));
     t.push_back(std::move(x));
   }
   {

@@ -18,30 +18,86 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// The variant of a weights file name: "V" in <stem>.V.safetensors / <stem>.V.bin and in
+// <stem>.safetensors.index.V.json (diffusers' _add_variant: the variant before the last suffix).
+std::string variant_of(const std::string& file) {
+  static const char* const stems[] = {"model.", "diffusion_pytorch_model.", "pytorch_model."};
+  for (const char* st : stems) {
+    const std::string stem = st;
+    if (file.rfind(stem, 0) != 0) continue;
+    const std::string rest = file.substr(stem.size());
+    std::string v;
+    if (stem != "pytorch_model." && rest.rfind("safetensors.index.", 0) == 0 && ends_with(rest, ".json") &&
+        rest.size() > 18 + 5)
+      v = rest.substr(18, rest.size() - 18 - 5);
+    else if (stem != "pytorch_model." && ends_with(rest, ".safetensors"))
+      v = rest.substr(0, rest.size() - 12);
+    else if (stem != "model." && ends_with(rest, ".bin"))
+      v = rest.substr(0, rest.size() - 4);
+    // one word (fp16, bf16, non_ema, ...): not a shard (model-00001-of-00002) nor a plain name
+    if (v.empty() || v.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != std::string::npos)
+      continue;
+    return v;
+  }
+  return "";
+}
+
 }  // namespace
 
-Checkpoint Checkpoint::open(const std::string& path_in) {
+std::string Checkpoint::variant_for(torch::ScalarType dtype) {
+  if (dtype == torch::kFloat16) return "fp16";
+  if (dtype == torch::kBFloat16) return "bf16";
+  return "";
+}
+
+std::string Checkpoint::weights_file(const std::string& dir_in, const std::string& prefer_variant) {
+  const fs::path dir(dir_in);
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return "";
+  // the variants in the folder: variant -> its files (a single file sorts before an index)
+  std::map<std::string, std::vector<std::string>> variants;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    const std::string v = variant_of(n);
+    if (!v.empty() && e.is_regular_file(ec)) variants[v].push_back(n);
+  }
+  auto pick = [&](const std::string& v) -> std::string {
+    auto it = variants.find(v);
+    if (it == variants.end()) return "";
+    // safetensors before .bin, a single file before an index
+    for (const char* kind : {".safetensors", ".json", ".bin"})
+      for (const char* stem : {"model.", "diffusion_pytorch_model.", "pytorch_model."})
+        for (const auto& n : it->second)
+          if (n.rfind(stem, 0) == 0 && ends_with(n, kind)) return (dir / n).string();
+    return "";
+  };
+  if (!prefer_variant.empty())
+    if (auto f = pick(prefer_variant); !f.empty()) return f;
+  for (const char* n : {"model.safetensors", "model.safetensors.index.json", "diffusion_pytorch_model.safetensors",
+                        "diffusion_pytorch_model.safetensors.index.json", "pytorch_model.bin", "diffusion_pytorch_model.bin"})
+    if (fs::exists(dir / n, ec)) return (dir / n).string();
+  for (const char* v : {"fp16", "bf16"})
+    if (auto f = pick(v); !f.empty()) return f;
+  for (const auto& kv : variants)
+    if (auto f = pick(kv.first); !f.empty()) return f;
+  return "";
+}
+
+Checkpoint Checkpoint::open(const std::string& path_in, const std::string& prefer_variant) {
   std::string path = path_in;
   if (fs::is_directory(path)) {
-    std::string found;
-    for (const char* n : {"model.safetensors", "model.safetensors.index.json", "diffusion_pytorch_model.safetensors",
-                          "diffusion_pytorch_model.safetensors.index.json", "pytorch_model.bin",
-                          "diffusion_pytorch_model.bin"}) {
-      if (fs::exists(fs::path(path) / n)) {
-        found = (fs::path(path) / n).string();
-        break;
-      }
-    }
+    const std::string found = weights_file(path, prefer_variant);
     if (found.empty())
       LOUPE_THROW(NotFound, path << ": no weights found (looked for model.safetensors, "
                                     "model.safetensors.index.json, diffusion_pytorch_model.safetensors, "
-                                    "pytorch_model.bin); hint: the download may be incomplete");
+                                    "pytorch_model.bin and their fp16/bf16 variants, e.g. "
+                                    "diffusion_pytorch_model.fp16.safetensors); hint: the download may be incomplete");
     path = found;
   }
   if (!fs::exists(path)) LOUPE_THROW(NotFound, path << ": file does not exist");
   Checkpoint c;
   c.path_ = path;
-  if (ends_with(path, ".index.json")) {
+  if (ends_with(path, ".index.json") || (ends_with(path, ".json") && path.find(".safetensors.index.") != std::string::npos)) {
     const auto index = read_json_file(path);
     if (!index.contains("weight_map") || !index["weight_map"].is_object())
       LOUPE_THROW(BadModel, path << ": no \"weight_map\" object in the shard index");
@@ -103,6 +159,13 @@ std::vector<int64_t> Checkpoint::shape(const std::string& name) const {
   if (auto a = aliases_.find(name); a != aliases_.end()) return shape(a->second);
   if (auto w = where_.find(name); w != where_.end()) return w->second->info(name).shape;
   if (auto e = eager_.find(name); e != eager_.end()) return e->second.sizes().vec();
+  LOUPE_THROW(NotFound, path_ << ": no tensor '" << name << "'");
+}
+
+std::string Checkpoint::dtype(const std::string& name) const {
+  if (auto a = aliases_.find(name); a != aliases_.end()) return dtype(a->second);
+  if (auto w = where_.find(name); w != where_.end()) return w->second->info(name).dtype;
+  if (auto e = eager_.find(name); e != eager_.end()) return from_torch_dtype(e->second.scalar_type());
   LOUPE_THROW(NotFound, path_ << ": no tensor '" << name << "'");
 }
 

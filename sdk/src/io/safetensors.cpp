@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "io/float8.h"
 
 namespace loupe::io {
 
@@ -565,7 +566,15 @@ const TensorInfo& SafetensorsFile::info(const std::string& name) const {
 torch::Tensor SafetensorsFile::load(const std::string& name, torch::Device device,
                                     c10::optional<torch::ScalarType> dtype) const {
   const TensorInfo& ti = info(name);
-  const auto st = to_torch_dtype(ti.dtype, path_ + ": tensor '" + name + "'");
+  // float8 (no libtorch 1.13 type): the stored bytes when kUInt8 is asked for, decoded exactly
+  // when a floating dtype is (io/float8.h).
+  Float8 f8;
+  const bool is_f8 = float8_kind(ti.dtype, &f8);
+  if (is_f8 && !(dtype && (*dtype == torch::kUInt8 || c10::isFloatingType(*dtype))))
+    LOUPE_THROW(Unsupported, path_ << ": tensor '" << name << "': dtype " << ti.dtype
+                                   << " is valid safetensors but this model's loader does not decode float8 (only "
+                                      "FLUX's does); hint: convert the checkpoint to F16/BF16/F32");
+  const auto st = is_f8 ? torch::kUInt8 : to_torch_dtype(ti.dtype, path_ + ": tensor '" + name + "'");
   const auto* src = static_cast<const uint8_t*>(map_->addr) + data_offset_ + ti.begin;
   // Copy out of the mapping (handles any alignment); then convert and move.
   auto t = torch::empty(ti.shape, torch::TensorOptions().dtype(st));
@@ -580,6 +589,7 @@ torch::Tensor SafetensorsFile::load(const std::string& name, torch::Device devic
     if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
   }
   const auto target = dtype.value_or(st);
+  if (is_f8 && target != torch::kUInt8) return decode_float8(t.to(device), f8, target);
   if (target != st || device != t.device()) t = t.to(device, target);
   return t;
 }

@@ -22,7 +22,9 @@ bool DecoderConfig::is_sliding(int64_t layer) const {
          sliding_layers[static_cast<size_t>(layer)];
 }
 
+using settings::get_in;
 using settings::get_or;
+constexpr double kIds = 1 << 24;  // token ids, vocabulary sizes, positions
 
 DecoderConfig DecoderConfig::from_json(const nlohmann::json& j, const std::string& file) {
   if (!j.is_object()) LOUPE_THROW(BadModel, file << ": the decoder's configuration is not an object");
@@ -31,12 +33,15 @@ DecoderConfig DecoderConfig::from_json(const nlohmann::json& j, const std::strin
   auto ids = [&](const char* key, std::vector<int64_t> def) {
     auto it = j.find(key);
     if (it == j.end() || it->is_null()) return def;
-    if (it->is_number_integer()) return std::vector<int64_t>{it->get<int64_t>()};
+    if (it->is_number_integer()) return std::vector<int64_t>{get_in<int64_t>(j, key, 0, file, 0, kIds)};
     if (it->is_array()) {
       std::vector<int64_t> v;
       for (const auto& e : *it) {
         if (!e.is_number_integer()) LOUPE_THROW(BadModel, file << ": \"" << key << "\" holds a non-integer");
         v.push_back(e.get<int64_t>());
+        if (v.back() < 0 || v.back() >= kIds)
+          LOUPE_THROW(BadModel, file << ": \"" << key << "[" << v.size() - 1 << "]\" is " << v.back()
+                                     << ", outside the range a model can have (0 to " << kIds << ")");
       }
       return v;
     }
@@ -45,18 +50,18 @@ DecoderConfig DecoderConfig::from_json(const nlohmann::json& j, const std::strin
   if (c.model_type == "gemma" || c.model_type == "gemma2") {
     const bool g2 = c.model_type == "gemma2";
     // transformers' GemmaConfig / Gemma2Config defaults
-    c.vocab_size = get_or<int64_t>(j, "vocab_size", 256000, file);
-    c.hidden_size = get_or<int64_t>(j, "hidden_size", g2 ? 2304 : 3072, file);
-    c.intermediate_size = get_or<int64_t>(j, "intermediate_size", g2 ? 9216 : 24576, file);
-    c.num_layers = get_or<int64_t>(j, "num_hidden_layers", g2 ? 26 : 28, file);
-    c.num_heads = get_or<int64_t>(j, "num_attention_heads", g2 ? 8 : 16, file);
-    c.num_kv_heads = get_or<int64_t>(j, "num_key_value_heads", g2 ? 4 : 16, file);
-    c.head_dim = get_or<int64_t>(j, "head_dim", 256, file);
+    c.vocab_size = get_in<int64_t>(j, "vocab_size", 256000, file, 1, kIds);
+    c.hidden_size = get_in<int64_t>(j, "hidden_size", g2 ? 2304 : 3072, file, 1, 65536);
+    c.intermediate_size = get_in<int64_t>(j, "intermediate_size", g2 ? 9216 : 24576, file, 1, 1048576);
+    c.num_layers = get_in<int64_t>(j, "num_hidden_layers", g2 ? 26 : 28, file, 1, 1024);
+    c.num_heads = get_in<int64_t>(j, "num_attention_heads", g2 ? 8 : 16, file, 1, 1024);
+    c.num_kv_heads = get_in<int64_t>(j, "num_key_value_heads", g2 ? 4 : 16, file, 1, 1024);
+    c.head_dim = get_in<int64_t>(j, "head_dim", 256, file, 1, 65536);
     c.norm = NormKind::GemmaRms;
-    c.eps = get_or<double>(j, "rms_norm_eps", 1e-6, file);
+    c.eps = get_in<double>(j, "rms_norm_eps", 1e-6, file, 0, 1);
     c.positions = PositionKind::Rope;
-    c.rope_theta = get_or<double>(j, "rope_theta", 10000.0, file);
-    c.max_position_embeddings = get_or<int64_t>(j, "max_position_embeddings", 8192, file);
+    c.rope_theta = get_in<double>(j, "rope_theta", 10000.0, file, 1e-3, 1e12);
+    c.max_position_embeddings = get_in<int64_t>(j, "max_position_embeddings", 8192, file, 1, kIds);
     c.mlp = MlpKind::Gated;
     // Gemma: hidden_activation, else gelu_pytorch_tanh (transformers ignores hidden_act "gelu"
     // there since 4.40, with a warning); Gemma 2: hidden_activation.
@@ -64,15 +69,15 @@ DecoderConfig DecoderConfig::from_json(const nlohmann::json& j, const std::strin
     c.scale_embeddings = true;
     c.attention_bias = get_or<bool>(j, "attention_bias", false, file);
     c.tie_word_embeddings = get_or<bool>(j, "tie_word_embeddings", true, file);
-    c.pad_token_id = get_or<int64_t>(j, "pad_token_id", 0, file);
-    c.bos_token_id = get_or<int64_t>(j, "bos_token_id", 2, file);
+    c.pad_token_id = get_in<int64_t>(j, "pad_token_id", 0, file, -1, kIds);
+    c.bos_token_id = get_in<int64_t>(j, "bos_token_id", 2, file, -1, kIds);
     c.eos_token_ids = ids("eos_token_id", {1});
     if (g2) {
-      c.attn_logit_softcapping = get_or<double>(j, "attn_logit_softcapping", 50.0, file);
-      c.final_logit_softcapping = get_or<double>(j, "final_logit_softcapping", 30.0, file);
-      c.query_pre_attn_scalar = get_or<double>(j, "query_pre_attn_scalar", 256.0, file);
+      c.attn_logit_softcapping = get_in<double>(j, "attn_logit_softcapping", 50.0, file, 0, 1e6);
+      c.final_logit_softcapping = get_in<double>(j, "final_logit_softcapping", 30.0, file, 0, 1e6);
+      c.query_pre_attn_scalar = get_in<double>(j, "query_pre_attn_scalar", 256.0, file, 0, 1e9);
       c.sandwich_norms = true;
-      c.sliding_window = get_or<int64_t>(j, "sliding_window", 4096, file);
+      c.sliding_window = get_in<int64_t>(j, "sliding_window", 4096, file, 0, kIds);
       c.sliding_layers.assign(static_cast<size_t>(c.num_layers), false);
       auto lt = j.find("layer_types");
       if (lt != j.end() && lt->is_array()) {
@@ -86,30 +91,30 @@ DecoderConfig DecoderConfig::from_json(const nlohmann::json& j, const std::strin
     }
   } else if (c.model_type == "opt") {
     // transformers' OPTConfig defaults
-    c.vocab_size = get_or<int64_t>(j, "vocab_size", 50272, file);
-    c.hidden_size = get_or<int64_t>(j, "hidden_size", 768, file);
-    c.intermediate_size = get_or<int64_t>(j, "ffn_dim", 3072, file);
-    c.num_layers = get_or<int64_t>(j, "num_hidden_layers", 12, file);
-    c.num_heads = get_or<int64_t>(j, "num_attention_heads", 12, file);
+    c.vocab_size = get_in<int64_t>(j, "vocab_size", 50272, file, 1, kIds);
+    c.hidden_size = get_in<int64_t>(j, "hidden_size", 768, file, 1, 65536);
+    c.intermediate_size = get_in<int64_t>(j, "ffn_dim", 3072, file, 1, 1048576);
+    c.num_layers = get_in<int64_t>(j, "num_hidden_layers", 12, file, 1, 1024);
+    c.num_heads = get_in<int64_t>(j, "num_attention_heads", 12, file, 1, 1024);
     c.num_kv_heads = c.num_heads;
     c.head_dim = c.num_heads > 0 ? c.hidden_size / c.num_heads : 0;
     c.norm = NormKind::LayerNorm;
     c.eps = 1e-5;
     c.positions = PositionKind::Learned;
-    c.max_position_embeddings = get_or<int64_t>(j, "max_position_embeddings", 2048, file);
+    c.max_position_embeddings = get_in<int64_t>(j, "max_position_embeddings", 2048, file, 1, kIds);
     c.position_offset = 2;
     c.mlp = MlpKind::Plain;
     c.activation = get_or<std::string>(j, "activation_function", "relu", file);
     c.scale_embeddings = false;
     c.attention_bias = c.mlp_bias = get_or<bool>(j, "enable_bias", true, file);
     c.tie_word_embeddings = get_or<bool>(j, "tie_word_embeddings", true, file);
-    c.word_embed_proj_dim = get_or<int64_t>(j, "word_embed_proj_dim", c.hidden_size, file);
+    c.word_embed_proj_dim = get_in<int64_t>(j, "word_embed_proj_dim", c.hidden_size, file, 1, 65536);
     c.do_layer_norm_before = get_or<bool>(j, "do_layer_norm_before", true, file);
     c.final_layer_norm = c.do_layer_norm_before && !get_or<bool>(j, "_remove_final_layer_norm", false, file);
     if (!get_or<bool>(j, "layer_norm_elementwise_affine", true, file))
       LOUPE_THROW(Unsupported, file << ": OPT with layer_norm_elementwise_affine false is not supported");
-    c.pad_token_id = get_or<int64_t>(j, "pad_token_id", 1, file);
-    c.bos_token_id = get_or<int64_t>(j, "bos_token_id", 2, file);
+    c.pad_token_id = get_in<int64_t>(j, "pad_token_id", 1, file, -1, kIds);
+    c.bos_token_id = get_in<int64_t>(j, "bos_token_id", 2, file, -1, kIds);
     c.eos_token_ids = ids("eos_token_id", {2});
   } else {
     LOUPE_THROW(Unsupported, file << ": decoder model_type \"" << c.model_type

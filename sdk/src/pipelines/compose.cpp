@@ -178,4 +178,43 @@ Image composite(const Image& orig, const Image& gen, const torch::Tensor& alpha)
   return out;
 }
 
+Image inpaint_around(const Image& src, const Image& mask, const InpaintSettings& s,
+                     const std::function<torch::Tensor(const torch::Tensor& image, const torch::Tensor& mask)>& run) {
+  const int m = std::max(1, s.multiple);
+  auto round_to = [m](double v) { return std::max(m, int(std::lround(v / m)) * m); };
+  if (mask.width != src.width || mask.height != src.height)
+    LOUPE_THROW(InvalidArgument, "the mask is " << mask.width << "x" << mask.height << " but the image is " << src.width << "x"
+                                                << src.height << "; they must be the same size");
+  const Rect painted = mask_bounds(mask);
+  if (painted.empty()) LOUPE_THROW(InvalidArgument, "the mask is empty: paint the area to repaint in white");
+  Rect region{0, 0, src.width, src.height};
+  int pw = s.width, ph = s.height;
+  if (s.only_masked) {
+    if (pw == 0 || ph == 0) {
+      const Rect grown = crop_region(painted, s.padding, painted.w, painted.h, src.width, src.height);
+      const double k = double(s.native) / std::max(grown.w, grown.h);
+      pw = round_to(grown.w * k);
+      ph = round_to(grown.h * k);
+    }
+    region = crop_region(painted, s.padding, pw, ph, src.width, src.height);
+  } else {
+    if (pw == 0) pw = round_to(src.width);
+    if (ph == 0) ph = round_to(src.height);
+  }
+  if (pw % m || ph % m)
+    LOUPE_THROW(InvalidArgument, "inpaint: width and height must be multiples of " << m << " (got " << pw << "x" << ph << ")");
+  const Image src_crop = crop(src, region), mask_crop = crop(mask, region);
+  auto x = resize(image_to_tensor(src_crop), pw, ph) * 2 - 1;
+  auto mm = model_mask(image_to_tensor(mask_crop), s.mask_blur * std::max(double(pw) / region.w, 1.0));
+  mm = F::interpolate(mm, F::InterpolateFuncOptions().size(std::vector<int64_t>{ph, pw}).mode(torch::kBilinear).align_corners(false));
+  mm = (mm > 0.01).to(torch::kFloat32);  // resizing must not shrink the model's mask
+  auto out = run(x, mm);
+  Image gen = tensor_to_image(resize(out, region.w, region.h));
+  if (s.color_correction) gen = color_correct(gen, src_crop, mask_crop, std::max(4, int(s.feather) + 4));
+  Image gen_full = src;
+  for (int y = 0; y < region.h; ++y)
+    std::copy_n(gen.row(y), size_t(region.w) * 3, gen_full.row(region.y + y) + size_t(region.x) * 3);
+  return composite(src, gen_full, feather_alpha(mask, s.feather));
+}
+
 }  // namespace loupe::pipelines

@@ -3,6 +3,8 @@
 // past the painted edge), and the composite back into the original (feathered inside the mask,
 // optional colour matching), so that pixels outside the painted mask are exactly the input's.
 #pragma once
+#include <functional>
+
 #include <torch/torch.h>
 
 #include "core/types.h"
@@ -44,5 +46,24 @@ Image color_correct(const Image& generated, const Image& original, const Image& 
 
 // out = original where alpha == 0 (bit-exact), alpha-blend elsewhere. All the same size (RGB8).
 Image composite(const Image& original, const Image& generated, const torch::Tensor& alpha);
+
+// The editor's inpainting around any model's denoising loop, as Stable Diffusion's session does it:
+// the region ("only masked": a crop around the painted mask with `padding`, generated at `native`
+// pixels on its long side or at width x height), the processing size (multiples of `multiple`),
+// the model's mask (the painted mask grown by its blur, binarised at the processing size), then
+// the result resized back, optionally colour-matched, and composited into the original inside the
+// painted mask only (feathered inwards): pixels outside the mask are exactly the input's.
+struct InpaintSettings {
+  double mask_blur = 4, feather = 8;
+  bool only_masked = false, color_correction = false;
+  int padding = 32;
+  int width = 0, height = 0;  // processing size; 0 = the image's (or the crop's at `native`)
+  int native = 512;           // the model's native size (only masked, width/height 0)
+  int multiple = 8;           // the processing size is rounded to multiples of it
+};
+// `run` gets the image [1, 3, h, w] in [-1, 1] and the model's mask [1, 1, h, w] in {0, 1} at the
+// processing size and returns the image [1, 3, h, w] in [0, 1]. `src` and `mask` the same size.
+Image inpaint_around(const Image& src, const Image& mask, const InpaintSettings& s,
+                     const std::function<torch::Tensor(const torch::Tensor& image, const torch::Tensor& mask)>& run);
 
 }  // namespace loupe::pipelines

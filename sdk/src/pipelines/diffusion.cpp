@@ -32,21 +32,7 @@ torch::Tensor randn_cpu(at::IntArrayRef shape, at::Generator& gen) {
 }
 
 torch::Tensor decode_latents(DiffusionModels& m, const torch::Tensor& latents, bool tiled) {
-  auto z = (latents.to(m.device) / m.vae->cfg.scaling_factor).to(m.vae_dtype);
-  torch::Tensor img;
-  if (tiled) {
-    img = m.vae->decode_tiled(z);
-  } else {
-    try {
-      img = m.vae->decode(z);
-    } catch (const std::exception& e) {
-      // the whole image does not fit: decode it in tiles instead of failing the job
-      if (!compat::is_out_of_memory(e)) throw;
-      release_cached_device_memory();
-      img = m.vae->decode_tiled(z);
-    }
-  }
-  return (img.to(torch::kFloat32) / 2 + 0.5).clamp(0, 1).cpu();
+  return decode_vae(m.vae, m.device, m.vae_dtype, latents, tiled);
 }
 
 struct Loop {
@@ -267,6 +253,27 @@ torch::Tensor inpaint(DiffusionModels& m, const torch::Tensor& cond, const torch
     if (on_step) on_step(static_cast<int>(i + 1 - start), static_cast<int>(n - start), latents);
   }
   return L.decode(latents);
+}
+
+torch::Tensor decode_vae(sd::AutoencoderKL& vae, torch::Device device, torch::ScalarType vae_dtype,
+                         const torch::Tensor& latents, bool tiled) {
+  auto z = latents.to(device) / vae->cfg.scaling_factor;
+  if (vae->cfg.shift_factor != 0) z = z + vae->cfg.shift_factor;
+  z = z.to(vae_dtype);
+  torch::Tensor img;
+  if (tiled) {
+    img = vae->decode_tiled(z);
+  } else {
+    try {
+      img = vae->decode(z);
+    } catch (const std::exception& e) {
+      // the whole image does not fit: decode it in tiles instead of failing the job
+      if (!compat::is_out_of_memory(e)) throw;
+      release_cached_device_memory();
+      img = vae->decode_tiled(z);
+    }
+  }
+  return (img.to(torch::kFloat32) / 2 + 0.5).clamp(0, 1).cpu();
 }
 
 torch::Tensor latent_preview(const torch::Tensor& latents) {

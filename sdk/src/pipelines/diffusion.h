@@ -87,6 +87,11 @@ torch::Tensor continue_from(DiffusionModels& m, const torch::Tensor& cond, const
                             const AddedConditioning& added = {});
 // Latents (scaled) -> image [1, 3, H, W] in [0, 1] on the CPU, as the pipelines decode.
 torch::Tensor decode(DiffusionModels& m, const torch::Tensor& latents, bool tiled = false);
+// The one VAE decode of every diffusion pipeline (SD, SDXL, FLUX.1): latents / scaling_factor +
+// shift_factor, decoded in `vae_dtype` on `device` (in tiles when asked, or when the whole image
+// does not fit), -> [B, 3, H, W] in [0, 1], fp32 on the CPU.
+torch::Tensor decode_vae(sd::AutoencoderKL& vae, torch::Device device, torch::ScalarType vae_dtype,
+                         const torch::Tensor& latents, bool tiled);
 
 // A cheap latent -> RGB approximation for live previews: [1, 4, h, w] -> [h, w, 3] uint8 (CPU).
 torch::Tensor latent_preview(const torch::Tensor& latents);

@@ -10,13 +10,13 @@ namespace loupe::schedulers {
 
 SchedulerConfig SchedulerConfig::from_json(const nlohmann::json& j, const std::string& file) {
   SchedulerConfig c;
-  c.num_train_timesteps = io::get_or(j, "num_train_timesteps", c.num_train_timesteps, file);
-  c.beta_start = io::get_or(j, "beta_start", c.beta_start, file);
-  c.beta_end = io::get_or(j, "beta_end", c.beta_end, file);
+  c.num_train_timesteps = io::get_in(j, "num_train_timesteps", c.num_train_timesteps, file, 2, 1 << 20);
+  c.beta_start = io::get_in(j, "beta_start", c.beta_start, file, 0, 1);
+  c.beta_end = io::get_in(j, "beta_end", c.beta_end, file, 0, 1);
   c.beta_schedule = io::get_or(j, "beta_schedule", c.beta_schedule, file);
   c.prediction_type = io::get_or(j, "prediction_type", c.prediction_type, file);
   c.timestep_spacing = io::get_or(j, "timestep_spacing", c.timestep_spacing, file);
-  c.steps_offset = io::get_or(j, "steps_offset", c.steps_offset, file);
+  c.steps_offset = io::get_in(j, "steps_offset", c.steps_offset, file, 0, 1 << 20);
   c.set_alpha_to_one = io::get_or(j, "set_alpha_to_one", c.set_alpha_to_one, file);
   if (c.beta_schedule != "scaled_linear" && c.beta_schedule != "linear")
     LOUPE_THROW(Unsupported, file << ": beta_schedule '" << c.beta_schedule << "' (supported: scaled_linear, linear)");
@@ -260,6 +260,82 @@ class DpmPP2M : public Scheduler {
 };
 
 }  // namespace
+
+FlowMatchConfig FlowMatchConfig::from_json(const nlohmann::json& j, const std::string& file) {
+  FlowMatchConfig c;
+  const std::string cls = j.value("_class_name", std::string("FlowMatchEulerDiscreteScheduler"));
+  if (cls != "FlowMatchEulerDiscreteScheduler")
+    LOUPE_THROW(Unsupported, file << ": scheduler '" << cls << "' (FLUX runs FlowMatchEulerDiscreteScheduler)");
+  c.num_train_timesteps = io::get_in(j, "num_train_timesteps", c.num_train_timesteps, file, 1, 1e6);
+  c.shift = io::get_in(j, "shift", c.shift, file, 1e-6, 1e6);
+  c.use_dynamic_shifting = io::get_or(j, "use_dynamic_shifting", c.use_dynamic_shifting, file);
+  c.base_shift = io::get_in(j, "base_shift", c.base_shift, file, -100, 100);
+  c.max_shift = io::get_in(j, "max_shift", c.max_shift, file, -100, 100);
+  c.base_image_seq_len = io::get_in(j, "base_image_seq_len", c.base_image_seq_len, file, 1, 1e9);
+  c.max_image_seq_len = io::get_in(j, "max_image_seq_len", c.max_image_seq_len, file, 1, 1e9);
+  c.time_shift_type = io::get_or(j, "time_shift_type", c.time_shift_type, file);
+  if (c.time_shift_type != "exponential" && c.time_shift_type != "linear")
+    LOUPE_THROW(BadModel, file << ": time_shift_type '" << c.time_shift_type << "' (exponential or linear)");
+  if (c.max_image_seq_len == c.base_image_seq_len)
+    LOUPE_THROW(BadModel, file << ": base_image_seq_len and max_image_seq_len are both " << c.max_image_seq_len);
+  // options that change the schedule and that FLUX.1's configs do not use
+  for (const char* k : {"invert_sigmas", "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas",
+                        "stochastic_sampling"})
+    if (io::get_or(j, k, false, file)) LOUPE_THROW(Unsupported, file << ": \"" << k << "\": true is not supported");
+  if (io::get_or(j, "shift_terminal", 0.0, file) != 0.0)
+    LOUPE_THROW(Unsupported, file << ": \"shift_terminal\" is not supported");
+  return c;
+}
+
+double calculate_shift(int64_t image_seq_len, const FlowMatchConfig& c) {
+  const double m = (c.max_shift - c.base_shift) / double(c.max_image_seq_len - c.base_image_seq_len);
+  const double b = c.base_shift - m * c.base_image_seq_len;
+  return double(image_seq_len) * m + b;
+}
+
+FlowMatchEuler::FlowMatchEuler(FlowMatchConfig c) : Scheduler(SchedulerConfig{}), fcfg_(std::move(c)) {
+  cfg_.num_train_timesteps = fcfg_.num_train_timesteps;
+  cfg_.prediction_type = "flow";
+}
+
+void FlowMatchEuler::set_timesteps(int steps) {
+  if (steps < 1 || steps > 10000) LOUPE_THROW(InvalidArgument, "steps = " << steps << " is out of range [1, 10000]");
+  if (fcfg_.use_dynamic_shifting && !has_mu_)
+    LOUPE_THROW(Internal, "flow-matching Euler with use_dynamic_shifting needs mu (set_mu) before set_timesteps");
+  const double T = fcfg_.num_train_timesteps;
+  timesteps_.clear();
+  sigmas_.clear();
+  for (int i = 0; i < steps; ++i) {
+    // FluxPipeline: np.linspace(1.0, 1 / steps, steps), then float32
+    double s = steps == 1 ? 1.0 : 1.0 + (1.0 / steps - 1.0) * double(i) / (steps - 1);
+    s = static_cast<float>(s);
+    if (fcfg_.use_dynamic_shifting) {
+      const double e = fcfg_.time_shift_type == "exponential" ? std::exp(mu_) : mu_;
+      s = e / (e + (1.0 / s - 1.0));  // time_shift(mu, sigma = 1, t)
+    } else {
+      s = fcfg_.shift * s / (1.0 + (fcfg_.shift - 1.0) * s);
+    }
+    s = static_cast<float>(s);
+    sigmas_.push_back(s);
+    timesteps_.push_back(static_cast<float>(s * T));
+  }
+  sigmas_.push_back(0.0);
+}
+
+torch::Tensor FlowMatchEuler::step(const torch::Tensor& out, size_t i, const torch::Tensor& sample, at::Generator*) {
+  const double dt = sigmas_.at(i + 1) - sigmas_.at(i);
+  return sample + static_cast<float>(dt) * out;
+}
+
+torch::Tensor FlowMatchEuler::add_noise(const torch::Tensor& x, const torch::Tensor& noise, size_t i) const {
+  const double s = sigmas_.at(i);
+  return noise * s + x * (1.0 - s);
+}
+
+size_t FlowMatchEuler::start_index(int steps, double strength) {
+  const double init = std::min(steps * strength, double(steps));
+  return static_cast<size_t>(std::max(double(steps) - init, 0.0));
+}
 
 const std::vector<std::string>& names() {
   static const std::vector<std::string> n = {"euler_a", "euler", "ddim", "dpmpp_2m", "dpmpp_2m_karras"};

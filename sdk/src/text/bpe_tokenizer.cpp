@@ -52,6 +52,30 @@ nlohmann::json read_json(const std::string& path) {
 
 bool is_other(char32_t c) { return !is_space(c) && !is_letter(c) && !is_number(c); }
 
+constexpr int64_t kMaxId = 10'000'000;  // the largest token id a file may give
+
+// Runs a reader of `path`: JSON values of the wrong type (nlohmann's type errors) and ids that are
+// not numbers become BadModel naming the file (issue 19: found by tests/fuzz/fuzz_bpe_tokenizer).
+template <class F>
+auto reading(const std::string& path, F&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const nlohmann::json::exception& e) {
+    LOUPE_THROW(BadModel, "tokenizer " << path << ": a value has the wrong type (" << e.what() << ")");
+  } catch (const std::invalid_argument&) {
+    LOUPE_THROW(BadModel, "tokenizer " << path << ": a token id is not a number");
+  } catch (const std::out_of_range&) {
+    LOUPE_THROW(BadModel, "tokenizer " << path << ": a token id is out of range");
+  }
+}
+
+// An added token's id from a file: within the ids a vocabulary can have.
+int64_t added_id(int64_t id, const std::string& content, const std::string& path) {
+  if (id < 0 || id > kMaxId)
+    LOUPE_THROW(BadModel, "tokenizer " << path << ": added token '" << content << "' has invalid id " << id);
+  return id;
+}
+
 // Length of the contraction ('s 't 're 've 'm 'll 'd) starting at s[i], 0 if none.
 size_t contraction_at(const std::u32string& s, size_t i) {
   if (s[i] != U'\'') return 0;
@@ -162,7 +186,7 @@ void BpeTokenizer::set_vocab(std::unordered_map<std::string, int64_t> vocab, con
   if (vocab.empty()) LOUPE_THROW(BadModel, "tokenizer " << file << ": the vocabulary is empty");
   int64_t max_id = -1;
   for (const auto& kv : vocab) {
-    if (kv.second < 0 || kv.second > 10'000'000)
+    if (kv.second < 0 || kv.second > kMaxId)
       LOUPE_THROW(BadModel, "tokenizer " << file << ": token '" << kv.first << "' has invalid id " << kv.second);
     max_id = std::max(max_id, kv.second);
   }
@@ -183,6 +207,7 @@ void BpeTokenizer::set_merges(const std::vector<std::pair<std::string, std::stri
 
 void BpeTokenizer::add_token(const std::string& content, int64_t id, bool special) {
   if (content.empty()) return;
+  if (id < 0 || id > kMaxId) LOUPE_THROW(InvalidArgument, "tokenizer: token '" << content << "' has invalid id " << id);
   cache_ = std::make_shared<Cache>();
   vocab_[content] = id;
   if (static_cast<size_t>(id) >= id_to_token_.size()) id_to_token_.resize(static_cast<size_t>(id) + 1);
@@ -196,39 +221,44 @@ void BpeTokenizer::add_token(const std::string& content, int64_t id, bool specia
 }
 
 BpeTokenizer BpeTokenizer::from_tokenizer_json(const std::string& path) {
-  const auto j = read_json(path);
-  if (!j.is_object() || !j.contains("model") || !j["model"].is_object())
-    LOUPE_THROW(BadModel, "tokenizer " << path << ": no \"model\" object");
-  const auto& m = j["model"];
-  if (m.value("type", "BPE") != "BPE")
-    LOUPE_THROW(Unsupported, "tokenizer " << path << ": model type " << m.value("type", "") << " is not BPE");
-  if (!m.contains("vocab") || !m["vocab"].is_object()) LOUPE_THROW(BadModel, "tokenizer " << path << ": no model.vocab");
-  if (!m.contains("merges") || !m["merges"].is_array()) LOUPE_THROW(BadModel, "tokenizer " << path << ": no model.merges");
-  BpeTokenizer t;
-  std::unordered_map<std::string, int64_t> vocab;
-  for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
-    if (!it.value().is_number_integer()) LOUPE_THROW(BadModel, "tokenizer " << path << ": id of '" << it.key() << "' is not an integer");
-    vocab[it.key()] = it.value().get<int64_t>();
-  }
-  t.set_vocab(std::move(vocab), path);
-  std::vector<std::pair<std::string, std::string>> merges;
-  for (const auto& e : m["merges"]) {
-    if (e.is_string()) {
-      const std::string s = e.get<std::string>();
-      const auto sp = s.find(' ');
-      if (sp == std::string::npos) LOUPE_THROW(BadModel, "tokenizer " << path << ": merge '" << s << "' is not 'a b'");
-      merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
-    } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
-      merges.emplace_back(e[0].get<std::string>(), e[1].get<std::string>());
-    } else {
-      LOUPE_THROW(BadModel, "tokenizer " << path << ": a merge is neither \"a b\" nor [\"a\", \"b\"]");
+  return reading(path, [&] {
+    const auto j = read_json(path);
+    if (!j.is_object() || !j.contains("model") || !j["model"].is_object())
+      LOUPE_THROW(BadModel, "tokenizer " << path << ": no \"model\" object");
+    const auto& m = j["model"];
+    if (m.value("type", "BPE") != "BPE")
+      LOUPE_THROW(Unsupported, "tokenizer " << path << ": model type " << m.value("type", "") << " is not BPE");
+    if (!m.contains("vocab") || !m["vocab"].is_object()) LOUPE_THROW(BadModel, "tokenizer " << path << ": no model.vocab");
+    if (!m.contains("merges") || !m["merges"].is_array()) LOUPE_THROW(BadModel, "tokenizer " << path << ": no model.merges");
+    BpeTokenizer t;
+    std::unordered_map<std::string, int64_t> vocab;
+    for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
+      if (!it.value().is_number_integer()) LOUPE_THROW(BadModel, "tokenizer " << path << ": id of '" << it.key() << "' is not an integer");
+      vocab[it.key()] = it.value().get<int64_t>();
     }
-  }
-  t.set_merges(merges, path);
-  if (j.contains("added_tokens") && j["added_tokens"].is_array())
-    for (const auto& a : j["added_tokens"])
-      t.add_token(a.value("content", ""), a.value("id", int64_t(0)), a.value("special", false));
-  return t;
+    t.set_vocab(std::move(vocab), path);
+    std::vector<std::pair<std::string, std::string>> merges;
+    for (const auto& e : m["merges"]) {
+      if (e.is_string()) {
+        const std::string s = e.get<std::string>();
+        const auto sp = s.find(' ');
+        if (sp == std::string::npos) LOUPE_THROW(BadModel, "tokenizer " << path << ": merge '" << s << "' is not 'a b'");
+        merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
+      } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
+        merges.emplace_back(e[0].get<std::string>(), e[1].get<std::string>());
+      } else {
+        LOUPE_THROW(BadModel, "tokenizer " << path << ": a merge is neither \"a b\" nor [\"a\", \"b\"]");
+      }
+    }
+    t.set_merges(merges, path);
+    if (j.contains("added_tokens") && j["added_tokens"].is_array())
+      for (const auto& a : j["added_tokens"])
+        if (a.is_object()) {
+          const auto content = a.value("content", "");
+          t.add_token(content, added_id(a.value("id", int64_t(0)), content, path), a.value("special", false));
+        }
+    return t;
+  });
 }
 
 BpeTokenizer BpeTokenizer::from_vocab_merges(const std::string& vocab_path, const std::string& merges_path, Flavor flavor) {
@@ -266,17 +296,28 @@ BpeTokenizer BpeTokenizer::load_from_dir(const std::string& dir) {
   } else if (fs::exists(d / "vocab.json") && fs::exists(d / "merges.txt")) {
     t = from_vocab_merges((d / "vocab.json").string(), (d / "merges.txt").string());
     if (fs::exists(d / "added_tokens.json")) {
-      const auto a = read_json((d / "added_tokens.json").string());
-      for (auto it = a.begin(); it != a.end(); ++it) t.add_token(it.key(), it.value().get<int64_t>(), false);
+      const auto path = (d / "added_tokens.json").string();
+      reading(path, [&] {
+        const auto a = read_json(path);
+        if (a.is_object())
+          for (auto it = a.begin(); it != a.end(); ++it)
+            t.add_token(it.key(), added_id(it.value().get<int64_t>(), it.key(), path), false);
+      });
     }
   } else {
     LOUPE_THROW(NotFound, "tokenizer " << dir << ": neither tokenizer.json nor vocab.json + merges.txt is there");
   }
   if (fs::exists(d / "tokenizer_config.json")) {
-    const auto c = read_json((d / "tokenizer_config.json").string());
-    if (c.contains("added_tokens_decoder") && c["added_tokens_decoder"].is_object())
-      for (auto it = c["added_tokens_decoder"].begin(); it != c["added_tokens_decoder"].end(); ++it)
-        t.add_token(it.value().value("content", ""), std::stoll(it.key()), it.value().value("special", false));
+    const auto path = (d / "tokenizer_config.json").string();
+    reading(path, [&] {
+      const auto c = read_json(path);
+      if (c.contains("added_tokens_decoder") && c["added_tokens_decoder"].is_object())
+        for (auto it = c["added_tokens_decoder"].begin(); it != c["added_tokens_decoder"].end(); ++it)
+          if (it.value().is_object()) {
+            const auto content = it.value().value("content", "");
+            t.add_token(content, added_id(std::stoll(it.key()), content, path), it.value().value("special", false));
+          }
+    });
   }
   // Special tokens of the BART family are matched whole even when only in the vocabulary.
   for (const char* s : {"<s>", "</s>", "<pad>", "<unk>", "<mask>"})

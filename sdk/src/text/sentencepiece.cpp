@@ -701,9 +701,11 @@ SentencePieceTokenizer SentencePieceTokenizer::from_tokenizer_json(const std::st
 SentencePieceTokenizer SentencePieceTokenizer::load_from_dir(const std::string& dir) {
   const fs::path d(dir);
   if (fs::exists(d / "tokenizer.model")) return from_model_file((d / "tokenizer.model").string());
+  // T5's folders (Flan-T5, FLUX's tokenizer_2/) name the model file spiece.model
+  if (fs::exists(d / "spiece.model")) return from_model_file((d / "spiece.model").string());
   if (fs::exists(d / "tokenizer.json")) return from_tokenizer_json((d / "tokenizer.json").string());
   LOUPE_THROW(NotFound, "no SentencePiece tokenizer in " << dir
-                                                         << ": expected tokenizer.model or tokenizer.json");
+                                                         << ": expected tokenizer.model, spiece.model or tokenizer.json");
 }
 
 SentencePieceTokenizer::Backend SentencePieceTokenizer::backend() const { return impl_->backend; }

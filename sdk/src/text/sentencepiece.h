@@ -21,7 +21,7 @@ class SentencePieceTokenizer {
   enum class Backend { Library, Native };
   enum class PieceType { Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 };
 
-  // From a folder: tokenizer.model when present, else tokenizer.json. Errors: loupe::Error
+  // From a folder: tokenizer.model (or T5's spiece.model) when present, else tokenizer.json. Errors: loupe::Error
   // (NotFound, BadModel naming the file; Unsupported when libsentencepiece or our shim is missing,
   // naming the package to install).
   static SentencePieceTokenizer load_from_dir(const std::string& dir);
@@ -51,5 +51,21 @@ class SentencePieceTokenizer {
  private:
   std::shared_ptr<const Impl> impl_;
 };
+
+// T5's tokenizer (T5Tokenizer / T5TokenizerFast; Flan-T5, FLUX's T5-XXL) on top of the one
+// SentencePiece tokenizer: the ids of `text`, then </s> (eos_id()); with max_length > 0 the pieces
+// are cut to max_length - 1 before </s> (truncation=True) and, when `pad`, padded with pad_id() to
+// max_length (padding="max_length"). Checked against transformers' T5Tokenizer in
+// tests/models/test_t5_parity.cpp.
+inline std::vector<int64_t> encode_t5(const SentencePieceTokenizer& tok, const std::string& text, int64_t max_length = 0,
+                                      bool pad = false) {
+  auto ids = tok.encode(text);
+  if (max_length > 0 && static_cast<int64_t>(ids.size()) > max_length - 1)
+    ids.resize(static_cast<size_t>(max_length > 1 ? max_length - 1 : 0));
+  ids.push_back(tok.eos_id());
+  if (pad && max_length > 0 && static_cast<int64_t>(ids.size()) < max_length)
+    ids.resize(static_cast<size_t>(max_length), tok.pad_id() >= 0 ? tok.pad_id() : 0);
+  return ids;
+}
 
 }  // namespace loupe::text

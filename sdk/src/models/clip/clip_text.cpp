@@ -12,16 +12,16 @@ TextConfig TextConfig::load(const std::string& file) { return from_json(io::read
 
 TextConfig TextConfig::from_json(const nlohmann::json& j, const std::string& file) {
   TextConfig c;
-  c.vocab_size = io::get_or(j, "vocab_size", c.vocab_size, file);
-  c.hidden_size = io::get_or(j, "hidden_size", c.hidden_size, file);
-  c.intermediate_size = io::get_or(j, "intermediate_size", c.intermediate_size, file);
-  c.num_hidden_layers = io::get_or(j, "num_hidden_layers", c.num_hidden_layers, file);
-  c.num_attention_heads = io::get_or(j, "num_attention_heads", c.num_attention_heads, file);
-  c.max_position_embeddings = io::get_or(j, "max_position_embeddings", c.max_position_embeddings, file);
+  c.vocab_size = io::get_in(j, "vocab_size", c.vocab_size, file, 1, 1 << 24);
+  c.hidden_size = io::get_in(j, "hidden_size", c.hidden_size, file, 1, 65536);
+  c.intermediate_size = io::get_in(j, "intermediate_size", c.intermediate_size, file, 1, 1048576);
+  c.num_hidden_layers = io::get_in(j, "num_hidden_layers", c.num_hidden_layers, file, 1, 1024);
+  c.num_attention_heads = io::get_in(j, "num_attention_heads", c.num_attention_heads, file, 1, 1024);
+  c.max_position_embeddings = io::get_in(j, "max_position_embeddings", c.max_position_embeddings, file, 1, 1 << 20);
   c.hidden_act = io::get_or(j, "hidden_act", c.hidden_act, file);
-  c.layer_norm_eps = io::get_or(j, "layer_norm_eps", c.layer_norm_eps, file);
-  c.eos_token_id = io::get_or(j, "eos_token_id", c.eos_token_id, file);
-  c.projection_dim = io::get_or(j, "projection_dim", c.projection_dim, file);
+  c.layer_norm_eps = io::get_in(j, "layer_norm_eps", c.layer_norm_eps, file, 0, 1);
+  c.eos_token_id = io::get_in(j, "eos_token_id", c.eos_token_id, file, 0, 1 << 24);
+  c.projection_dim = io::get_in(j, "projection_dim", c.projection_dim, file, 1, 65536);
   for (const auto& a : io::get_or(j, "architectures", std::vector<std::string>{}, file))
     if (a == "CLIPTextModelWithProjection") c.with_projection = true;
   if (c.hidden_act != "quick_gelu" && c.hidden_act != "gelu")

@@ -5,6 +5,7 @@
 #pragma once
 #include <string>
 
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "nn/linear.h"

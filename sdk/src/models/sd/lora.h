@@ -1,7 +1,11 @@
-// LoRA for Stable Diffusion 1.x/2.x in the kohya format (sd-scripts): "lora_unet_<module>" and
-// "lora_te_<module>" (SDXL: "lora_te1_" and "lora_te2_" for its two encoders) with lora_down / lora_up / alpha, module paths being diffusers' names with
-// dots written as underscores. Applied by merging into the weights (W += w * alpha/rank * up @ down)
-// and removed by restoring the original tensors kept aside, so the base model is never reloaded.
+// LoRA for Stable Diffusion 1.x/2.x and SDXL. Files in the kohya format (sd-scripts):
+// "lora_unet_<module>" and "lora_te_<module>" (SDXL: "lora_te1_" and "lora_te2_" for its two
+// encoders) with lora_down / lora_up / alpha, module paths being diffusers' names with dots written
+// as underscores, or for SDXL's UNet the original model's (lora_unet_input_blocks_4_1_...); and in
+// diffusers / PEFT naming (unet.<path>.lora_A.weight / lora_B.weight, text_encoder(_2).*; diffusers'
+// older .lora.down / .lora.up and attention-processor names). Applied by merging into the weights
+// (W += w * alpha/rank * up @ down; alpha = rank when the file has none, as PEFT's default) and
+// removed by restoring the original tensors kept aside, so the base model is never reloaded.
 // Several files stack; each has its own weight.
 #pragma once
 #include <map>

@@ -134,7 +134,7 @@ ClipTokens clip_tokens(const text::BpeTokenizer& tok, const std::string& dir) {
     if (!j.contains("pad_token")) continue;
     std::string pad;
     if (j["pad_token"].is_string()) pad = j["pad_token"].get<std::string>();
-    else if (j["pad_token"].is_object() && j["pad_token"].contains("content")) pad = j["pad_token"]["content"].get<std::string>();
+    else if (j["pad_token"].is_object()) pad = io::get_or<std::string>(j["pad_token"], "content", "", path);
     if (pad.empty()) continue;
     int64_t id = tok.token_to_id(pad);
     if (id < 0) id = tok.token_to_id(pad + "</w>");

@@ -328,13 +328,9 @@ void check_components(const SingleFile& c, const std::string& where) {
 namespace {
 
 // A folder beside a single file that holds a diffusers component with its weights (config.json and
-// model.safetensors / diffusion_pytorch_model.safetensors): what supplies a part the file lacks.
+// model.safetensors / diffusion_pytorch_model.safetensors or a variant): what supplies a part the file lacks.
 bool has_weights(const fs::path& dir) {
-  if (!fs::exists(dir / "config.json")) return false;
-  for (const char* f : {"model.safetensors", "diffusion_pytorch_model.safetensors", "model.safetensors.index.json",
-                        "diffusion_pytorch_model.safetensors.index.json", "pytorch_model.bin", "diffusion_pytorch_model.bin"})
-    if (fs::exists(dir / f)) return true;
-  return false;
+  return fs::exists(dir / "config.json") && !io::Checkpoint::weights_file(dir.string()).empty();
 }
 
 // One text encoder of a single file: where it sits in the file (or, when the file lacks it, the
@@ -428,7 +424,7 @@ SingleFile read_single_file(const std::string& path, const torch::Device& device
   const auto vcfg = VaeConfig::from_json(cfg("vae", "config.json", reference_vae_config(xl)), where);
   if (xl) {
     const auto idx = sidecar / "model_index.json";
-    if (fs::exists(idx)) sf.force_zeros_for_empty_prompt = io::read_json_file(idx.string()).value("force_zeros_for_empty_prompt", !refiner);
+    if (fs::exists(idx)) sf.force_zeros_for_empty_prompt = io::get_or<bool>(io::read_json_file(idx.string()), "force_zeros_for_empty_prompt", !refiner, idx.string());
     else sf.force_zeros_for_empty_prompt = !refiner;  // as diffusers' SDXL base / refiner configs
   }
 
@@ -451,7 +447,7 @@ SingleFile read_single_file(const std::string& path, const torch::Device& device
     vo.keymap = vae_single_file_keymap(sf.vae->cfg);
     vo.scope = kVae;
   } else {
-    vae_ck = io::Checkpoint::open((sidecar / "vae").string());
+    vae_ck = io::Checkpoint::open((sidecar / "vae").string(), io::Checkpoint::variant_for(*vo.dtype));
     vo.keymap = io::KeyMap();
     vo.scope.clear();
   }
@@ -489,7 +485,7 @@ SingleFile read_single_file(const std::string& path, const torch::Device& device
       l.opts.keymap = clip_single_file_keymap(t.open_clip, tc.hidden_size, t.prefix);
       l.opts.scope = t.prefix;
     } else {
-      l.own = io::Checkpoint::open((sidecar / t.sub).string());
+      l.own = io::Checkpoint::open((sidecar / t.sub).string(), io::Checkpoint::variant_for(dtype));
       l.opts.keymap = io::KeyMap();
       l.opts.scope.clear();
     }
@@ -521,7 +517,8 @@ SingleFile read_single_file(const std::string& path, const torch::Device& device
   return sf;
 }
 
-AutoencoderKL read_vae(const std::string& path, const VaeConfig& cfg, const torch::Device& device, torch::ScalarType dtype) {
+AutoencoderKL read_vae(const std::string& path, const VaeConfig& cfg, const torch::Device& device, torch::ScalarType dtype,
+                       bool shifted_latents_ok) {
   if (path.empty()) LOUPE_THROW(InvalidArgument, "the VAE path is empty");
   if (!fs::exists(path)) LOUPE_THROW(NotFound, path << ": no such VAE file or folder");
   fs::path dir(path);
@@ -536,7 +533,7 @@ AutoencoderKL read_vae(const std::string& path, const VaeConfig& cfg, const torc
     if (!fs::exists(cfile))
       LOUPE_THROW(BadModel, path << ": a VAE folder needs config.json and its weights (diffusers' vae/ layout); "
                                  << "hint: choose the vae/ folder of a diffusers model, or a single VAE .safetensors file");
-    vae = AutoencoderKL(VaeConfig::from_json(io::read_json_file(cfile), cfile));
+    vae = AutoencoderKL(VaeConfig::from_json(io::read_json_file(cfile), cfile, shifted_latents_ok));
     where = dir.string();
   } else {
     vae = AutoencoderKL(cfg);

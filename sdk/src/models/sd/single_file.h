@@ -70,6 +70,8 @@ SingleFile read_single_file(const std::string& path, const torch::Device& device
 // "first_stage_model.") or in diffusers' names. A file takes the configuration `cfg` (the
 // checkpoint's own VAE's); `dtype` is the model's (fp16 becomes fp32 when the config says
 // force_upcast). Errors name the file, and the tensor and shapes that do not fit.
-AutoencoderKL read_vae(const std::string& path, const VaeConfig& cfg, const torch::Device& device, torch::ScalarType dtype);
+// `shifted_latents_ok`: a vae/ folder whose config has shift_factor is accepted (FLUX's VAE).
+AutoencoderKL read_vae(const std::string& path, const VaeConfig& cfg, const torch::Device& device, torch::ScalarType dtype,
+                       bool shifted_latents_ok = false);
 
 }  // namespace loupe::sd

@@ -12,13 +12,14 @@ using torch::nn::Conv2dOptions;
 namespace {
 
 // An int broadcast to n blocks, or a list of exactly n.
+// Each number must lie in [lo, hi] (io::get_in).
 std::vector<int64_t> per_block(const nlohmann::json& j, const std::string& key, int64_t def, size_t n,
-                               const std::string& file) {
+                               const std::string& file, double lo, double hi) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return std::vector<int64_t>(n, def);
-  if (it->is_number_integer()) return std::vector<int64_t>(n, it->get<int64_t>());
+  if (it->is_number()) return std::vector<int64_t>(n, io::get_in<int64_t>(j, key, def, file, lo, hi));
   if (it->is_array()) {
-    auto v = io::get_or(j, key, std::vector<int64_t>{}, file);
+    auto v = io::get_in(j, key, std::vector<int64_t>{}, file, lo, hi);
     if (v.size() != n)
       LOUPE_THROW(BadModel, file << ": \"" << key << "\" has " << v.size() << " entries for " << n << " blocks");
     return v;
@@ -30,9 +31,9 @@ std::vector<int64_t> per_block(const nlohmann::json& j, const std::string& key, 
 
 UNetConfig UNetConfig::from_json(const nlohmann::json& j, const std::string& file) {
   UNetConfig c;
-  c.in_channels = io::get_or(j, "in_channels", c.in_channels, file);
-  c.out_channels = io::get_or(j, "out_channels", c.out_channels, file);
-  c.block_out_channels = io::get_or(j, "block_out_channels", c.block_out_channels, file);
+  c.in_channels = io::get_in(j, "in_channels", c.in_channels, file, 1, 1024);
+  c.out_channels = io::get_in(j, "out_channels", c.out_channels, file, 1, 1024);
+  c.block_out_channels = io::get_in(j, "block_out_channels", c.block_out_channels, file, 1, 65536);
   const size_t n = c.block_out_channels.size();
   c.down_block_types = io::get_or(j, "down_block_types",
       std::vector<std::string>{"CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"}, file);
@@ -50,26 +51,26 @@ UNetConfig UNetConfig::from_json(const nlohmann::json& j, const std::string& fil
   c.mid_block_type = io::get_or(j, "mid_block_type", c.mid_block_type, file);
   if (c.mid_block_type != "UNetMidBlock2DCrossAttn")
     LOUPE_THROW(Unsupported, file << ": mid_block_type '" << c.mid_block_type << "' (supported: UNetMidBlock2DCrossAttn)");
-  c.layers_per_block = per_block(j, "layers_per_block", 2, n, file);
+  c.layers_per_block = per_block(j, "layers_per_block", 2, n, file, 1, 64);
   // diffusers' historical naming: attention_head_dim holds the number of heads when
   // num_attention_heads is not given.
   const bool has_heads = j.contains("num_attention_heads") && !j["num_attention_heads"].is_null();
-  c.heads = per_block(j, has_heads ? "num_attention_heads" : "attention_head_dim", 8, n, file);
-  c.cross_attention_dim = per_block(j, "cross_attention_dim", 1280, n, file);
-  c.transformer_layers = per_block(j, "transformer_layers_per_block", 1, n, file);
-  c.norm_num_groups = io::get_or(j, "norm_num_groups", c.norm_num_groups, file);
-  c.norm_eps = io::get_or(j, "norm_eps", c.norm_eps, file);
+  c.heads = per_block(j, has_heads ? "num_attention_heads" : "attention_head_dim", 8, n, file, 1, 1024);
+  c.cross_attention_dim = per_block(j, "cross_attention_dim", 1280, n, file, 1, 65536);
+  c.transformer_layers = per_block(j, "transformer_layers_per_block", 1, n, file, 1, 64);
+  c.norm_num_groups = io::get_in(j, "norm_num_groups", c.norm_num_groups, file, 1, 1024);
+  c.norm_eps = io::get_in(j, "norm_eps", c.norm_eps, file, 0, 1);
   c.use_linear_projection = io::get_or(j, "use_linear_projection", c.use_linear_projection, file);
   c.flip_sin_to_cos = io::get_or(j, "flip_sin_to_cos", c.flip_sin_to_cos, file);
-  c.freq_shift = io::get_or(j, "freq_shift", c.freq_shift, file);
-  c.sample_size = io::get_or(j, "sample_size", c.sample_size, file);
+  c.freq_shift = io::get_in(j, "freq_shift", c.freq_shift, file, -1e6, 1e6);
+  c.sample_size = io::get_in(j, "sample_size", c.sample_size, file, 1, 65536);
   const auto add = io::get_or(j, "addition_embed_type", std::string(), file);
   if (!add.empty() && add != "text_time")
     LOUPE_THROW(Unsupported, file << ": addition_embed_type '" << add << "' (supported: text_time, as SDXL)");
   c.text_time = add == "text_time";
   if (c.text_time) {
-    c.addition_time_embed_dim = io::get_or(j, "addition_time_embed_dim", c.addition_time_embed_dim, file);
-    c.projection_class_embeddings_input_dim = io::get_or(j, "projection_class_embeddings_input_dim", int64_t{0}, file);
+    c.addition_time_embed_dim = io::get_in(j, "addition_time_embed_dim", c.addition_time_embed_dim, file, 1, 65536);
+    c.projection_class_embeddings_input_dim = io::get_in(j, "projection_class_embeddings_input_dim", int64_t{0}, file, 0, 1 << 20);
     if (c.projection_class_embeddings_input_dim <= 0 || c.addition_time_embed_dim <= 0)
       LOUPE_THROW(BadModel, file << ": addition_embed_type text_time needs addition_time_embed_dim and "
                                     "projection_class_embeddings_input_dim");

@@ -7,25 +7,27 @@ namespace loupe::sd {
 
 using torch::nn::Conv2dOptions;
 
-VaeConfig VaeConfig::from_json(const nlohmann::json& j, const std::string& file) {
+VaeConfig VaeConfig::from_json(const nlohmann::json& j, const std::string& file, bool shifted_latents_ok) {
   VaeConfig c;
-  c.in_channels = io::get_or(j, "in_channels", c.in_channels, file);
-  c.out_channels = io::get_or(j, "out_channels", c.out_channels, file);
-  c.latent_channels = io::get_or(j, "latent_channels", c.latent_channels, file);
-  c.block_out_channels = io::get_or(j, "block_out_channels", c.block_out_channels, file);
-  c.layers_per_block = io::get_or(j, "layers_per_block", c.layers_per_block, file);
-  c.norm_num_groups = io::get_or(j, "norm_num_groups", c.norm_num_groups, file);
-  c.scaling_factor = io::get_or(j, "scaling_factor", c.scaling_factor, file);
+  c.in_channels = io::get_in(j, "in_channels", c.in_channels, file, 1, 64);
+  c.out_channels = io::get_in(j, "out_channels", c.out_channels, file, 1, 64);
+  c.latent_channels = io::get_in(j, "latent_channels", c.latent_channels, file, 1, 1024);
+  c.block_out_channels = io::get_in(j, "block_out_channels", c.block_out_channels, file, 1, 65536);
+  c.layers_per_block = io::get_in(j, "layers_per_block", c.layers_per_block, file, 1, 64);
+  c.norm_num_groups = io::get_in(j, "norm_num_groups", c.norm_num_groups, file, 1, 1024);
+  c.scaling_factor = io::get_in(j, "scaling_factor", c.scaling_factor, file, 1e-6, 1e6);
   c.use_quant_conv = io::get_or(j, "use_quant_conv", c.use_quant_conv, file);
   c.use_post_quant_conv = io::get_or(j, "use_post_quant_conv", c.use_post_quant_conv, file);
   c.mid_block_add_attention = io::get_or(j, "mid_block_add_attention", c.mid_block_add_attention, file);
   c.force_upcast = io::get_or(j, "force_upcast", c.force_upcast, file);
-  c.sample_size = io::get_or(j, "sample_size", c.sample_size, file);
+  c.sample_size = io::get_in(j, "sample_size", c.sample_size, file, 1, 65536);
   if (c.block_out_channels.empty()) LOUPE_THROW(BadModel, file << ": block_out_channels is empty");
   for (auto ch : c.block_out_channels)
     if (ch % c.norm_num_groups)
       LOUPE_THROW(BadModel, file << ": " << ch << " channels are not divisible by norm_num_groups " << c.norm_num_groups);
-  if (j.contains("shift_factor") && !j["shift_factor"].is_null())
+  c.has_shift_factor = j.contains("shift_factor") && !j["shift_factor"].is_null();
+  c.shift_factor = c.has_shift_factor ? io::get_in(j, "shift_factor", c.shift_factor, file, -1e3, 1e3) : 0.0;
+  if (c.has_shift_factor && !shifted_latents_ok)
     LOUPE_THROW(Unsupported, file << ": a VAE with shift_factor (SD3/FLUX latents) is not a Stable Diffusion 1.x/2.x VAE");
   return c;
 }

@@ -18,10 +18,14 @@ struct VaeConfig {
   int64_t layers_per_block = 1;
   int64_t norm_num_groups = 32;
   double scaling_factor = 0.18215;
+  // FLUX / SD3 latents: scaled = (z - shift_factor) * scaling_factor (0 and absent for SD 1.x/2.x/XL)
+  double shift_factor = 0.0;
+  bool has_shift_factor = false;
   bool use_quant_conv = true, use_post_quant_conv = true, mid_block_add_attention = true;
   bool force_upcast = true;
   int64_t sample_size = 512;
-  static VaeConfig from_json(const nlohmann::json& j, const std::string& file);
+  // A config with shift_factor (FLUX/SD3 latents) is refused unless `shifted_latents_ok` (the FLUX family).
+  static VaeConfig from_json(const nlohmann::json& j, const std::string& file, bool shifted_latents_ok = false);
   // pixels per latent in each direction (8 for Stable Diffusion)
   int64_t scale_factor() const { return int64_t(1) << (block_out_channels.size() - 1); }
 };
