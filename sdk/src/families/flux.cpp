@@ -306,11 +306,7 @@ class FluxModel : public Model {
         Image preview;
         const Image* pv = nullptr;
         if (ctx.wants_preview()) {
-          auto t = pipelines::flux::latent_preview(m, latents, h, w);
-          preview.height = static_cast<int>(t.size(0));
-          preview.width = static_cast<int>(t.size(1));
-          preview.channels = 3;
-          preview.pixels.assign(t.data_ptr<uint8_t>(), t.data_ptr<uint8_t>() + t.numel());
+          preview = pipelines::hwc_to_image(pipelines::flux::latent_preview(m, latents, h, w));
           pv = &preview;
         }
         ctx.progress(base_step + step, batch * total, "denoising", pv);

@@ -88,4 +88,17 @@ torch::Tensor pil_resize(const torch::Tensor& hwc, int out_w, int out_h, PilFilt
   return t.contiguous();
 }
 
+torch::Tensor hf_rescale_normalize(const torch::Tensor& hw3, bool do_rescale, double rescale_factor, bool do_normalize,
+                                   const std::array<double, 3>& mean, const std::array<double, 3>& std) {
+  auto x = hw3.permute({2, 0, 1}).unsqueeze(0).to(torch::kFloat64);
+  if (do_rescale) x = x * rescale_factor;
+  x = x.to(torch::kFloat32);
+  if (do_normalize) {
+    auto m = torch::tensor({mean[0], mean[1], mean[2]}).to(torch::kFloat32).view({1, 3, 1, 1});
+    auto s = torch::tensor({std[0], std[1], std[2]}).to(torch::kFloat32).view({1, 3, 1, 1});
+    x = (x - m) / s;
+  }
+  return x;
+}
+
 }  // namespace loupe::nn

@@ -53,6 +53,16 @@ torch::Tensor image_to_tensor(const Image& img) {
   return t.permute({2, 0, 1}).unsqueeze(0).to(torch::kFloat32) / 255.0;
 }
 
+Image hwc_to_image(const torch::Tensor& t) {
+  const auto c = t.to(torch::kCPU, torch::kUInt8).contiguous();
+  Image out;
+  out.height = static_cast<int>(c.size(0));
+  out.width = static_cast<int>(c.size(1));
+  out.channels = 3;
+  out.pixels.assign(c.data_ptr<uint8_t>(), c.data_ptr<uint8_t>() + c.numel());
+  return out;
+}
+
 Image tensor_to_image(const torch::Tensor& t) {
   auto u = (t[0].clamp(0, 1) * 255.0).round().to(torch::kUInt8).permute({1, 2, 0}).contiguous().cpu();
   Image img;

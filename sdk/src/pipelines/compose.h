@@ -25,6 +25,7 @@ Rect crop_region(Rect r, int padding, int aw, int ah, int image_w, int image_h);
 // uint8 image <-> float tensors
 torch::Tensor image_to_tensor(const Image& img);          // [1, C, H, W] float in [0, 1]
 Image tensor_to_image(const torch::Tensor& t);            // [1, C, H, W] in [0, 1] -> uint8
+Image hwc_to_image(const torch::Tensor& t);               // [H, W, 3] uint8 (a live preview) -> RGB8
 Image crop(const Image& img, const Rect& r);
 // Bicubic (antialiased when shrinking) resize of a [1, C, H, W] tensor.
 torch::Tensor resize(const torch::Tensor& t, int w, int h);

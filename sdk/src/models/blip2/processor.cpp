@@ -17,16 +17,8 @@ torch::Tensor preprocess_image(const Image& image, const Config& cfg, torch::Dev
     t = nn::pil_resize(t, static_cast<int>(cfg.image_width), static_cast<int>(cfg.image_height),
                        cfg.resample == 2 ? nn::PilFilter::Bilinear : nn::PilFilter::Bicubic);
   }
-  // transformers: rescale in float64 then float32, normalise in float32
-  auto x = t.permute({2, 0, 1}).unsqueeze(0).to(torch::kFloat64);
-  if (cfg.do_rescale) x = x * cfg.rescale_factor;
-  x = x.to(torch::kFloat32);
-  if (cfg.do_normalize) {
-    auto mean = torch::tensor({cfg.image_mean[0], cfg.image_mean[1], cfg.image_mean[2]}).to(torch::kFloat32).view({1, 3, 1, 1});
-    auto std = torch::tensor({cfg.image_std[0], cfg.image_std[1], cfg.image_std[2]}).to(torch::kFloat32).view({1, 3, 1, 1});
-    x = (x - mean) / std;
-  }
-  return x.to(device, dtype);
+  return nn::hf_rescale_normalize(t, cfg.do_rescale, cfg.rescale_factor, cfg.do_normalize, cfg.image_mean, cfg.image_std)
+      .to(device, dtype);
 }
 
 std::vector<int64_t> prompt_ids(const Config& cfg, const std::vector<int64_t>& text_ids, int64_t bos_id, int64_t eos_id) {
