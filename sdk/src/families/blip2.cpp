@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "families/hf_folder.h"
 #include "io/checkpoint.h"
 #include "io/config.h"
 #include "models/blip2/config.h"
@@ -198,17 +199,7 @@ ModelFamily family() {
   ModelFamily f;
   f.name = "blip2";
   f.tasks = task_names();
-  f.detect = [](const std::string& path) -> std::string {
-    const fs::path cfg = fs::path(path) / "config.json";
-    if (!fs::is_directory(path) || !fs::exists(cfg)) return "";
-    const auto j = io::read_json_file(cfg.string());
-    if (j.value("model_type", "") != "blip-2") return "";
-    try {
-      return Config::load(path).variant();
-    } catch (const Error&) {
-      return "blip2";
-    }
-  };
+  f.detect = families::detect_by_model_type("blip-2", "blip2", [](const std::string& p) { return Config::load(p).variant(); });
   f.load = [](const std::string& path, const ModelOptions& o) -> std::shared_ptr<Model> {
     return std::make_shared<Blip2Model>(path, o);
   };

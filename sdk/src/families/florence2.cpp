@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "core/runtime.h"
+#include "families/hf_folder.h"
 #include "io/checkpoint.h"
 #include "io/config.h"
 #include "io/state_dict.h"
@@ -224,17 +225,7 @@ ModelFamily family() {
   ModelFamily f;
   f.name = "florence2";
   for (const auto& t : florence2::tasks()) f.tasks.push_back(t.abi_task);
-  f.detect = [](const std::string& path) -> std::string {
-    const fs::path cfg = fs::path(path) / "config.json";
-    if (!fs::is_directory(path) || !fs::exists(cfg)) return "";
-    const auto j = io::read_json_file(cfg.string());
-    if (j.value("model_type", "") != "florence2") return "";
-    try {
-      return variant_of(Config::load(path));
-    } catch (const Error&) {
-      return "florence2";
-    }
-  };
+  f.detect = families::detect_by_model_type("florence2", "florence2", [](const std::string& p) { return variant_of(Config::load(p)); });
   f.load = [](const std::string& path, const ModelOptions& o) -> std::shared_ptr<Model> {
     return std::make_shared<Florence2Model>(path, o);
   };

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "families/hf_folder.h"
 #include "io/checkpoint.h"
 #include "io/config.h"
 #include "models/paligemma/config.h"
@@ -171,17 +172,7 @@ ModelFamily family() {
   ModelFamily f;
   f.name = "paligemma";
   f.tasks = task_names();
-  f.detect = [](const std::string& path) -> std::string {
-    const fs::path cfg = fs::path(path) / "config.json";
-    if (!fs::is_directory(path) || !fs::exists(cfg)) return "";
-    const auto j = io::read_json_file(cfg.string());
-    if (j.value("model_type", "") != "paligemma") return "";
-    try {
-      return Config::load(path).variant();
-    } catch (const Error&) {
-      return "paligemma";
-    }
-  };
+  f.detect = families::detect_by_model_type("paligemma", "paligemma", [](const std::string& p) { return Config::load(p).variant(); });
   f.load = [](const std::string& path, const ModelOptions& o) -> std::shared_ptr<Model> {
     return std::make_shared<PaliGemmaModel>(path, o);
   };
