@@ -1,7 +1,7 @@
 // Soak test (issue 19, item 4), benchmark-style (not a CTest: it runs minutes): N jobs through the C
 // ABI only, mixing every task the tiny fixture models offer (Florence-2, Stable Diffusion 1.5,
-// PaliGemma), with cancels from another thread, sessions closed and reopened along the way, under a
-// small memory budget. It records the resident set over time and every status into JSON, and exits
+// PaliGemma, BLIP-2, FLUX.1 schnell), with cancels from another thread, sessions closed and reopened
+// along the way, under a small memory budget. It records the resident set over time and every status into JSON, and exits
 // nonzero on a status the header does not document for what was done, a job that never ends, or
 // resident memory that keeps growing after the warm-up (more than --max-growth-mb).
 //   loupe-bench-soak [--jobs 1000] [--budget-mb 16] [--cancel-every 5] [--reopen-every 50]
@@ -73,6 +73,12 @@ std::string arg(int argc, char** argv, const char* name, const std::string& def)
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
+      std::printf("loupe-bench-soak [--jobs 1000] [--budget-mb 16] [--cancel-every 5] [--reopen-every 50]\n"
+                  "                 [--in-flight 3] [--seed 1] [--fixtures DIR] [--out FILE.json] [--max-growth-mb 256]\n");
+      return 0;
+    }
   const int jobs = std::stoi(arg(argc, argv, "--jobs", "1000"));
   const uint64_t budget = std::stoull(arg(argc, argv, "--budget-mb", "16")) << 20;
   const int cancel_every = std::stoi(arg(argc, argv, "--cancel-every", "5"));
@@ -93,7 +99,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::vector<Model> models;
-  for (const char* name : {"florence2/tiny", "sd/tiny-sd15", "paligemma/tiny-pg1"}) models.push_back({name, fixtures + "/" + name, nullptr, {}});
+  for (const char* name : {"florence2/tiny", "sd/tiny-sd15", "paligemma/tiny-pg1", "blip2/tiny-opt", "flux/pipeline/tiny-flux-schnell"})
+    models.push_back({name, fixtures + "/" + name, nullptr, {}});
   std::map<std::string, int> statuses;  // "task: STATUS" -> count
   std::vector<std::string> failures;
   int opens = 0, closes = 0;

@@ -357,3 +357,34 @@ TEST(FluxSession, SplitFilesWithoutTheirPartsAreClearErrors) {
   EXPECT_NE(report["problems"].dump().find("VAE"), std::string::npos) << report.dump();
   fs::remove_all(d);
 }
+
+// Sessions whose weights do not fit stream the transformer's blocks. On the CPU the budget is the
+// host's memory (the runtime's budget when set, else what is available): fp32 weights run in place
+// (residency adds nothing), so a session stays resident even on a 1-byte budget; in bf16 every
+// weight would be a new copy, so on that budget the blocks are streamed, with the same image.
+TEST(FluxSession, StreamsTheTransformerWhenItsCopiesDoNotFitTheHost) {
+  const auto fam = flux_family::family();
+  const std::string dir = kDir + "/tiny-flux-dev";
+  Request r;
+  r.task = "txt2img";
+  r.strings["prompt"] = kPrompt;
+  r.ints["steps"] = 2;
+  r.ints["seed"] = 42;
+  r.ints["width"] = 32;
+  r.ints["height"] = 32;
+  r.floats["guidance_scale"] = 3.5;
+  ModelOptions tight;
+  tight.device_budget_bytes = 1;
+  EXPECT_EQ(run(fam.load(dir, tight), r).strings["transformer_placement"], "resident");
+  ModelOptions half;
+  half.dtype = torch::kBFloat16;
+  ModelOptions half_tight = half;
+  half_tight.device_budget_bytes = 1;
+  auto a = run(fam.load(dir, half), r);
+  auto b = run(fam.load(dir, half_tight), r);
+  EXPECT_EQ(a.strings["transformer_placement"], "resident");
+  EXPECT_EQ(b.strings["transformer_placement"], "streamed");
+  ASSERT_EQ(a.images.size(), 1u);
+  ASSERT_EQ(b.images.size(), 1u);
+  EXPECT_EQ(a.images[0].pixels, b.images[0].pixels);
+}

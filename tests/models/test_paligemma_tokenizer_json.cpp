@@ -1,7 +1,8 @@
 // A PaliGemma folder that ships only tokenizer.json (no tokenizer.model) loads and gives the same
 // ids as tokenizer.model read by libsentencepiece: the 2,200 strings of the SentencePiece parity
-// corpus, PaliGemma's task prompts, and a session's caption (text with <image>, <locNNNN>, <segNNN>
-// is not matched yet by the tokenizer.json reader: see SameIdsAsTokenizerModel).
+// corpus, PaliGemma's task prompts, text holding its user-defined pieces (<image>, <locNNNN>,
+// <segNNN>: taken whole, never merged, as sentencepiece's prefix matcher does), and a session's
+// caption.
 // The tokenizer.json is tests/fixtures/paligemma/tiny-pg-tokenizer.json
 // (tests/fixtures/gen/make_paligemma_tokenizer_json.py; transformers' own converter needs the
 // `tokenizers` package, which Debian does not ship).
@@ -70,12 +71,14 @@ TEST(PaliGemmaTokenizerJson, SameIdsAsTokenizerModel) {
   EXPECT_EQ(model.bos_id(), json.bos_id());
   EXPECT_EQ(model.pad_id(), json.pad_id());
   EXPECT_EQ(json.piece_to_id("<image>"), model.piece_to_id("<image>"));
-  // PaliGemma's prompts as text. Not yet: text holding the user-defined pieces (<image>, <loc0012>,
-  // <seg005>), which the tokenizer.json reader does not match whole (it spells them out in bytes and
-  // pieces; tokenizer.model does): reported to text/sentencepiece.cpp's owner. The sessions build
-  // the image tokens by id, so captions are not affected (the test below).
+  // PaliGemma's prompts as text, with its user-defined pieces where a prompt or an answer has them
   std::vector<std::string> texts = {"caption en\n", "detect cat ; dog\n", "segment the red car\n",
-                                    "answer en what is 12 + 7?\n", "ocr\n", "x  two  spaces"};
+                                    "answer en what is 12 + 7?\n", "ocr\n", "x  two  spaces",
+                                    "<image><image><bos>caption en\n", "<loc0012><loc0345><loc0999><loc1023> car ; "
+                                    "<loc0000><loc0001><loc0002><loc0003><seg005><seg127> dog",
+                                    "a<image>b", " <loc0012> ", "<loc001", "<loc00123>", "<seg12>", "<seg128>",
+                                    "prefix<seg000>suffix", "<<image>>", "<image", "image>", "12<loc0100>34",
+                                    "\xc3\xa9t\xc3\xa9 <loc0500>\xe6\x97\xa5\xe6\x9c\xac <seg064>"};
   const auto parity = nlohmann::json::parse(std::ifstream(std::string(LOUPE_FIXTURES_DIR) + "/text/spm/parity.json"));
   for (const auto& s : parity.at("strings")) texts.push_back(s.get<std::string>());
   size_t same = 0, shown = 0;

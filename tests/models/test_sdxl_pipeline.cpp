@@ -143,15 +143,34 @@ TEST(SdxlPipeline, PromptAndSizeConditioningMatchDiffusers) {
   EXPECT_LE(e1, 1.0);
 }
 
-// The refiner offers its conditioning (aesthetic scores, original size, crop; not the target size).
-// Its session's img2img against diffusers (expected-pipeline.safetensors' refiner.img2img.scores,
-// strength 0.6) differs by up to 54 levels, with or without these parameters; the pipeline-level
-// refiner parity (test_sdxl_parity.cpp, strength 0.3) holds: to be found before this compares pixels.
-TEST(SdxlPipeline, RefinerOffersItsConditioning) {
+// The refiner's session: its conditioning (aesthetic scores, original size, crop; not the target
+// size) and its img2img against diffusers' StableDiffusionXLImg2ImgPipeline (requires_aesthetics_score)
+// from the same prompt, image and parameters. diffusers conditions the negative side on the
+// original size with no crop (negative_crops_coords_top_left defaults to (0, 0)) and the negative
+// aesthetic score: a session that reused the positive crop there was 54 levels off.
+TEST(SdxlPipeline, RefinerImg2ImgMatchesDiffusers) {
   auto m = sdxl::family().load(kXl + "/tiny-sdxl-refiner", ModelOptions{});
   for (const char* p : {"aesthetic_score", "negative_aesthetic_score", "original_width", "original_height", "crop_left", "crop_top"})
     EXPECT_TRUE(has_param(*m, "img2img", p)) << p;
   EXPECT_FALSE(has_param(*m, "img2img", "target_width"));  // the refiner is not conditioned on it
+  const auto rgb = E("refiner.init_image").contiguous();  // 64 x 64 x 3, uint8
+  Request r = base_request();
+  r.task = "img2img";
+  r.ints.erase("width");
+  r.ints.erase("height");
+  r.ints["steps"] = 5;
+  r.floats["strength"] = 0.6;
+  r.floats["aesthetic_score"] = 7.5;
+  r.floats["negative_aesthetic_score"] = 1.5;
+  r.ints["original_height"] = 96;  // original_size=(96, 80)
+  r.ints["original_width"] = 80;
+  r.ints["crop_top"] = 4;  // crops_coords_top_left=(4, 8)
+  r.ints["crop_left"] = 8;
+  Image im{64, 64, 3, std::vector<uint8_t>(rgb.data_ptr<uint8_t>(), rgb.data_ptr<uint8_t>() + rgb.numel())};
+  r.images.push_back(im);
+  const double e = max_levels(run(m, r).images.at(0), E("refiner.img2img.scores"));
+  std::printf("refiner img2img vs diffusers (8-bit levels): %.3g\n", e);
+  EXPECT_LE(e, 1.0);
 }
 
 // Stable Diffusion 1.x/2.x sessions do not offer SDXL's conditioning

@@ -139,3 +139,18 @@ TEST(Npz, SingleByteCorruptionsAreReadOrRefusedNeverACrash) {
   }
   std::filesystem::remove(tmp);
 }
+
+// Found by the fuzzer (scripts/fuzz.sh npz): a deflated entry whose header declares 2.5 GB from a
+// few bytes was allocated before it was inflated. Refused now from the header, nothing allocated.
+TEST(Npz, ADeclaredSizeBeyondWhatDeflateCanProduceIsRefused) {
+  const std::string file = std::string(LOUPE_FIXTURES_DIR) + "/../fuzz/regressions/npz/deflate-size-beyond-ratio.npz";
+  try {
+    io::read_npz(file);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::BadModel);
+    const std::string what = e.what();
+    EXPECT_NE(what.find("'x.npy'"), std::string::npos) << what;
+    EXPECT_NE(what.find("more than deflate can produce"), std::string::npos) << what;
+  }
+}

@@ -264,10 +264,20 @@ class FluxModel : public Model {
     return b;
   }
 
+  uint64_t placement_budget(torch::Device d) const {
+    uint64_t budget = opts_.device_budget_bytes;
+    if (d.is_cpu() && budget == 0) budget = std::max<uint64_t>(device_memory(d).first / 4 * 3, 1);
+    return budget;
+  }
+
   void to(torch::Device d) override {
     std::lock_guard<std::mutex> lock(mu_);
-    // Resident when the weights fit the runtime's VRAM budget, else blocks streamed one by one.
-    transformer_->place(d, opts_.dtype, flux::Placement::Auto, d.is_cpu() ? 0 : opts_.device_budget_bytes);
+    // Resident when the weights fit the runtime's budget, else blocks streamed one by one. On the
+    // CPU the budget is the host's memory: the runtime's budget if set, else what is available now
+    // less a quarter kept for activations, the VAE and the rest of the system (FLUX.1's 12B
+    // transformer stored in bf16 takes 24 GB, 48 GB more upcast to fp32 at once; streamed, one
+    // block at a time).
+    transformer_->place(d, opts_.dtype, flux::Placement::Auto, placement_budget(d));
     vae_->to(d);
     opts_.device = d;  // the text encoders stay on the host between jobs
   }
@@ -352,6 +362,8 @@ class FluxModel : public Model {
     if (variant_ != "schnell") res.numbers["guidance_scale"] = p.guidance;
     res.strings["variant"] = variant();
     res.strings["sampler"] = "flow_euler";
+    // "streamed": the transformer's blocks were brought in one at a time (the weights do not fit)
+    res.strings["transformer_placement"] = transformer_->streaming() ? "streamed" : "resident";
     for (const auto& [file, w] : transformer_->loras()) res.strings["lora:" + fs::path(file).filename().string()] = std::to_string(w);
     return res;
   }
@@ -466,6 +478,7 @@ class FluxModel : public Model {
     flux::FluxLoadOptions fo;
     fo.device = opts_.device;
     fo.dtype = opts_.dtype;
+    fo.budget_bytes = placement_budget(opts_.device);
     transformer_ = flux::FluxTransformer::load((d / "transformer").string(), fo);
   }
 
@@ -477,6 +490,7 @@ class FluxModel : public Model {
     flux::FluxLoadOptions fo;
     fo.device = opts_.device;
     fo.dtype = opts_.dtype;
+    fo.budget_bytes = placement_budget(opts_.device);
     if (fs::exists(sidecar / "transformer" / "config.json"))
       fo.config_hint = io::read_json_file((sidecar / "transformer" / "config.json").string());
     transformer_ = flux::FluxTransformer::load(file, fo);

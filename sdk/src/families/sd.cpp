@@ -476,8 +476,9 @@ class StableDiffusionModel : public Model {
   // SDXL's added time ids as diffusers' pipelines build them from original_size,
   // crops_coords_top_left and target_size (0 = diffusers' default: the generated size, no crop);
   // the refiner (requires_aesthetics_score): original size, crop, aesthetic_score (6) and for the
-  // negative conditioning negative_aesthetic_score (2.5). The negative sizes are the positive ones
-  // (diffusers' default for negative_original_size etc.).
+  // negative conditioning the original size, no crop (diffusers' default negative_crops_coords_top_left
+  // (0, 0)) and negative_aesthetic_score (2.5). Without aesthetic scores the negative ids are the
+  // positive ones (diffusers' defaults: negative_original_size = original_size, and so on).
   void set_time_ids(pipelines::AddedConditioning& added, const pipelines::DiffusionParams& p, const Request& r) const {
     if (added.empty()) return;
     auto value = [&](const char* key, int fallback) {
@@ -490,7 +491,7 @@ class StableDiffusionModel : public Model {
       const double score = r.floats.count("aesthetic_score") ? r.real("aesthetic_score") : kAestheticScore;
       const double negative = r.floats.count("negative_aesthetic_score") ? r.real("negative_aesthetic_score") : kNegativeAestheticScore;
       added.time_ids = pipelines::aesthetic_time_ids(oh, ow, top, left, score);
-      added.negative_time_ids = pipelines::aesthetic_time_ids(oh, ow, top, left, negative);
+      added.negative_time_ids = pipelines::aesthetic_time_ids(oh, ow, 0, 0, negative);
     } else {
       added.time_ids = pipelines::time_ids(oh, ow, top, left, value("target_height", p.height), value("target_width", p.width));
     }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -116,15 +117,31 @@ std::vector<uint8_t> read_zip_entry(const std::string& path, const uint8_t* data
   if (e.method == 0) {
     out.assign(data + e.offset, data + e.offset + e.size);
   } else if (e.method == 8) {
+    // deflate cannot expand its input more than 1032:1; a larger declared size is a corrupt (or
+    // hostile) header, refused before anything is allocated for it
+    if (e.size / 1032 > e.compressed_size + 1)
+      LOUPE_THROW(BadModel, path << ": zip entry '" << name << "' declares " << e.size << " bytes from "
+                                 << e.compressed_size << " compressed bytes, more than deflate can produce (corrupt file)");
     out.resize(e.size);
     z_stream zs{};
     if (inflateInit2(&zs, -MAX_WBITS) != Z_OK) LOUPE_THROW(Internal, "zlib inflateInit2 failed");
-    zs.next_in = const_cast<Bytef*>(data + e.offset);
-    zs.avail_in = static_cast<uInt>(e.compressed_size);
-    zs.next_out = out.data();
-    zs.avail_out = static_cast<uInt>(out.size());
-    const int rc = inflate(&zs, Z_FINISH);
-    const size_t produced = out.size() - zs.avail_out;
+    // in steps of at most 1 GiB: zlib counts in 32-bit uInt, entries may be larger
+    constexpr size_t kStep = size_t(1) << 30;
+    size_t in_done = 0, out_done = 0;
+    Bytef none = 0;  // zlib refuses a null next_out, which an empty vector gives
+    int rc = Z_OK;
+    for (;;) {
+      zs.next_in = const_cast<Bytef*>(data + e.offset + in_done);
+      zs.avail_in = static_cast<uInt>(std::min(kStep, e.compressed_size - in_done));
+      zs.next_out = out.empty() ? &none : out.data() + out_done;
+      zs.avail_out = static_cast<uInt>(std::min(kStep, out.size() - out_done));
+      const uInt in0 = zs.avail_in, out0 = zs.avail_out;
+      rc = inflate(&zs, Z_NO_FLUSH);  // Z_BUF_ERROR: no progress possible (input or room used up)
+      in_done += in0 - zs.avail_in;
+      out_done += out0 - zs.avail_out;
+      if (rc != Z_OK) break;
+    }
+    const size_t produced = out_done;
     inflateEnd(&zs);
     if (rc != Z_STREAM_END || produced != e.size)
       LOUPE_THROW(BadModel, path << ": zip entry '" << name << "' has corrupt deflate data ("
@@ -135,7 +152,7 @@ std::vector<uint8_t> read_zip_entry(const std::string& path, const uint8_t* data
     LOUPE_THROW(Unsupported, path << ": zip entry '" << name << "' uses compression method " << e.method
                                   << " (only stored and deflate are read)");
   }
-  const uint32_t crc = static_cast<uint32_t>(::crc32(0L, out.data(), static_cast<uInt>(out.size())));
+  const uint32_t crc = static_cast<uint32_t>(::crc32_z(0L, out.data(), out.size()));
   if (crc != e.crc32) LOUPE_THROW(BadModel, path << ": zip entry '" << name << "' fails its CRC-32 check (corrupt file)");
   return out;
 }

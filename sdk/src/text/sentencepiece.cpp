@@ -28,6 +28,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -229,6 +230,11 @@ struct SentencePieceTokenizer::Impl {
   std::unordered_map<std::string, int> merge_rank;  // BPE: merged piece -> best merge rank
   size_t max_piece_bytes = 1;
   float min_score = 0;
+  float max_score = 0;  // sentencepiece's unigram max_score_: FLT_MIN, raised by normal pieces
+  // User-defined pieces (<image>, <loc0000>, ...): sentencepiece's PrefixMatcher takes the longest
+  // one at each position whole, before normalizing and before segmenting; BPE never merges it.
+  std::unordered_map<std::string_view, int> user_defined;  // views into `pieces`
+  size_t max_user_bytes = 0;
   // Normalizer (sentencepiece's NormalizerSpec).
   std::vector<uint32_t> trie;  // precompiled charsmap: Darts-clone double array ...
   std::string normalized;      // ... and the NUL-separated strings its values point into
@@ -245,9 +251,18 @@ struct SentencePieceTokenizer::Impl {
     for (size_t i = 0; i < pieces.size(); ++i) ids.emplace(pieces[i], static_cast<int>(i));
   }
 
-  // sentencepiece's Normalizer::NormalizePrefix: the longest charsmap match, else one character
-  // (an invalid byte becomes U+FFFD).
+  // sentencepiece's PrefixMatcher::PrefixMatch: the length of the longest user-defined piece `in`
+  // starts with, 0 if none.
+  size_t user_defined_prefix(std::string_view in) const {
+    for (size_t n = std::min(in.size(), max_user_bytes); n > 0; --n)
+      if (user_defined.count(in.substr(0, n))) return n;
+    return 0;
+  }
+
+  // sentencepiece's Normalizer::NormalizePrefix: a user-defined piece as it is, else the longest
+  // charsmap match, else one character (an invalid byte becomes U+FFFD).
   std::pair<std::string_view, size_t> normalize_prefix(std::string_view in) const {
+    if (const size_t u = user_defined_prefix(in)) return {in.substr(0, u), u};
     size_t longest = 0;
     uint32_t value = 0;
     if (!trie.empty()) {
@@ -326,18 +341,22 @@ struct SentencePieceTokenizer::Impl {
     if (out.empty() || out.back() != unk) out.push_back(unk);  // consecutive unknowns merge
   }
 
-  // sentencepiece's bpe::Model::Encode: the adjacent pair whose concatenation is a piece with the
-  // best merge rank is merged first (ties: leftmost), until none is left.
+  // sentencepiece's bpe::Model::Encode: characters and whole user-defined pieces (frozen: never
+  // merged); then the adjacent pair whose concatenation is a piece with the best merge rank is
+  // merged first (ties: leftmost), until none is left.
   void encode_bpe(const std::string& s, std::vector<int64_t>& out) const {
     struct Sym {
       int prev, next;
       size_t start, len;
+      bool freeze;
     };
     std::vector<Sym> sym;
     for (size_t i = 0; i < s.size();) {
-      size_t n = utf8_len(s, i);
+      size_t n = user_defined_prefix(std::string_view(s).substr(i));
+      const bool freeze = n > 0;
+      if (!freeze) n = utf8_len(s, i);
       if (n == 0) n = 1;
-      sym.push_back({static_cast<int>(sym.size()) - 1, static_cast<int>(sym.size()) + 1, i, n});
+      sym.push_back({static_cast<int>(sym.size()) - 1, static_cast<int>(sym.size()) + 1, i, n, freeze});
       i += n;
     }
     if (sym.empty()) return;
@@ -351,7 +370,7 @@ struct SentencePieceTokenizer::Impl {
     };
     std::priority_queue<Pair, std::vector<Pair>, decltype(worse)> agenda(worse);
     auto add = [&](int l, int r) {
-      if (l < 0 || r < 0) return;
+      if (l < 0 || r < 0 || sym[l].freeze || sym[r].freeze) return;
       const size_t size = sym[l].len + sym[r].len;
       auto it = merge_rank.find(s.substr(sym[l].start, size));
       if (it != merge_rank.end()) agenda.push({it->second, l, r, size});
@@ -404,7 +423,10 @@ struct SentencePieceTokenizer::Impl {
         if (end - pos > max_piece_bytes) break;
         auto it = matchable.find(s.substr(pos, end - pos));
         if (it == matchable.end()) continue;
-        const float sc = base + scores[it->second];
+        // a user-defined piece gets sentencepiece's bonus to be always chosen
+        const float sc = base + (types[it->second] == PieceType::UserDefined
+                                     ? static_cast<float>(end - pos) * max_score - 0.1f
+                                     : scores[it->second]);
         Node& t = best[end];
         if (t.start == -1 || sc > t.score) t = {static_cast<int>(pos), it->second, sc};
         if (end - pos == mblen) single = true;
@@ -595,10 +617,17 @@ SentencePieceTokenizer SentencePieceTokenizer::from_tokenizer_json(const std::st
       }
     }
     bool first = true;
+    impl->max_score = FLT_MIN;
     for (size_t i = 0; i < impl->pieces.size(); ++i)
       if (impl->types[i] == PieceType::Normal) {
         impl->min_score = first ? impl->scores[i] : std::min(impl->min_score, impl->scores[i]);
+        impl->max_score = std::max(impl->max_score, impl->scores[i]);
         first = false;
+      }
+    for (size_t i = 0; i < impl->pieces.size(); ++i)
+      if (impl->types[i] == PieceType::UserDefined && !impl->pieces[i].empty()) {
+        impl->user_defined.emplace(impl->pieces[i], static_cast<int>(i));
+        impl->max_user_bytes = std::max(impl->max_user_bytes, impl->pieces[i].size());
       }
     auto special = [&](std::initializer_list<const char*> names) {
       for (const char* n : names) {

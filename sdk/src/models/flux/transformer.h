@@ -175,7 +175,8 @@ TORCH_MODULE(FluxTransformer2DModel);
 // ---- loading, placement, forward --------------------------------------------------------------------
 
 enum class Placement {
-  Auto,      // Resident when resident_bytes() fits budget_bytes (0 = no limit), else Stream
+  Auto,      // Resident when the weights fit budget_bytes (0 = no limit), else Stream: resident_bytes()
+             // on a GPU; on the CPU added_bytes(), what residency takes beyond the stored weights
   Resident,  // every weight on the device in the compute dtype, decoded once
   Stream,    // host keeps stored precision; one block at a time on the device
 };
@@ -231,6 +232,10 @@ class FluxTransformer {
   uint64_t host_bytes() const;
   uint64_t resident_bytes(torch::ScalarType dtype) const;
   uint64_t largest_block_bytes(torch::ScalarType dtype) const;
+  // Memory a resident placement on `device` in `dtype` takes beyond the stored weights (on the CPU
+  // a weight already stored in `dtype` is used in place: fp32 files add nothing, bf16 ones run in
+  // fp32 add twice their size).
+  uint64_t added_bytes(torch::Device device, torch::ScalarType dtype) const;
 
   // LoRA: sets the weight of one file (0 removes it); several stack. kohya / ComfyUI names
   // (lora_unet_double_blocks_0_img_attn_qkv.lora_down/.lora_up/.alpha, also the diffusers-path form

@@ -456,6 +456,16 @@ uint64_t FluxTransformer::resident_bytes(torch::ScalarType dtype) const {
   return n;
 }
 
+uint64_t FluxTransformer::added_bytes(torch::Device device, torch::ScalarType dtype) const {
+  uint64_t n = 0;
+  for (const auto& e : store_->entries) {
+    // the host tensor itself serves (no copy) when it already is what runs: the CPU, this dtype
+    const bool aliased = device.is_cpu() && !e.f8 && e.host.scalar_type() == dtype && !e.scale.defined() && e.lora.empty();
+    if (!aliased) n += static_cast<uint64_t>(e.host.numel()) * elem_size(dtype);
+  }
+  return n;
+}
+
 uint64_t FluxTransformer::largest_block_bytes(torch::ScalarType dtype) const {
   uint64_t best = 0;
   for (const auto& b : store_->blocks) {
@@ -472,8 +482,9 @@ void FluxTransformer::place(torch::Device device, torch::ScalarType dtype, Place
     if (e.live) release(e);
   device_ = device;
   dtype_ = dtype;
-  streaming_ = placement == Placement::Stream ||
-               (placement == Placement::Auto && budget != 0 && resident_bytes(dtype) > budget);
+  // the CPU's "device memory" is the host's: what residency adds to the stored weights counts there
+  const uint64_t need = device.is_cpu() ? added_bytes(device, dtype) : resident_bytes(dtype);
+  streaming_ = placement == Placement::Stream || (placement == Placement::Auto && budget != 0 && need > budget);
   for (auto& e : store_->entries)
     if (!streaming_ || e.block < 0) materialize(e, device_, dtype_);
 }
