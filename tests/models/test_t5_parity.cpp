@@ -100,7 +100,9 @@ TEST_P(T5Parity, EncoderDecoderAndGenerationMatchTransformers) {
 
   // decoder: teacher forcing, then one token at a time through the cache
   const auto dec = ex["decoder_input_ids"];
-  expect_close(m->forward(ids, mask, dec), ex["logits"], "logits");
+  // teacher-forced logits: many rows per product, summed in another order than the reference's on
+  // some processors (AMD EPYC here: 3.6e-5 relative; Intel Xeon: under 2e-5)
+  expect_close(m->forward(ids, mask, dec), ex["logits"], "logits", 5e-5f);
   auto cache = m->make_cache(enc, mask);
   std::vector<torch::Tensor> steps;
   for (int64_t t = 0; t < dec.size(1); ++t) steps.push_back(m->decode(dec.narrow(1, t, 1), cache).select(1, 0));
