@@ -69,7 +69,13 @@ for s in $steps; do
         [ -f "$work/$family-ref-$d.json" ] && refs+=("$work/$family-ref-$d.json")
         [ -f "$work/$family-loupe-$d.json" ] && loupes+=("$work/$family-loupe-$d.json")
       done
-      $py bench/lm_reference.py combine "$family" "$result" "${refs[@]}" -- "${loupes[@]}" ;;
+      notes=()  # a run that failed: its last line, under "not_run"
+      for r in ref-fp32 ref-bf16 loupe-fp32 loupe-bf16; do
+        if [ -f "$work/$family-$r.log" ] && [ ! -f "$work/$family-$r.json" ]; then
+          notes+=(--not-run "$r=$(grep -v '^loadavg' "$work/$family-$r.log" | tail -1)")
+        fi
+      done
+      $py bench/lm_reference.py combine "$family" "$result" "${refs[@]}" -- "${loupes[@]}" "${notes[@]}" ;;
     *) echo "lm_compare: unknown step $s" >&2; exit 2 ;;
   esac
 done

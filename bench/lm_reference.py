@@ -37,6 +37,7 @@ and the combined JSON. bench/lm_compare.sh runs the whole comparison.
       with the logits of every step (output_logits) into FILE ("step_logits" [tokens, vocab] fp32,
       "ids" [tokens]).
   lm_reference.py combine paligemma|blip2 RESULT.json REF.json [REF.json ...] -- LOUPE.json [LOUPE.json ...]
+                  [--not-run "WHAT=WHY" ...]
       both stacks side by side: per case and figure, speedup = transformers time / Loupe time
       (Loupe bf16 cases against transformers' case of the same dtype when it ran, else its fp32 one),
       peak memory, whether the generated ids are the same (same dtype only), and, where each JSON
@@ -468,7 +469,7 @@ def logits_distance(lo_path, ref_path):
             "loupe_ids": ia, "reference_ids": ib}
 
 
-def combine(family, out_path, refs, loupes):
+def combine(family, out_path, refs, loupes, not_run=None):
     ref_paths, loupe_paths = refs, loupes
     refs = [json.load(open(p)) for p in refs]
     loupes = [json.load(open(p)) for p in loupes]
@@ -526,6 +527,7 @@ def combine(family, out_path, refs, loupes):
         "reference_attention": ref0["model"].get("attention"),
         "cases": cases, "peak_rss_bytes": memory, "generated_ids": ids,
         "logits_distance_bs1": distance,
+        "not_run": not_run or {},
         "load_s": {"reference": {r["model"]["dtype"]: r["load_s"] for r in refs},
                    "loupe": {l["model"]["dtype"]: l.get("load_s") for l in loupes}},
         "raw": {"reference": refs, "loupe": loupes},
@@ -555,8 +557,14 @@ def main(argv):
             sys.exit("--tokens must be at least 2")
         return run(argv[1], argv[2], argv[3], a.dtype, a.tokens, batches, runs, a.threads, a.logits)
     if len(argv) >= 5 and argv[0] == "combine" and "--" in argv:
+        not_run = {}
+        while "--not-run" in argv:  # --not-run "STACK DTYPE=why": recorded under "not_run"
+            i = argv.index("--not-run")
+            key, _, why = argv[i + 1].partition("=")
+            not_run[key] = why
+            del argv[i:i + 2]
         k = argv.index("--")
-        return combine(argv[1], argv[2], argv[3:k], argv[k + 1:])
+        return combine(argv[1], argv[2], argv[3:k], argv[k + 1:], not_run)
     sys.exit(__doc__)
 
 
