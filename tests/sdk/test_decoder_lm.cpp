@@ -544,3 +544,27 @@ TEST(Processors, MatchTransformersLogitsProcessors) {
   }
   EXPECT_EQ(checked, 18);
 }
+
+// In bf16 (and fp16, as on CUDA) masked scores are filled with the dtype's own lowest finite value
+// (transformers' finfo(dtype).min): -FLT_MAX does not fit there and every forward used to throw.
+// A left-padded batch with a sliding window runs and stays close to fp32.
+TEST(DecoderLM, RunsInBf16WithMasks) {
+  torch::NoGradGuard ng;
+  for (const auto& type : kTypes) {
+    auto m = random_model(tiny(type), 2);
+    const auto ids = torch::randint(2, 61, {2, 9}, torch::kLong);
+    auto mask = torch::ones({2, 9}, torch::kLong);
+    mask[1].slice(0, 0, 3).zero_();  // row 1 left-padded
+    nn::DecoderInput in;
+    in.input_ids = ids;
+    in.attention_mask = mask;
+    const auto ref = m->forward(in);
+    m->to(torch::kBFloat16);
+    torch::Tensor got;
+    ASSERT_NO_THROW(got = m->forward(in)) << type;
+    EXPECT_TRUE(torch::isfinite(got).all().item<bool>()) << type;
+    const auto real = mask.to(torch::kBool).unsqueeze(-1);  // positions that are not padding
+    const auto diff = (got.to(torch::kFloat32) - ref).abs().masked_select(real);
+    EXPECT_LT(diff.max().item<float>(), 0.1f * std::max(1.0f, ref.abs().max().item<float>())) << type;
+  }
+}

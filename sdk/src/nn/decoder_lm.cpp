@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/json_get.h"
 #include "nn/attention.h"
+#include "nn/dtype_limits.h"
 
 namespace loupe::nn {
 
@@ -419,7 +420,7 @@ torch::Tensor DecoderLMImpl::hidden(const DecoderInput& in, KVCache& cache) {
   const auto order = (ki <= qi) | ((ki < P) & (qi < P));                                          // [L, S]
   const auto keys = cache.key_mask.narrow(1, 0, S).unsqueeze(1);                                  // [B, 1, S]
   const auto allowed = (order.unsqueeze(0) & keys).unsqueeze(1);                                  // [B, 1, L, S]
-  const double neg = -std::numeric_limits<float>::max();
+  const double neg = finfo_min(h.scalar_type());  // transformers' finfo(dtype).min: fits bf16 / fp16
   const auto full_mask = torch::zeros(allowed.sizes(), h.options()).masked_fill_(allowed.logical_not(), neg);
   torch::Tensor window_mask;
   if (cfg.sliding_window > 0) {

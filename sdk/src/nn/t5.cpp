@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/json_get.h"
 #include "nn/attention.h"
+#include "nn/dtype_limits.h"
 
 namespace loupe::nn {
 
@@ -240,15 +241,6 @@ torch::Tensor clamp_fp16(const torch::Tensor& h) {
   const auto v = torch::where(torch::isinf(h).any(), torch::scalar_tensor(mx - 1000.0, h.options()),
                               torch::scalar_tensor(mx, h.options()));
   return torch::clamp(h, c10::optional<torch::Tensor>(-v), c10::optional<torch::Tensor>(v));
-}
-
-double finfo_min(torch::ScalarType t) {
-  switch (t) {
-    case torch::kHalf: return -65504.0;
-    case torch::kBFloat16: return -3.3895313892515355e38;
-    case torch::kDouble: return -std::numeric_limits<double>::max();
-    default: return -static_cast<double>(std::numeric_limits<float>::max());
-  }
 }
 
 // [B, H, L, D] from [B, L, H * D].
