@@ -19,7 +19,8 @@
 #   Environment: LOUPE_BUILD_DIR, LOUPE_NUM_THREADS, LOUPE_BENCH_WORK (weights and runs; default
 #   build/bench-cpu), LOUPE_BENCH_CASE_TIMEOUT (seconds per process, default 7200),
 #   LOUPE_BENCH_LOCK (a lock file each process takes with flock(1): a shared machine),
-#   LOUPE_BENCH_RESUME=1 (keep the runs already finished), LOUPE_BENCH_SKIP_DIFFUSERS_BF16=1.
+#   LOUPE_BENCH_RESUME=1 (keep the runs already finished), LOUPE_BENCH_SKIP_DIFFUSERS_BF16=1,
+#   LOUPE_BENCH_STACKS (default "diffusers-fp32 loupe-fp32 loupe-bf16", sd15 adds diffusers-bf16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size=sd15 resolutions= out=
@@ -44,6 +45,7 @@ timeout_s=${LOUPE_BENCH_CASE_TIMEOUT:-7200}
 threads=${LOUPE_NUM_THREADS:-$(lscpu -p=core,socket | grep -v '^#' | sort -u | wc -l)}
 stacks="diffusers-fp32 loupe-fp32 loupe-bf16"
 [ "$size" = sd15 ] && [ -z "${LOUPE_BENCH_SKIP_DIFFUSERS_BF16:-}" ] && stacks="$stacks diffusers-bf16"
+stacks=${LOUPE_BENCH_STACKS:-$stacks}
 lock=(); [ -n "${LOUPE_BENCH_LOCK:-}" ] && lock=(flock "$LOUPE_BENCH_LOCK")
 mkdir -p "$runs" "$(dirname "$out")"
 export PYTHONPATH=.ref/src:tests/fixtures/gen/shims:bench LOUPE_REF_SHIM=refshim

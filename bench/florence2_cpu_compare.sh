@@ -11,20 +11,25 @@
 #
 # Needs: a build (loupe-bench-florence2), Debian's python3-torch and the original remote code in
 # .ref/florence2_remote/modeling_florence2.py (tests/fixtures/gen/README.md).
-#   bench/florence2_cpu_compare.sh [--sizes "base large"] [--dtypes "fp32 bf16"] [--runs 5] [--tokens 64] [OUT_JSON]
+#   bench/florence2_cpu_compare.sh [--sizes "base large"] [--dtypes "fp32 bf16"] [--runs 5] [--tokens 64]
+#                                  [--ref-coretypes "Haswell SkylakeX"] [OUT_JSON]
+#   --ref-coretypes: the reference once per OpenBLAS kernel set (OPENBLAS_CORETYPE), the fastest
+#     counting per part (OpenBLAS' choice matters to the reference, whose products all go to it;
+#     Loupe runs in the environment as it is). Default: one reference run in the environment as it is.
 #   Environment: LOUPE_BUILD_DIR, LOUPE_NUM_THREADS, LOUPE_BENCH_WORK (weights and runs; default
 #   build/bench-florence2), LOUPE_BENCH_CASE_TIMEOUT (seconds per process, default 3600),
 #   LOUPE_BENCH_LOCK (a lock file each process takes with flock(1): a shared machine),
 #   LOUPE_BENCH_RESUME=1 (keep the runs already finished).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-sizes="base large" dtypes="fp32 bf16" runs=5 tokens=64 out=
+sizes="base large" dtypes="fp32 bf16" runs=5 tokens=64 coretypes= out=
 while [ $# -gt 0 ]; do
   case $1 in
     --sizes) sizes=$2; shift 2 ;;
     --dtypes) dtypes=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --tokens) tokens=$2; shift 2 ;;
+    --ref-coretypes) coretypes=$2; shift 2 ;;
     -*) echo "florence2_cpu_compare: unknown option $1" >&2; exit 2 ;;
     *) out=$1; shift ;;
   esac
@@ -49,13 +54,18 @@ for size in $sizes; do
     echo "== make $size weights in $dir" >&2
     "${lock[@]}" $py bench/florence2_reference.py make-cpu "$size" "$dir"
   fi
-  ref=$work/$size-reference-fp32.json
-  if ! done_or_resume "$ref"; then
-    echo "== reference (original modules) $size fp32" >&2
-    "${lock[@]}" timeout "$timeout_s" $py bench/florence2_reference.py run-cpu "$dir" "$ref.tmp" --threads "$threads" \
-      --runs "$runs" --tokens "$tokens" --outputs "${ref%.json}.outputs.safetensors" > "$work/$size-reference-fp32.log" 2>&1 &&
-      mv "$ref.tmp" "$ref"
-  fi
+  refs=()
+  for ct in ${coretypes:-as-is}; do
+    ref=$work/$size-reference-fp32.json env=()
+    [ "$ct" != as-is ] && ref=$work/$size-reference-fp32-openblas-$ct.json env=(env "OPENBLAS_CORETYPE=$ct")
+    if ! done_or_resume "$ref"; then
+      echo "== reference (original modules) $size fp32 (OpenBLAS kernels: $ct)" >&2
+      "${lock[@]}" timeout "$timeout_s" "${env[@]}" $py bench/florence2_reference.py run-cpu "$dir" "$ref.tmp" \
+        --threads "$threads" --runs "$runs" --tokens "$tokens" --outputs "${ref%.json}.outputs.safetensors" \
+        > "${ref%.json}.log" 2>&1 && mv "$ref.tmp" "$ref"
+    fi
+    refs+=("$ref")
+  done
   loupe=()
   for dt in $dtypes; do
     lo=$work/$size-loupe-$dt.json
@@ -68,6 +78,6 @@ for size in $sizes; do
     fi
     loupe+=("$lo")
   done
-  $py bench/florence2_reference.py combine-cpu "$out" "$ref" "${loupe[@]}"
+  $py bench/florence2_reference.py combine-cpu "$out" "${refs[@]}" "${loupe[@]}"
 done
 echo "wrote $out" >&2

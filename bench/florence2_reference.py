@@ -34,10 +34,14 @@ bench/florence2_original.py; bench/florence2_cpu_compare.sh runs it all):
       last caption. --outputs F: image_features, encoder_states and decoder_logits (the decoder
       teacher-forced on the start token and the caption's ids but the last) in F.safetensors, as
       loupe-bench-florence2 --outputs writes them.
-  florence2_reference.py combine-cpu RESULT.json REF.json LOUPE.json [LOUPE.json ...]
-      one size's runs side by side ("speedup" = reference time / Loupe time per case and part), ids
+  florence2_reference.py combine-cpu RESULT.json REF.json [REF.json ...] LOUPE.json [LOUPE.json ...]
+      one size's runs side by side (the reference with one or more OpenBLAS kernel sets, e.g.
+      OPENBLAS_CORETYPE=Haswell and SkylakeX: per part the fastest counts; "speedup" = that reference
+      time / Loupe time per part), ids
       compared, and where X.outputs.safetensors lies beside a run's X.json, the distance of Loupe's
-      outputs from the reference's; merged into RESULT.json (the other sizes already there are kept)."""
+      outputs from the reference's; merged into RESULT.json (the other sizes already there are kept;
+      an earlier session of the same size keeps its times and speedups under "earlier_sessions",
+      as this machine's timings drift by 10-20 % between sessions)."""
 import json, os, platform, sys, time
 
 from reference_util import Peak, rss_bytes, timeit
@@ -344,32 +348,48 @@ def run_cpu(weights, out, threads=0, runs=5, tokens=64, outputs=None):
     print(json.dumps({k: v for k, v in case.items() if k not in ("runs", "ids")}, indent=1))
 
 
-def combine_cpu(out_path, ref_path, *loupe_paths):
-    ref = json.load(open(ref_path))
-    (rname, r), = ref["cases"].items()
+def combine_cpu(out_path, *paths):
+    """paths: run-cpu JSONs (the reference, possibly with several OpenBLAS kernel sets) and
+    loupe-bench-florence2 JSONs of one size, told apart by their "stack"."""
+    runs = [(p, json.load(open(p))) for p in paths]
+    refs = [(p, d) for p, d in runs if d["stack"] != "loupe"]
+    loupes = [(p, d) for p, d in runs if d["stack"] == "loupe"]
+    ref_path, ref = refs[0]
     size = ref["model"]["size"]
     parts = (("caption", "total_s", "s"), ("vision", "vision_s", "s"), ("encoder", "encoder_s", "s"),
              ("per_token", "per_token_ms", "ms"), ("first_token", "first_token_s", "s"),
              ("caption_cpu_time_per_token", "per_token_cpu_ms", "ms"))
+    case = lambda d: next(iter(d["cases"].values()))
+    ref_tag = lambda d: "reference-fp32-openblas-" + ((d.get("blas") or {}).get("core") or "unknown").lower()
     entry = {"what": f"Florence-2-{size} shapes, random weights (the same file for both stacks), one 768 x 768 image, "
                      f"an 8-token prompt, a greedy caption of {ref['new_tokens']} new tokens (min_new_tokens = max_new_tokens) "
                      "at batch 1; medians of the runs; caption = whole generate() (vision tower + projection, encoder, "
-                     "decoding); vision and encoder timed alone; per_token = (last token - first token) / (tokens - 1)",
+                     "decoding); vision and encoder timed alone; per_token = (last token - first token) / (tokens - 1). "
+                     "reference-fp32 is, per part, the fastest of the reference runs (OpenBLAS kernel sets), and every "
+                     "speedup is against it",
              "params_M": ref["model"]["params_M"], "reference": {"stack": ref["stack"], "dtype": "float32"},
-             "cases": {}, "peak_rss_bytes": {"reference-fp32": r["peak_rss_bytes"]},
-             "process_peak_rss_bytes": {"reference-fp32": ref["process_peak_rss_bytes"]},
-             "ids_equal_to_reference": {}, "raw": {"reference-fp32": ref}}
+             "cases": {}, "peak_rss_bytes": {}, "process_peak_rss_bytes": {}, "ids_equal_to_reference": {}, "raw": {}}
+    for p, d in refs:
+        t = ref_tag(d)
+        entry["raw"][t] = d
+        entry["peak_rss_bytes"][t] = case(d)["peak_rss_bytes"]
+        entry["process_peak_rss_bytes"][t] = d["process_peak_rss_bytes"]
+    best = {}
     for part, key, unit in parts:
-        entry["cases"][part] = {"unit": unit, "reference-fp32": r[key]}
-    for lp in loupe_paths:
-        lo = json.load(open(lp))
-        (lname, l), = lo["cases"].items()
+        c = entry["cases"][part] = {"unit": unit}
+        for p, d in refs:
+            c[ref_tag(d)] = case(d)[key]
+        best[key], c["reference-fp32_from"] = min((case(d)[key], ref_tag(d)) for p, d in refs)
+        c["reference-fp32"] = best[key]
+    r = case(ref)
+    for lp, lo in loupes:
+        l = case(lo)
         tag = "loupe-" + {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(lo["model"]["dtype"], lo["model"]["dtype"])
         entry["raw"][tag] = lo
         for part, key, unit in parts:
             c = entry["cases"][part]
             c[tag] = l.get(key)
-            c["speedup_" + tag] = round(r[key] / l[key], 3) if r.get(key) and l.get(key) else None
+            c["speedup_" + tag] = round(best[key] / l[key], 3) if best.get(key) and l.get(key) else None
         entry["peak_rss_bytes"][tag] = l.get("peak_rss_bytes")
         entry["process_peak_rss_bytes"][tag] = lo.get("process_peak_rss_bytes")
         same = l.get("ids") == r["ids"]
@@ -391,6 +411,10 @@ def combine_cpu(out_path, ref_path, *loupe_paths):
                 top2 = a["decoder_logits"][0].topk(2, -1).values
                 d["reference_min_top1_top2_margin"] = (top2[:, 0] - top2[:, 1]).min().item()
             entry.setdefault("output_distance_from_reference", {})[tag] = d
+    for p, d in refs[1:]:  # the other reference runs give the same ids
+        entry["ids_equal_to_reference"][ref_tag(d)] = {"equal": case(d)["ids"] == r["ids"]}
+    stamp = lambda path: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.path.getmtime(path)))
+    entry["session"] = {"reference_finished": [stamp(p) for p, _ in refs], "loupe_finished": [stamp(p) for p, _ in loupes]}
     entry["goal"] = "caption (end to end) at least 2x faster than the reference per image"
     entry["goal_met"] = {k[len("speedup_"):]: v >= 2 for k, v in entry["cases"]["caption"].items()
                          if k.startswith("speedup_") and v is not None}
@@ -398,13 +422,17 @@ def combine_cpu(out_path, ref_path, *loupe_paths):
         result = json.load(open(out_path))
     except (OSError, ValueError):
         result = {}
-    result.update({"benchmark": "florence2-cpu-caption", "machine": ref["machine"], "blas": ref["blas"],
-                   "threads": ref["threads"], "environment": ref["environment"],
+    result.update({"benchmark": "florence2-cpu-caption", "machine": ref["machine"], "threads": ref["threads"],
+                   "environment": ref["environment"],
+                   "blas": {ref_tag(d): d["blas"] for _, d in refs},
                    "versions": dict(ref["versions"], loupe=entry["raw"].get("loupe-fp32", {}).get("build"))})
-    result.setdefault("sizes", {})[size] = entry
+    old = result.setdefault("sizes", {}).get(size)
+    if old:
+        entry["earlier_sessions"] = old.pop("earlier_sessions", []) + [
+            {k: old.get(k) for k in ("session", "cases", "ids_equal_to_reference", "peak_rss_bytes")}]
+    result["sizes"][size] = entry
     json.dump(result, open(out_path, "w"), indent=1)
     print(json.dumps({size: {"cases": entry["cases"], "ids": entry["ids_equal_to_reference"]}}, indent=1))
-
 
 if __name__ == "__main__":
     if len(sys.argv) >= 5 and sys.argv[1] == "run":
@@ -421,7 +449,7 @@ if __name__ == "__main__":
         a.add_argument("--tokens", type=int, default=64); a.add_argument("--outputs")
         o = a.parse_args(sys.argv[2:])
         run_cpu(o.weights, o.out, o.threads, o.runs, o.tokens, o.outputs)
-    elif len(sys.argv) >= 5 and sys.argv[1] == "combine-cpu":
-        combine_cpu(sys.argv[2], sys.argv[3], *sys.argv[4:])
+    elif len(sys.argv) >= 4 and sys.argv[1] == "combine-cpu":
+        combine_cpu(sys.argv[2], *sys.argv[3:])
     else:
         sys.exit(__doc__)
