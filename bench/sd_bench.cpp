@@ -33,6 +33,7 @@
 
 #include "bench_util.h"
 #include "core/cpu.h"
+#include "core/cpu_cache.h"
 #include "core/runtime.h"
 #include "io/checkpoint.h"
 #include "io/config.h"
@@ -162,8 +163,17 @@ int main(int argc, char** argv) {
       x = rnd({2, 4, lat, lat}), ctx = rnd({2, 77, ctx_dim}), z = rnd({1, 4, lat, lat});
     }
     const auto t = torch::tensor({500.0f, 500.0f}).to(dev);
-    auto unet_step = [&] { return m.unet->forward(x, t, ctx, pooled, tids); };
-    auto vae_decode = [&] { return m.vae->decode(z); };
+    // On the CPU the runtime's block cache (core/cpu_cache.h) is installed, and emptied after every
+    // run as the runtime empties it after every job (LOUPE_CPU_CACHE=0: libtorch's allocator alone).
+    const bool block_cache = dev.is_cpu() && cpu::install_block_cache();
+    out["cpu_block_cache"] = block_cache;
+    auto job = [](auto&& f) {
+      auto y = f();
+      cpu::release_block_cache();
+      return y;
+    };
+    auto unet_step = [&] { return job([&] { return m.unet->forward(x, t, ctx, pooled, tids); }); };
+    auto vae_decode = [&] { return job([&] { return m.vae->decode(z); }); };
     const bool cuda = dev.is_cuda();
     if (!profile.empty()) {
       if (run_unet) {
@@ -205,11 +215,12 @@ int main(int argc, char** argv) {
     if (steps > 0) {
       PeakSampler ps(dev);
       out["pipeline_steps"] = steps;
-      out["pipeline_s"] = timeit(dev, [&] { pipelines::txt2img(m, pe, ne, p); }, 1, 3);
+      out["pipeline_s"] = timeit(dev, [&] { job([&] { return pipelines::txt2img(m, pe, ne, p); }); }, 1, 3);
       out["pipeline_peak_device_bytes"] = ps.stop();
     }
     if (!outputs.empty()) io::save_safetensors(outputs, {kept.begin(), kept.end()});
     if (dev.is_cpu()) out["process_peak_rss_bytes"] = rss_bytes(true);
+    if (block_cache) out["cpu_block_cache_stats"] = cpu::to_json(cpu::block_cache_stats());
     std::cout << out.dump(2) << std::endl;
     return 0;
   } catch (const std::exception& e) {

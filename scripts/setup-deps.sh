@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 pkgs=(build-essential cmake ninja-build ccache pkg-config
-      libtorch-dev libopenblas0-pthread nlohmann-json3-dev libopencv-dev libcurl4-openssl-dev zlib1g-dev
+      libtorch-dev libdnnl-dev libopenblas0-pthread nlohmann-json3-dev libopencv-dev libcurl4-openssl-dev zlib1g-dev
       qt6-base-dev qt6-qpa-plugins qt6-image-formats-plugins libgl-dev fonts-dejavu-core
       googletest libgtest-dev libgmock-dev abigail-tools binutils
       clang libclang-rt-14-dev

@@ -380,3 +380,22 @@ TEST(Cpu, OptimisedBlasIsInUseAndReported) {
     if (generic) EXPECT_TRUE(cpu::info().has("avx2") || cpu::info().has("avx512f"));
   }
 }
+
+// The OpenBLAS kernels suggested for a processor (the blas_generic_kernels problem's remedy):
+// generic kernels on AVX2/AVX-512 processors, AVX2 kernels on AVX-512 ones (Zen 4 under OpenBLAS
+// before 0.3.22); never a change where the kernels already suit.
+TEST(Cpu, SuggestsBetterOpenBlasKernelsOnlyWhereTheyFit) {
+  cpu::Info avx512, avx2, old;
+  avx512.isa = {"avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl"};
+  avx2.isa = {"avx", "avx2", "fma"};
+  old.isa = {"sse4_2"};
+  EXPECT_EQ(cpu::better_openblas_core("Zen", avx512), "SkylakeX");
+  EXPECT_EQ(cpu::better_openblas_core("Haswell", avx512), "SkylakeX");
+  EXPECT_EQ(cpu::better_openblas_core("Prescott", avx512), "SkylakeX");
+  EXPECT_EQ(cpu::better_openblas_core("SkylakeX", avx512), "");
+  EXPECT_EQ(cpu::better_openblas_core("Cooperlake", avx512), "");
+  EXPECT_EQ(cpu::better_openblas_core("Prescott", avx2), "Haswell");
+  EXPECT_EQ(cpu::better_openblas_core("Zen", avx2), "");
+  EXPECT_EQ(cpu::better_openblas_core("Haswell", avx2), "");
+  EXPECT_EQ(cpu::better_openblas_core("Prescott", old), "");
+}

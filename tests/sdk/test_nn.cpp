@@ -3,6 +3,9 @@
 
 #include "core/torch_compat.h"
 #include "nn/attention.h"
+#include "nn/conv.h"
+
+#include "../support/scoped_env.h"
 
 using namespace loupe;
 
@@ -34,4 +37,40 @@ TEST(Attention, BlockedBf16StaysCloseToFp32) {
   const auto got = nn::attention_blocked(q.to(torch::kBFloat16), k.to(torch::kBFloat16), v.to(torch::kBFloat16), s, 100);
   EXPECT_EQ(got.scalar_type(), torch::kBFloat16);
   EXPECT_LT((got.to(torch::kFloat32) - ref).abs().max().item<float>(), 3e-2);
+}
+
+// With LOUPE_CONV_WINOGRAD=1, every 3 x 3 fp32 convolution with 128 x 128 outputs or more runs through
+// oneDNN's Winograd kernels where the build has oneDNN (LOUPE_WITH_DNNL): the same convolution,
+// rounded differently. The test runs with it on and off.
+// Against an fp64 result, with and without padding and bias, batch 2, channel counts that are not
+// multiples of 16; and the direct path below the size threshold.
+TEST(Conv2d, MatchesAnFp64ConvolutionOnEveryPath) {
+  for (const char* winograd : {"1", "0"}) {
+  SCOPED_TRACE(std::string("LOUPE_CONV_WINOGRAD=") + winograd);
+  Env env("LOUPE_CONV_WINOGRAD", winograd);
+  torch::NoGradGuard ng;
+  torch::manual_seed(3);
+  struct Case {
+    int64_t n, c, k, hw, pad;
+    bool bias;
+  };
+  for (const auto& t : {Case{1, 64, 64, 128, 1, true}, Case{2, 3, 5, 130, 1, false}, Case{1, 32, 48, 140, 0, true},
+                        Case{1, 16, 16, 40, 1, true}}) {
+    SCOPED_TRACE(std::to_string(t.c) + "->" + std::to_string(t.k) + " at " + std::to_string(t.hw));
+    loupe::nn::Conv2d conv(torch::nn::Conv2dOptions(t.c, t.k, 3).padding(t.pad).bias(t.bias));
+    const auto x = torch::randn({t.n, t.c, t.hw, t.hw});
+    const auto y = conv->forward(x);
+    const auto ref = torch::conv2d(x.to(torch::kFloat64), conv->weight.to(torch::kFloat64),
+                                   t.bias ? conv->bias.to(torch::kFloat64) : torch::Tensor(), 1, t.pad);
+    ASSERT_EQ(y.sizes(), ref.sizes());
+    const double err = (y.to(torch::kFloat64) - ref).abs().max().item<double>();
+    EXPECT_LT(err, 1e-4 * std::max(1.0, ref.abs().max().item<double>())) << err;
+    // a weight changed in place (a LoRA merged) is used at once
+    conv->weight.data().mul_(2);
+    const auto y2 = conv->forward(x);
+    const auto ref2 = torch::conv2d(x.to(torch::kFloat64), conv->weight.to(torch::kFloat64),
+                                    t.bias ? conv->bias.to(torch::kFloat64) : torch::Tensor(), 1, t.pad);
+    EXPECT_LT((y2.to(torch::kFloat64) - ref2).abs().max().item<double>(), 2e-4 * std::max(1.0, ref2.abs().max().item<double>()));
+  }
+}
 }

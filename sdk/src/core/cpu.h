@@ -20,7 +20,7 @@ struct Info {
   std::string model;                 // /proc/cpuinfo "model name"
   int logical = 1;                   // CPUs this process may run on (affinity)
   int physical = 1;                  // distinct cores among them
-  std::vector<std::string> isa;      // of: sse4_2 avx avx2 fma avx512f avx512_vnni avx512_bf16 amx_tile amx_bf16 amx_int8
+  std::vector<std::string> isa;      // of: sse4_2 avx avx2 fma avx512f avx512bw avx512vl avx512_vnni avx512_bf16 amx_tile amx_bf16 amx_int8
   bool has(const std::string& flag) const;
   // Native bf16 arithmetic (AVX512-BF16 or AMX): where bf16 beats fp32 on the CPU.
   bool fast_bf16() const { return has("avx512_bf16") || has("amx_bf16"); }
@@ -28,6 +28,9 @@ struct Info {
 
 const Info& info();  // read once
 Blas blas();
+// The OpenBLAS kernels (OPENBLAS_CORETYPE) that would suit `in` better than `core`, or "" when `core`
+// is right: generic kernels on AVX2/AVX-512 processors, AVX2 kernels on AVX-512 ones.
+std::string better_openblas_core(const std::string& core, const Info& in);
 
 // The thread count a runtime uses when asked for `requested` (0 = auto): LOUPE_NUM_THREADS if set,
 // else the physical cores.

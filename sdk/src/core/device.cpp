@@ -6,6 +6,7 @@
 
 #include <torch/version.h>
 
+#include "core/cpu_cache.h"
 #include "core/runtime.h"
 
 #if LOUPE_WITH_CUDA
@@ -98,6 +99,7 @@ nlohmann::json device_info() {
 }
 
 void release_cached_device_memory() {
+  cpu::release_block_cache();
 #if LOUPE_WITH_CUDA
   if (torch::cuda::is_available()) c10::cuda::CUDACachingAllocator::emptyCache();
 #endif

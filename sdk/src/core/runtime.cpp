@@ -10,6 +10,7 @@
 #include "core/hub.h"
 #include "core/tasks.h"
 #include "core/cpu.h"
+#include "core/cpu_cache.h"
 #include "core/torch_compat.h"
 
 namespace fs = std::filesystem;
@@ -141,6 +142,7 @@ std::shared_ptr<Runtime> Runtime::create(const RuntimeOptions& options, Log::Sin
   rt->device_name_ = rt->device_.str();
   rt->threads_ = cpu::resolve_threads(options.num_threads);
   cpu::apply_threads(rt->threads_);
+  if (rt->device_.is_cpu()) cpu::install_block_cache();
   for (const auto& p : cpu::problems(rt->threads_))
     rt->add_problem(p["id"], p["severity"], p["message"], p["remedy"]);
   if (options.device == "auto" && rt->device_.is_cpu())
@@ -233,6 +235,10 @@ std::shared_ptr<Session> Runtime::open_session(const std::string& path_in, const
             dtype_name(dtype));
 
   // Weights are first loaded to the host, then moved once there is room under the budget.
+  // The load's temporaries (converted copies) go back to the system when it ends, however it ends.
+  struct ReleaseCpuCache {
+    ~ReleaseCpuCache() { cpu::release_block_cache(); }
+  } release_cpu_cache;
   ModelOptions mo;
   mo.device = torch::kCPU;
   mo.dtype = dtype;
@@ -475,15 +481,21 @@ void Runtime::run_job(const std::shared_ptr<Job>& job, const Work& work, const s
     return;
   }
   job->mark_running();
+  // The job's temporaries go back to the system before it is reported finished, however it ends
+  // (the CPU block cache is not kept between jobs).
+  auto finish = [&job](Status status, const std::string& message, std::unique_ptr<Result> result) {
+    cpu::release_block_cache();
+    job->finish(status, message, std::move(result));
+  };
   JobContext ctx(job.get());
   ctx.set_wants_preview(wants_preview);
   try {
     torch::NoGradGuard no_grad;
     auto result = work(ctx);
-    job->finish(Status::Ok, "", std::move(result));
+    finish(Status::Ok, "", std::move(result));
   } catch (const Error& e) {
     if (e.status() != Status::Cancelled) log_.error(e.what());
-    job->finish(e.status(), e.what(), nullptr);
+    finish(e.status(), e.what(), nullptr);
   } catch (const std::exception& e) {
     if (compat::is_out_of_memory(e)) {
       release_cached_device_memory();
@@ -495,15 +507,15 @@ void Runtime::run_job(const std::shared_ptr<Job>& job, const Work& work, const s
                   "lower the resolution or batch size, use fp16, choose a smaller variant, or set a lower "
                   "VRAM budget so idle models are offloaded");
       log_.error(msg);
-      job->finish(Status::OutOfMemory, msg, nullptr);
+      finish(Status::OutOfMemory, msg, nullptr);
     } else {
       std::string msg = std::string("internal error: ") + e.what();
       log_.error(msg);
-      job->finish(Status::Internal, msg, nullptr);
+      finish(Status::Internal, msg, nullptr);
     }
   } catch (...) {
     log_.error("internal error: unknown exception");
-    job->finish(Status::Internal, "internal error: unknown exception", nullptr);
+    finish(Status::Internal, "internal error: unknown exception", nullptr);
   }
 }
 
@@ -551,6 +563,7 @@ nlohmann::json Runtime::diagnostics() {
   j["build"] = build_info();
   j["devices"] = device_info();
   j["cpu"] = cpu::to_json(threads_);
+  j["cpu"]["block_cache"] = cpu::to_json(cpu::block_cache_stats());
   j["runtime"] = {{"device", device_name_},
                   {"vram_budget_bytes", options_.vram_budget_bytes},
                   {"models_dir", options_.models_dir}};

@@ -46,6 +46,17 @@ const T* variant_get_if(const V& v) {
 #endif
 }
 
+// c10::Allocator: libtorch 2.3 made allocate() non-const and added a pure virtual copy_data().
+// An allocator declares `c10::DataPtr allocate(size_t n) LOUPE_ALLOCATOR_CONST override` and
+// `void copy_data(...) const LOUPE_ALLOCATOR_COPY_DATA_OVERRIDE`.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+#define LOUPE_ALLOCATOR_CONST
+#define LOUPE_ALLOCATOR_COPY_DATA_OVERRIDE override
+#else
+#define LOUPE_ALLOCATOR_CONST const
+#define LOUPE_ALLOCATOR_COPY_DATA_OVERRIDE
+#endif
+
 // True if the exception is the device running out of memory.
 inline bool is_out_of_memory(const std::exception& e) {
   if (dynamic_cast<const c10::OutOfMemoryError*>(&e)) return true;
