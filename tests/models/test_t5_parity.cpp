@@ -106,7 +106,9 @@ TEST_P(T5Parity, EncoderDecoderAndGenerationMatchTransformers) {
   auto cache = m->make_cache(enc, mask);
   std::vector<torch::Tensor> steps;
   for (int64_t t = 0; t < dec.size(1); ++t) steps.push_back(m->decode(dec.narrow(1, t, 1), cache).select(1, 0));
-  expect_close(torch::stack(steps, 1), ex["step_logits"], "step_logits");
+  // per cached step: the same products over one row at a time; an -O1 AddressSanitizer build sums
+  // them in yet another order (CI: 2.7e-5 relative on the older layouts)
+  expect_close(torch::stack(steps, 1), ex["step_logits"], "step_logits", 5e-5f);
 
   // greedy on the padded batch (finished rows padded with pad 0 as transformers does)
   const auto& cfg = m->cfg;

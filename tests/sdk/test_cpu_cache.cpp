@@ -30,7 +30,7 @@ TEST(CpuBlockCache, ReusesAFreedLargeBlockAndGivesItBackOnRelease) {
   EXPECT_GE(s.cached_bytes, uint64_t(64) << 20);
   EXPECT_EQ(s.misses, before.misses + 1);
   {
-    auto b = torch::empty({16 << 20 - 1000});  // a little smaller: same size class
+    auto b = torch::empty({(16 << 20) - 1000});  // a little smaller: same size class
     EXPECT_EQ(b.data_ptr(), first);
     b.fill_(2.0f);
     EXPECT_EQ(b.sum().item<float>(), 2.0f * ((16 << 20) - 1000));
