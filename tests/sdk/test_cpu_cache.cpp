@@ -47,6 +47,44 @@ TEST(CpuBlockCache, ReusesAFreedLargeBlockAndGivesItBackOnRelease) {
   EXPECT_EQ(small.sum().item<float>(), 1000.0f);
 }
 
+// A smaller request takes a larger free block with its tail given back; a request no free block
+// can serve first gives back free blocks, so that in-use + cached bytes never pass the highest
+// in-use count: the cache holds no more memory than the program would without it.
+TEST(CpuBlockCache, TrimsLargerBlocksAndNeverHoldsMoreThanThePeakInUse) {
+  if (!installed()) GTEST_SKIP() << "cache not installed";
+  cpu::release_block_cache();
+  const auto before = cpu::block_cache_stats();
+  constexpr int64_t MiB = 1 << 20;
+  void* first = nullptr;
+  {
+    auto a = torch::empty({64 * MiB}, torch::kUInt8);
+    first = a.data_ptr();
+  }
+  EXPECT_EQ(cpu::block_cache_stats().cached_bytes, uint64_t(64 * MiB));
+  {
+    auto b = torch::full({20 * MiB}, 7, torch::kUInt8);  // served by the 64 MiB block, trimmed
+    EXPECT_EQ(b.data_ptr(), first);
+    const auto s = cpu::block_cache_stats();
+    EXPECT_EQ(s.cached_bytes, 0u);
+    EXPECT_EQ(s.in_use_bytes, before.in_use_bytes + 20 * MiB);
+    EXPECT_EQ(b.sum().item<int64_t>(), 7 * 20 * MiB);
+  }
+  cpu::release_block_cache();
+  cpu::reset_block_cache_peak();
+  {
+    auto a = torch::empty({32 * MiB}, torch::kUInt8), b = torch::empty({32 * MiB}, torch::kUInt8);
+  }
+  EXPECT_EQ(cpu::block_cache_stats().cached_bytes, uint64_t(64 * MiB));
+  {
+    auto c = torch::ones({96 * MiB}, torch::kUInt8);  // more than any free block: they go first
+    const auto s = cpu::block_cache_stats();
+    EXPECT_EQ(s.cached_bytes, 0u);
+    EXPECT_LE(s.peak_bytes, before.in_use_bytes + 96 * MiB);
+    EXPECT_EQ(c.sum().item<int64_t>(), 96 * MiB);
+  }
+  cpu::release_block_cache();
+}
+
 TEST(CpuBlockCache, KeepsNoMoreThanItsLimit) {
   if (!installed()) GTEST_SKIP() << "cache not installed";
   cpu::release_block_cache();

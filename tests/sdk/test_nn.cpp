@@ -39,15 +39,18 @@ TEST(Attention, BlockedBf16StaysCloseToFp32) {
   EXPECT_LT((got.to(torch::kFloat32) - ref).abs().max().item<float>(), 3e-2);
 }
 
-// With LOUPE_CONV_WINOGRAD=1, every 3 x 3 fp32 convolution with 128 x 128 outputs or more runs through
-// oneDNN's Winograd kernels where the build has oneDNN (LOUPE_WITH_DNNL): the same convolution,
-// rounded differently. The test runs with it on and off.
+// By default (LOUPE_CONV_WINOGRAD unset or 1), every 3 x 3 fp32 convolution with 128 x 128 outputs or
+// more runs through oneDNN's Winograd kernels where the build has oneDNN (LOUPE_WITH_DNNL): the same
+// convolution, rounded differently. The test runs with it on and off (0).
 // Against an fp64 result, with and without padding and bias, batch 2, channel counts that are not
-// multiples of 16; and the direct path below the size threshold.
+// multiples of 16; and the direct path below the size threshold. Winograd computes its output in
+// bands of rows: whole (the default band size) and cut into many bands, the last one shorter than a
+// 4-row tile (bands of 200 KB of input).
 TEST(Conv2d, MatchesAnFp64ConvolutionOnEveryPath) {
-  for (const char* winograd : {"1", "0"}) {
+  for (const char* winograd : {"1", "1/bands", "0"}) {
   SCOPED_TRACE(std::string("LOUPE_CONV_WINOGRAD=") + winograd);
-  Env env("LOUPE_CONV_WINOGRAD", winograd);
+  Env env("LOUPE_CONV_WINOGRAD", std::string(winograd).substr(0, 1).c_str());
+  Env band("LOUPE_CONV_WINOGRAD_BAND_KB", std::string(winograd) == "1/bands" ? "200" : nullptr);
   torch::NoGradGuard ng;
   torch::manual_seed(3);
   struct Case {

@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include <c10/core/CPUAllocator.h>
 
@@ -60,6 +61,7 @@ class BlockCache final : public c10::Allocator {
       std::lock_guard<std::mutex> lock(mu_);
       free.swap(free_);
       cached_ = 0;
+      live_peak_ = in_use_;
     }
     for (auto& [size, p] : free) munmap(p, size);
   }
@@ -84,24 +86,46 @@ class BlockCache final : public c10::Allocator {
   static std::atomic<BlockCache*> instance;
 
  private:
+  // A request is served, in this order: by a free block of its size class (up to 1/8 larger); by
+  // the smallest larger free block, its tail given back to the system; by a fresh mapping, after
+  // giving back as many free blocks as it takes for in-use + cached bytes to stay within the
+  // highest in-use count since the last release(). So the cache never holds more memory than the
+  // program's own peak: it saves the page faults, not the memory.
   void* take(size_t n) {
     const size_t want = size_class(n);
+    std::vector<std::pair<void*, size_t>> unmap;  // given back outside the lock
+    void* p = nullptr;
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = free_.lower_bound(want);
-      if (it != free_.end() && it->first - want <= want / 8) {
+      if (it != free_.end()) {
         const size_t size = it->first;
-        void* p = it->second;
+        p = it->second;
         free_.erase(it);
         cached_ -= size;
-        in_use_ += size;
-        live_[p] = size;
+        size_t keep = size;
+        if (size - want > want / 8) {
+          unmap.emplace_back(static_cast<char*>(p) + want, size - want);
+          keep = want;
+        }
+        in_use_ += keep;
+        live_peak_ = std::max(live_peak_, in_use_);
+        live_[p] = keep;
         ++hits_;
-        return p;
+      } else {
+        ++misses_;
+        const uint64_t budget = std::max(live_peak_, in_use_ + want);
+        while (!free_.empty() && in_use_ + cached_ + want > budget) {
+          auto last = std::prev(free_.end());
+          unmap.emplace_back(last->second, last->first);
+          cached_ -= last->first;
+          free_.erase(last);
+        }
       }
-      ++misses_;
     }
-    void* p = map(want);
+    for (auto& [q, size] : unmap) munmap(q, size);
+    if (p) return p;
+    p = map(want);
     if (!p) {  // the system is short: give the cache back and try once more
       release();
       p = map(want);
@@ -111,6 +135,7 @@ class BlockCache final : public c10::Allocator {
                   std::strerror(errno), ")");
     std::lock_guard<std::mutex> lock(mu_);
     in_use_ += want;
+    live_peak_ = std::max(live_peak_, in_use_);
     peak_ = std::max(peak_, in_use_ + cached_);
     live_[p] = want;
     return p;
@@ -160,7 +185,7 @@ class BlockCache final : public c10::Allocator {
   std::mutex mu_;
   std::multimap<size_t, void*> free_;
   std::unordered_map<void*, size_t> live_;
-  uint64_t in_use_ = 0, cached_ = 0, peak_ = 0, hits_ = 0, misses_ = 0;
+  uint64_t in_use_ = 0, cached_ = 0, peak_ = 0, live_peak_ = 0, hits_ = 0, misses_ = 0;
 };
 
 std::atomic<BlockCache*> BlockCache::instance{nullptr};

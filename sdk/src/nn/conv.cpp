@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "core/torch_compat.h"
 
@@ -14,13 +15,11 @@ namespace loupe::nn {
 namespace {
 
 #if LOUPE_WITH_DNNL
-// Off unless LOUPE_CONV_WINOGRAD=1: faster, but each call holds blocked copies of its input and
-// output and the transformed tiles (SD 1.5's VAE decode at 512 px, with the CPU block cache: 11.9 s
-// instead of 19.9 s, peak RSS 6.1 GB instead of 3.1 GB). Read on every call (cheap next to a
-// convolution of 128 x 128 outputs), so that a host or a test can switch it.
+// On unless LOUPE_CONV_WINOGRAD=0 (or off). Read on every call (cheap next to a convolution of
+// 128 x 128 outputs), so that a host or a test can switch it.
 bool winograd_enabled() {
   const char* v = std::getenv("LOUPE_CONV_WINOGRAD");
-  return v && (!std::strcmp(v, "1") || !std::strcmp(v, "on"));
+  return !(v && (!std::strcmp(v, "0") || !std::strcmp(v, "off")));
 }
 
 // Output pixels from which a Winograd convolution pays for transforming its weights on every call
@@ -28,47 +27,114 @@ bool winograd_enabled() {
 // 128 on, the whole call is 2.5-4x faster than the direct kernels).
 constexpr int64_t kWinogradMinPixels = 128 * 128;
 
+// Bytes of input per band (below): small enough that the blocked copies and the transformed tiles
+// of a band stay a few tens of MB, large enough that each band still spreads over many cores.
+// LOUPE_CONV_WINOGRAD_BAND_KB sets another size (tuning; the tests use it to cut small inputs into
+// many bands).
+int64_t winograd_band_bytes() {
+  const char* v = std::getenv("LOUPE_CONV_WINOGRAD_BAND_KB");
+  const long long kb = v ? std::atoll(v) : 0;
+  return kb > 0 ? int64_t(kb) << 10 : int64_t(16) << 20;
+}
+
 // fp32 3 x 3 convolution, stride 1, dilation 1, one group, on the CPU, through oneDNN's Winograd
 // F(4x4, 3x3) kernels: the same convolution computed with a different algorithm (rounding differs:
 // max |diff| from an fp64 result ~1e-5 at outputs of magnitude ~7, against ~2e-6 for the direct
-// kernels). The weights are transformed on each call, not kept (4x their size). nullopt where
-// oneDNN has no Winograd kernel for this processor or shape.
+// kernels). The output is computed in bands of rows: each band reads its rows of the input (and one
+// row above and below) straight from the caller's tensor, and writes its rows of the output in
+// place, so the blocked copies and the transformed tiles oneDNN needs exist for one band at a time
+// (at SD's VAE decode, 512 x 512 x 256: ~50 MB instead of ~2 GB per call). The weights are
+// transformed once per call, not kept (4x their size). nullopt where oneDNN has no Winograd kernel
+// for this processor or shape.
 c10::optional<torch::Tensor> winograd(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, int64_t pad) {
   using tag = dnnl::memory::format_tag;
   using dt = dnnl::memory::data_type;
+  using md = dnnl::memory::desc;
   static const dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), K = weight.size(0);
-  const dnnl::memory::dims src_d{N, C, H, W}, w_d{K, C, 3, 3}, dst_d{N, K, H + 2 * pad - 2, W + 2 * pad - 2};
-  dnnl::convolution_forward::primitive_desc pd;
-  try {
-    dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_winograd,
-                                      dnnl::memory::desc(src_d, dt::f32, tag::any), dnnl::memory::desc(w_d, dt::f32, tag::any),
-                                      dnnl::memory::desc({K}, dt::f32, tag::x), dnnl::memory::desc(dst_d, dt::f32, tag::any),
-                                      {1, 1}, {pad, pad}, {pad, pad});
-    dnnl::primitive_attr attr;  // the scratchpad comes from libtorch's allocator (the CPU block cache)
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    pd = dnnl::convolution_forward::primitive_desc(d, attr, eng);
-  } catch (const dnnl::error&) {
-    return c10::nullopt;  // no Winograd kernel here
-  }
   const auto xc = x.contiguous(), wc = weight.contiguous();
-  const auto bc = bias.defined() ? bias.contiguous() : torch::zeros({K}, x.options());
-  auto buffer = [](const dnnl::memory::desc& md) { return torch::empty({static_cast<int64_t>(md.get_size())}, torch::kUInt8); };
-  auto src_buf = buffer(pd.src_desc()), w_buf = buffer(pd.weights_desc()), dst_buf = buffer(pd.dst_desc()),
-       scratch_buf = buffer(pd.scratchpad_desc());
-  dnnl::memory src(pd.src_desc(), eng, src_buf.data_ptr()), w(pd.weights_desc(), eng, w_buf.data_ptr()),
-      dst(pd.dst_desc(), eng, dst_buf.data_ptr()), scratch(pd.scratchpad_desc(), eng, scratch_buf.data_ptr());
-  dnnl::memory x_user({src_d, dt::f32, tag::nchw}, eng, xc.data_ptr()), w_user({w_d, dt::f32, tag::oihw}, eng, wc.data_ptr()),
-      b({{K}, dt::f32, tag::x}, eng, bc.data_ptr());
-  auto out = torch::empty({dst_d[0], dst_d[1], dst_d[2], dst_d[3]}, x.options());
-  dnnl::memory o_user({dst_d, dt::f32, tag::nchw}, eng, out.data_ptr());
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), K = weight.size(0);
+  const int64_t OH = H + 2 * pad - 2, OW = W + 2 * pad - 2;
+  // output rows per band: a multiple of the 4-row tile, at least one tile
+  int64_t rows = std::max<int64_t>(4, winograd_band_bytes() / std::max<int64_t>(1, N * C * W * 4) / 4 * 4);
+  rows = std::min(rows, OH);
+
+  // One primitive per band shape (top, middle, bottom and a shorter last band differ only in their
+  // height and padding); pads and heights are those of output rows [r0, r0 + n).
+  struct Band {
+    int64_t in0, in_rows, pad_t, pad_b;
+  };
+  auto band_of = [&](int64_t r0, int64_t n) {
+    const int64_t lo = r0 - pad, hi = r0 + n + 2 - pad;  // input rows [lo, hi), before clipping
+    return Band{std::max<int64_t>(lo, 0), std::min(hi, H) - std::max<int64_t>(lo, 0), std::max<int64_t>(0, -lo), std::max<int64_t>(0, hi - H)};
+  };
+  auto make_pd = [&](const Band& b, int64_t n) -> c10::optional<dnnl::convolution_forward::primitive_desc> {
+    try {
+      dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_winograd,
+                                        md({N, C, b.in_rows, W}, dt::f32, tag::any), md({K, C, 3, 3}, dt::f32, tag::any),
+                                        md({K}, dt::f32, tag::x), md({N, K, n, OW}, dt::f32, tag::any), {1, 1}, {b.pad_t, pad},
+                                        {b.pad_b, pad});
+      dnnl::primitive_attr attr;  // the scratchpad comes from libtorch's allocator (the CPU block cache)
+      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+      return dnnl::convolution_forward::primitive_desc(d, attr, eng);
+    } catch (const dnnl::error&) {
+      return c10::nullopt;  // no Winograd kernel here
+    }
+  };
+  struct Shape {
+    int64_t n, pad_t, pad_b;
+    dnnl::convolution_forward::primitive_desc pd;
+    dnnl::convolution_forward prim;
+  };
+  std::vector<Shape> shapes;
+  std::vector<std::pair<md, torch::Tensor>> weights;  // per weights layout: the transformed weights
   dnnl::stream s(eng);
-  dnnl::reorder(x_user, src).execute(s, x_user, src);
-  dnnl::reorder(w_user, w).execute(s, w_user, w);
-  dnnl::convolution_forward(pd).execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b}, {DNNL_ARG_DST, dst},
-                                               {DNNL_ARG_SCRATCHPAD, scratch}});
-  dnnl::reorder(dst, o_user).execute(s, dst, o_user);
-  s.wait();
+  const auto bc = bias.defined() ? bias.contiguous() : torch::zeros({K}, x.options());
+  dnnl::memory b_mem({{K}, dt::f32, tag::x}, eng, bc.data_ptr());
+  auto out = torch::empty({N, K, OH, OW}, x.options());
+  const int64_t x_strides_n = C * H * W, o_strides_n = K * OH * OW;
+  auto shape_of = [&](int64_t n, const Band& band) -> Shape* {
+    for (auto& e : shapes)
+      if (e.n == n && e.pad_t == band.pad_t && e.pad_b == band.pad_b) return &e;
+    return nullptr;
+  };
+  // every band's primitive first: all or none of the output goes through Winograd
+  for (int64_t r0 = 0; r0 < OH; r0 += rows) {
+    const int64_t n = std::min(rows, OH - r0);
+    const auto band = band_of(r0, n);
+    if (shape_of(n, band)) continue;
+    auto pd = make_pd(band, n);
+    if (!pd) return c10::nullopt;
+    shapes.push_back({n, band.pad_t, band.pad_b, *pd, dnnl::convolution_forward(*pd)});
+  }
+  for (int64_t r0 = 0; r0 < OH; r0 += rows) {
+    const int64_t n = std::min(rows, OH - r0);
+    const auto band = band_of(r0, n);
+    Shape* sh = shape_of(n, band);
+    const auto& pd = sh->pd;
+    torch::Tensor* wt = nullptr;
+    for (auto& [d, t] : weights)
+      if (d == pd.weights_desc()) wt = &t;
+    if (!wt) {
+      auto t = torch::empty({static_cast<int64_t>(pd.weights_desc().get_size())}, torch::kUInt8);
+      dnnl::memory w_user({{K, C, 3, 3}, dt::f32, tag::oihw}, eng, wc.data_ptr()), w(pd.weights_desc(), eng, t.data_ptr());
+      dnnl::reorder(w_user, w).execute(s, w_user, w);
+      weights.emplace_back(pd.weights_desc(), std::move(t));
+      wt = &weights.back().second;
+    }
+    auto buffer = [](const md& d) { return torch::empty({static_cast<int64_t>(d.get_size())}, torch::kUInt8); };
+    auto src_buf = buffer(pd.src_desc()), dst_buf = buffer(pd.dst_desc()), scratch_buf = buffer(pd.scratchpad_desc());
+    dnnl::memory src(pd.src_desc(), eng, src_buf.data_ptr()), dst(pd.dst_desc(), eng, dst_buf.data_ptr()),
+        scratch(pd.scratchpad_desc(), eng, scratch_buf.data_ptr()), w(pd.weights_desc(), eng, wt->data_ptr());
+    // this band's rows of the input and of the output, in the caller's NCHW tensors
+    dnnl::memory x_user(md({N, C, band.in_rows, W}, dt::f32, {x_strides_n, H * W, W, 1}), eng,
+                        xc.data_ptr<float>() + band.in0 * W);
+    dnnl::memory o_user(md({N, K, n, OW}, dt::f32, {o_strides_n, OH * OW, OW, 1}), eng, out.data_ptr<float>() + r0 * OW);
+    dnnl::reorder(x_user, src).execute(s, x_user, src);
+    sh->prim.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b_mem}, {DNNL_ARG_DST, dst},
+                         {DNNL_ARG_SCRATCHPAD, scratch}});
+    dnnl::reorder(dst, o_user).execute(s, dst, o_user);
+    s.wait();
+  }
   return out;
 }
 #endif

@@ -52,10 +52,14 @@ ResnetBlock2DImpl::ResnetBlock2DImpl(int64_t in, int64_t out, int64_t temb_chann
 }
 
 torch::Tensor ResnetBlock2DImpl::forward(const torch::Tensor& x, const torch::Tensor& temb) {
-  auto h = conv1(torch::silu(norm1(x)));
-  if (time_emb_proj && temb.defined()) h = h + time_emb_proj(torch::silu(temb)).unsqueeze(-1).unsqueeze(-1);
-  h = conv2(torch::silu(norm2(h)));
-  return (conv_shortcut ? conv_shortcut(x) : x) + h;
+  // Inference only: the activations and sums go in place into tensors made here (one full-size
+  // temporary fewer per step; the same values, as a + b == b + a in floating point).
+  auto a = norm1(x);
+  auto h = conv1(torch::silu_(a));
+  if (time_emb_proj && temb.defined()) h.add_(time_emb_proj(torch::silu(temb)).unsqueeze(-1).unsqueeze(-1));
+  a = norm2(h);
+  h = conv2(torch::silu_(a));
+  return h.add_(conv_shortcut ? conv_shortcut(x) : x);
 }
 
 Downsample2DImpl::Downsample2DImpl(int64_t channels, int64_t padding_) : padding(padding_) {
@@ -103,10 +107,11 @@ BasicTransformerBlockImpl::BasicTransformerBlockImpl(int64_t dim, int64_t heads,
 }
 
 torch::Tensor BasicTransformerBlockImpl::forward(torch::Tensor x, const torch::Tensor& context) {
-  x = attn1(norm1(x)) + x;
-  x = attn2(norm2(x), context) + x;
+  // sums and the gate in place into tensors made here (as in ResnetBlock2D)
+  x = attn1(norm1(x)).add_(x);
+  x = attn2(norm2(x), context).add_(x);
   auto hg = ff_in(norm3(x)).chunk(2, -1);
-  return ff_out(hg[0] * torch::gelu(hg[1])) + x;
+  return ff_out(torch::gelu(hg[1]).mul_(hg[0])).add_(x);
 }
 
 Transformer2DImpl::Transformer2DImpl(int64_t channels, int64_t heads, int64_t head_dim, int64_t context_dim,
