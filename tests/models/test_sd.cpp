@@ -446,6 +446,19 @@ TEST(SdLora, ThroughTheSession) {
             std::string::npos);
 }
 
+// The VAE's dtype: fp32 on the CPU whatever the model's (its fp32 convolutions are the faster ones
+// there, nn/conv.h), fp32 for fp16 models whose config asks for force_upcast, the model's otherwise.
+TEST(SdSession, TheVaeRunsInFp32OnTheCpu) {
+  sd::VaeConfig c;
+  const torch::Device cpu(torch::kCPU), gpu(torch::kCUDA, 0);
+  for (auto dt : {torch::kFloat32, torch::kBFloat16, torch::kFloat16}) EXPECT_EQ(sd::vae_dtype(dt, cpu, c), torch::kFloat32);
+  EXPECT_EQ(sd::vae_dtype(torch::kFloat16, gpu, c), torch::kFloat32);
+  EXPECT_EQ(sd::vae_dtype(torch::kBFloat16, gpu, c), torch::kBFloat16);
+  c.force_upcast = false;
+  EXPECT_EQ(sd::vae_dtype(torch::kFloat16, gpu, c), torch::kFloat16);
+  EXPECT_EQ(sd::vae_dtype(torch::kFloat16, cpu, c), torch::kFloat32);
+}
+
 // bf16 on the CPU (issue 11): precision auto picks it for diffusion where the processor has native
 // bf16, and the image stays close to fp32's. Tolerance: on this tiny random model (3 Euler steps,
 // 64 x 64) the development machine measured a mean absolute difference of 2.6 levels of 255 and at

@@ -207,7 +207,7 @@ class FluxModel : public Model {
     if (fs::is_directory(path)) load_folder(path);
     else load_split(path);
     variant_ = transformer_->variant();
-    vae_dtype_ = (o.dtype == torch::kFloat16 && vae_->cfg.force_upcast) ? torch::kFloat32 : o.dtype;
+    vae_dtype_ = vae_->parameters().front().scalar_type();
     check_parts(path);
   }
 
@@ -559,7 +559,7 @@ class FluxModel : public Model {
   void bind_vae(const io::Checkpoint& ck, bool) {
     io::BindOptions vo;
     vo.device = opts_.device;
-    vo.dtype = (opts_.dtype == torch::kFloat16 && vae_->cfg.force_upcast) ? torch::kFloat32 : opts_.dtype;
+    vo.dtype = sd::vae_dtype(opts_.dtype, opts_.device, vae_->cfg);
     vae_->to(opts_.device, *vo.dtype);
     io::bind(*vae_, ck, vo);
     vae_->eval();

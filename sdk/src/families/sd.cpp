@@ -68,7 +68,7 @@ class StableDiffusionModel : public Model {
       aesthetic_ = u.projection_class_embeddings_input_dim == pooled + 5 * u.addition_time_embed_dim;
     }
     variant_ = variant_name(unet_->cfg, (text_ ? text_ : text2_)->cfg, sched_.prediction_type, aesthetic_);
-    vae_dtype_ = (o.dtype == torch::kFloat16 && vae_->cfg.force_upcast) ? torch::kFloat32 : o.dtype;
+    vae_dtype_ = vae_->parameters().front().scalar_type();
     count_bytes();
   }
 
@@ -113,7 +113,7 @@ class StableDiffusionModel : public Model {
     const auto vcfg = (d / "vae" / "config.json").string();
     c.vae = AutoencoderKL(VaeConfig::from_json(io::read_json_file(vcfg), vcfg));
     io::BindOptions vo = bo;
-    if (opts_.dtype == torch::kFloat16 && c.vae->cfg.force_upcast) vo.dtype = torch::kFloat32;
+    vo.dtype = vae_dtype(opts_.dtype, opts_.device, c.vae->cfg);
     c.vae->to(opts_.device, *vo.dtype);
     const auto vae_ck = io::Checkpoint::open((d / "vae").string(), io::Checkpoint::variant_for(*vo.dtype));
     io::BindOptions to = bo;

@@ -440,7 +440,7 @@ SingleFile read_single_file(const std::string& path, const torch::Device& device
   io::check(*sf.unet, ck, bo);
   sf.vae = AutoencoderKL(vcfg);
   io::BindOptions vo = bo;
-  if (dtype == torch::kFloat16 && sf.vae->cfg.force_upcast) vo.dtype = torch::kFloat32;
+  vo.dtype = vae_dtype(dtype, device, sf.vae->cfg);
   sf.vae->to(device, *vo.dtype);
   std::optional<io::Checkpoint> vae_ck;
   if (vae_in_file) {
@@ -547,7 +547,7 @@ AutoencoderKL read_vae(const std::string& path, const VaeConfig& cfg, const torc
   bool diffusers_names = false;
   for (const auto& n : ck.names()) diffusers_names = diffusers_names || n.find("down_blocks.") != std::string::npos;
   if (!diffusers_names) o.keymap = vae_single_file_keymap(vae->cfg);
-  if (dtype == torch::kFloat16 && vae->cfg.force_upcast) o.dtype = torch::kFloat32;  // as the checkpoint's own
+  o.dtype = vae_dtype(dtype, device, vae->cfg);  // as the checkpoint's own
   vae->to(device, *o.dtype);
   io::bind(*vae, ck, o);  // names and shapes checked from the header before anything is read
   vae->eval();

@@ -140,6 +140,11 @@ torch::Tensor AutoencoderKLImpl::decode_tiled(const torch::Tensor& z, int64_t ti
   return tiled_apply(z, tile, overlap, cfg.scale_factor(), cfg.out_channels, [this](const torch::Tensor& t) { return decode(t); });
 }
 
+torch::ScalarType vae_dtype(torch::ScalarType dtype, const torch::Device& device, const VaeConfig& cfg) {
+  if (device.is_cpu()) return torch::kFloat32;
+  return dtype == torch::kFloat16 && cfg.force_upcast ? torch::kFloat32 : dtype;
+}
+
 torch::Tensor tiled_apply(const torch::Tensor& z, int64_t tile, int64_t overlap, int64_t s, int64_t out_channels,
                           const std::function<torch::Tensor(const torch::Tensor&)>& fn) {
   const int64_t H = z.size(2), W = z.size(3);
