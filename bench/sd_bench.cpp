@@ -123,6 +123,7 @@ int main(int argc, char** argv) {
     io::BindOptions bo;
     bo.device = dev;
     bo.dtype = dt;
+    auto vae_dt = dt;
     int64_t params = 0;
     if (run_unet) {
       m.unet = sd::UNet2DConditionModel(uc);
@@ -133,13 +134,18 @@ int main(int argc, char** argv) {
     }
     if (run_vae) {
       m.vae = sd::AutoencoderKL(sd::VaeConfig::from_json(vcfg, "vae config"));
-      m.vae->to(dev, dt);  // the reference decodes in fp16 too
-      if (!weights.empty()) io::bind(*m.vae, io::Checkpoint::open(weights + "/vae"), bo);
+      // on the CPU in the dtype a session gives it (sd::vae_dtype: fp32); on a GPU in the model's,
+      // as the reference decodes in fp16 too
+      vae_dt = dev.is_cpu() ? sd::vae_dtype(dt, dev, m.vae->cfg) : dt;
+      m.vae->to(dev, vae_dt);
+      io::BindOptions vo = bo;
+      vo.dtype = vae_dt;
+      if (!weights.empty()) io::bind(*m.vae, io::Checkpoint::open(weights + "/vae"), vo);
       m.vae->eval();
     }
     m.device = dev;
     m.dtype = dt;
-    m.vae_dtype = dt;
+    m.vae_dtype = vae_dt;
 
     nlohmann::json out;
     out["stack"] = "loupe";
@@ -173,7 +179,7 @@ int main(int argc, char** argv) {
       return y;
     };
     auto unet_step = [&] { return job([&] { return m.unet->forward(x, t, ctx, pooled, tids); }); };
-    auto vae_decode = [&] { return job([&] { return m.vae->decode(z); }); };
+    auto vae_decode = [&] { return job([&] { return m.vae->decode(z.to(m.vae_dtype)); }); };
     const bool cuda = dev.is_cuda();
     if (!profile.empty()) {
       if (run_unet) {

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <vector>
 
+#include <ATen/record_function.h>
+
 #include "core/torch_compat.h"
 
 #if LOUPE_WITH_DNNL
@@ -22,10 +24,13 @@ bool winograd_enabled() {
   return !(v && (!std::strcmp(v, "0") || !std::strcmp(v, "off")));
 }
 
-// Output pixels from which a Winograd convolution pays for transforming its weights on every call
-// (measured here: at 64 x 64 the transform costs more than the faster product saves; from 128 x
-// 128 on, the whole call is 2.5-4x faster than the direct kernels).
-constexpr int64_t kWinogradMinPixels = 128 * 128;
+// Output pixels from which a Winograd convolution pays (measured here: at 64 x 64, SD's UNet, no
+// clear gain over the direct kernels; from 128 x 128 on, the whole call is 2.5-4x faster).
+// LOUPE_CONV_WINOGRAD_MIN_PIXELS sets another threshold (tuning).
+int64_t winograd_min_pixels() {
+  const char* v = std::getenv("LOUPE_CONV_WINOGRAD_MIN_PIXELS");
+  return v ? std::atoll(v) : 128 * 128;
+}
 
 // Bytes of input per band (below): small enough that the blocked copies and the transformed tiles
 // of a band stay a few tens of MB, large enough that each band still spreads over many cores.
@@ -47,6 +52,7 @@ int64_t winograd_band_bytes() {
 // transformed once per call, not kept (4x their size). nullopt where oneDNN has no Winograd kernel
 // for this processor or shape.
 c10::optional<torch::Tensor> winograd(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, int64_t pad) {
+  RECORD_FUNCTION("loupe::winograd_convolution", std::vector<c10::IValue>({x}));  // seen by profilers
   using tag = dnnl::memory::format_tag;
   using dt = dnnl::memory::data_type;
   using md = dnnl::memory::desc;
@@ -152,7 +158,7 @@ torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
     const auto& st = *options.stride();
     const auto& dil = *options.dilation();
     if (dt == torch::kFloat32 && k[0] == 3 && k[1] == 3 && st[0] == 1 && st[1] == 1 && dil[0] == 1 && dil[1] == 1 &&
-        options.groups() == 1 && (**pad)[0] == (**pad)[1] && (**pad)[0] <= 1 && x.size(2) * x.size(3) >= kWinogradMinPixels &&
+        options.groups() == 1 && (**pad)[0] == (**pad)[1] && (**pad)[0] <= 1 && x.size(2) * x.size(3) >= winograd_min_pixels() &&
         (!bias.defined() || bias.scalar_type() == dt) && winograd_enabled())
       if (auto y = winograd(x, weight, bias, (**pad)[0])) return *y;
 #endif
