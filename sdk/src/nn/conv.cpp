@@ -112,6 +112,15 @@ c10::optional<torch::Tensor> winograd(const torch::Tensor& x, const torch::Tenso
     if (!pd) return c10::nullopt;
     shapes.push_back({n, band.pad_t, band.pad_b, *pd, dnnl::convolution_forward(*pd)});
   }
+  // one set of buffers for every band (the largest shape's): a few allocations per call, not per band
+  size_t src_bytes = 0, dst_bytes = 0, scratch_bytes = 0;
+  for (const auto& e : shapes) {
+    src_bytes = std::max(src_bytes, e.pd.src_desc().get_size());
+    dst_bytes = std::max(dst_bytes, e.pd.dst_desc().get_size());
+    scratch_bytes = std::max(scratch_bytes, e.pd.scratchpad_desc().get_size());
+  }
+  auto buffer = [](size_t bytes) { return torch::empty({static_cast<int64_t>(std::max<size_t>(bytes, 1))}, torch::kUInt8); };
+  const auto src_buf = buffer(src_bytes), dst_buf = buffer(dst_bytes), scratch_buf = buffer(scratch_bytes);
   for (int64_t r0 = 0; r0 < OH; r0 += rows) {
     const int64_t n = std::min(rows, OH - r0);
     const auto band = band_of(r0, n);
@@ -127,8 +136,6 @@ c10::optional<torch::Tensor> winograd(const torch::Tensor& x, const torch::Tenso
       weights.emplace_back(pd.weights_desc(), std::move(t));
       wt = &weights.back().second;
     }
-    auto buffer = [](const md& d) { return torch::empty({static_cast<int64_t>(d.get_size())}, torch::kUInt8); };
-    auto src_buf = buffer(pd.src_desc()), dst_buf = buffer(pd.dst_desc()), scratch_buf = buffer(pd.scratchpad_desc());
     dnnl::memory src(pd.src_desc(), eng, src_buf.data_ptr()), dst(pd.dst_desc(), eng, dst_buf.data_ptr()),
         scratch(pd.scratchpad_desc(), eng, scratch_buf.data_ptr()), w(pd.weights_desc(), eng, wt->data_ptr());
     // this band's rows of the input and of the output, in the caller's NCHW tensors
