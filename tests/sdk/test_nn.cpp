@@ -47,10 +47,14 @@ TEST(Attention, BlockedBf16StaysCloseToFp32) {
 // bands of rows: whole (the default band size) and cut into many bands, the last one shorter than a
 // 4-row tile (bands of 200 KB of input).
 TEST(Conv2d, MatchesAnFp64ConvolutionOnEveryPath) {
-  for (const char* winograd : {"1", "1/bands", "0"}) {
-  SCOPED_TRACE(std::string("LOUPE_CONV_WINOGRAD=") + winograd);
-  Env env("LOUPE_CONV_WINOGRAD", std::string(winograd).substr(0, 1).c_str());
-  Env band("LOUPE_CONV_WINOGRAD_BAND_KB", std::string(winograd) == "1/bands" ? "200" : nullptr);
+  struct Mode {
+    const char *winograd, *band_kb;
+  };
+  for (const auto& mode : {Mode{"1", nullptr}, Mode{"1", "200"}, Mode{"0", nullptr}}) {
+  SCOPED_TRACE(std::string("LOUPE_CONV_WINOGRAD=") + mode.winograd + " LOUPE_CONV_WINOGRAD_BAND_KB=" +
+               (mode.band_kb ? mode.band_kb : "(default)"));
+  Env env("LOUPE_CONV_WINOGRAD", mode.winograd);
+  Env band("LOUPE_CONV_WINOGRAD_BAND_KB", mode.band_kb);
   torch::NoGradGuard ng;
   torch::manual_seed(3);
   struct Case {

@@ -9,8 +9,8 @@
 //
 // Bounds: the cache never holds more than the program's own peak: before it maps a new block it
 // gives back free blocks until the blocks in use plus the free ones stay within the highest
-// in-use count since the last release() (SD 1.5's VAE decode at 512 px: peak RSS 1.48 GB, against
-// 1.64 GB with glibc's allocator, since blocks are not split between arenas). The cached (free)
+// in-use count since the last release() (SD 1.5's VAE decode at 512 px: peak RSS 1.49 GB, against
+// 1.62 GB with libtorch's own allocator; bench/results/cpu-sd15-vae-memory.json). The cached (free)
 // bytes also never exceed a limit (default: a quarter of the memory available when it is
 // installed; LOUPE_CPU_CACHE_LIMIT_MB overrides), and the runtime gives everything back
 // to the system after every job and every model load (release()), so memory held between jobs is

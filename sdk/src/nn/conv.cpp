@@ -24,13 +24,9 @@ bool winograd_enabled() {
   return !(v && (!std::strcmp(v, "0") || !std::strcmp(v, "off")));
 }
 
-// Output pixels from which a Winograd convolution pays (measured here: at 64 x 64, SD's UNet, no
-// clear gain over the direct kernels; from 128 x 128 on, the whole call is 2.5-4x faster).
-// LOUPE_CONV_WINOGRAD_MIN_PIXELS sets another threshold (tuning).
-int64_t winograd_min_pixels() {
-  const char* v = std::getenv("LOUPE_CONV_WINOGRAD_MIN_PIXELS");
-  return v ? std::atoll(v) : 128 * 128;
-}
+// Output pixels from which a Winograd convolution pays (measured here: from 128 x 128 on, the whole
+// call is 2.5-4x faster than the direct kernels; at 64 x 64, SD's UNet, no clear gain).
+constexpr int64_t kWinogradMinPixels = 128 * 128;
 
 // Bytes of input per band (below): small enough that the blocked copies and the transformed tiles
 // of a band stay a few tens of MB, large enough that each band still spreads over many cores.
@@ -61,93 +57,80 @@ c10::optional<torch::Tensor> winograd(const torch::Tensor& x, const torch::Tenso
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), K = weight.size(0);
   const int64_t OH = H + 2 * pad - 2, OW = W + 2 * pad - 2;
   // output rows per band: a multiple of the 4-row tile, at least one tile
-  int64_t rows = std::max<int64_t>(4, winograd_band_bytes() / std::max<int64_t>(1, N * C * W * 4) / 4 * 4);
-  rows = std::min(rows, OH);
+  const int64_t rows =
+      std::min(OH, std::max<int64_t>(4, winograd_band_bytes() / std::max<int64_t>(1, N * C * W * 4) / 4 * 4));
 
-  // One primitive per band shape (top, middle, bottom and a shorter last band differ only in their
-  // height and padding); pads and heights are those of output rows [r0, r0 + n).
+  // The bands (output rows [r0, r0 + n), the input rows they read and the padding they need) and
+  // one primitive per band shape: top, middle, bottom and a shorter last band differ only in their
+  // height and padding. Every primitive first: all or none of the output goes through Winograd.
   struct Band {
-    int64_t in0, in_rows, pad_t, pad_b;
+    int64_t r0, n, in0, in_rows, pad_t, pad_b;
+    size_t prim;
   };
-  auto band_of = [&](int64_t r0, int64_t n) {
-    const int64_t lo = r0 - pad, hi = r0 + n + 2 - pad;  // input rows [lo, hi), before clipping
-    return Band{std::max<int64_t>(lo, 0), std::min(hi, H) - std::max<int64_t>(lo, 0), std::max<int64_t>(0, -lo), std::max<int64_t>(0, hi - H)};
-  };
-  auto make_pd = [&](const Band& b, int64_t n) -> c10::optional<dnnl::convolution_forward::primitive_desc> {
-    try {
-      dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_winograd,
-                                        md({N, C, b.in_rows, W}, dt::f32, tag::any), md({K, C, 3, 3}, dt::f32, tag::any),
-                                        md({K}, dt::f32, tag::x), md({N, K, n, OW}, dt::f32, tag::any), {1, 1}, {b.pad_t, pad},
-                                        {b.pad_b, pad});
-      dnnl::primitive_attr attr;  // the scratchpad comes from libtorch's allocator (the CPU block cache)
-      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-      return dnnl::convolution_forward::primitive_desc(d, attr, eng);
-    } catch (const dnnl::error&) {
-      return c10::nullopt;  // no Winograd kernel here
-    }
-  };
-  struct Shape {
-    int64_t n, pad_t, pad_b;
+  struct Prim {
     dnnl::convolution_forward::primitive_desc pd;
-    dnnl::convolution_forward prim;
+    dnnl::convolution_forward exec;
+    torch::Tensor weights;  // transformed into this primitive's layout
   };
-  std::vector<Shape> shapes;
-  std::vector<std::pair<md, torch::Tensor>> weights;  // per weights layout: the transformed weights
+  std::vector<Band> bands;
+  std::vector<Prim> prims;
+  for (int64_t r0 = 0; r0 < OH; r0 += rows) {
+    const int64_t n = std::min(rows, OH - r0), lo = r0 - pad, hi = r0 + n + 2 - pad;  // input rows [lo, hi), unclipped
+    Band b{r0, n, std::max<int64_t>(lo, 0), std::min(hi, H) - std::max<int64_t>(lo, 0), std::max<int64_t>(0, -lo),
+           std::max<int64_t>(0, hi - H), prims.size()};
+    for (const auto& o : bands)
+      if (o.n == b.n && o.pad_t == b.pad_t && o.pad_b == b.pad_b) b.prim = o.prim;
+    if (b.prim == prims.size()) {
+      try {
+        dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_winograd,
+                                          md({N, C, b.in_rows, W}, dt::f32, tag::any), md({K, C, 3, 3}, dt::f32, tag::any),
+                                          md({K}, dt::f32, tag::x), md({N, K, n, OW}, dt::f32, tag::any), {1, 1},
+                                          {b.pad_t, pad}, {b.pad_b, pad});
+        dnnl::primitive_attr attr;  // the scratchpad comes from libtorch's allocator (the CPU block cache)
+        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        dnnl::convolution_forward::primitive_desc pd(d, attr, eng);
+        prims.push_back({pd, dnnl::convolution_forward(pd), {}});
+      } catch (const dnnl::error&) {
+        return c10::nullopt;  // no Winograd kernel here
+      }
+    }
+    bands.push_back(b);
+  }
+
   dnnl::stream s(eng);
+  auto buffer = [](size_t bytes) { return torch::empty({static_cast<int64_t>(std::max<size_t>(bytes, 1))}, torch::kUInt8); };
+  // the weights transformed once per layout; one set of buffers for every band (the largest's)
+  size_t src_bytes = 0, dst_bytes = 0, scratch_bytes = 0;
+  for (size_t i = 0; i < prims.size(); ++i) {
+    auto& p = prims[i];
+    for (size_t j = 0; j < i && !p.weights.defined(); ++j)
+      if (prims[j].pd.weights_desc() == p.pd.weights_desc()) p.weights = prims[j].weights;
+    if (!p.weights.defined()) {
+      p.weights = buffer(p.pd.weights_desc().get_size());
+      dnnl::memory w_user({{K, C, 3, 3}, dt::f32, tag::oihw}, eng, wc.data_ptr()), w(p.pd.weights_desc(), eng, p.weights.data_ptr());
+      dnnl::reorder(w_user, w).execute(s, w_user, w);
+    }
+    src_bytes = std::max(src_bytes, p.pd.src_desc().get_size());
+    dst_bytes = std::max(dst_bytes, p.pd.dst_desc().get_size());
+    scratch_bytes = std::max(scratch_bytes, p.pd.scratchpad_desc().get_size());
+  }
+  const auto src_buf = buffer(src_bytes), dst_buf = buffer(dst_bytes), scratch_buf = buffer(scratch_bytes);
   const auto bc = bias.defined() ? bias.contiguous() : torch::zeros({K}, x.options());
   dnnl::memory b_mem({{K}, dt::f32, tag::x}, eng, bc.data_ptr());
   auto out = torch::empty({N, K, OH, OW}, x.options());
-  const int64_t x_strides_n = C * H * W, o_strides_n = K * OH * OW;
-  auto shape_of = [&](int64_t n, const Band& band) -> Shape* {
-    for (auto& e : shapes)
-      if (e.n == n && e.pad_t == band.pad_t && e.pad_b == band.pad_b) return &e;
-    return nullptr;
-  };
-  // every band's primitive first: all or none of the output goes through Winograd
-  for (int64_t r0 = 0; r0 < OH; r0 += rows) {
-    const int64_t n = std::min(rows, OH - r0);
-    const auto band = band_of(r0, n);
-    if (shape_of(n, band)) continue;
-    auto pd = make_pd(band, n);
-    if (!pd) return c10::nullopt;
-    shapes.push_back({n, band.pad_t, band.pad_b, *pd, dnnl::convolution_forward(*pd)});
-  }
-  // one set of buffers for every band (the largest shape's): a few allocations per call, not per band
-  size_t src_bytes = 0, dst_bytes = 0, scratch_bytes = 0;
-  for (const auto& e : shapes) {
-    src_bytes = std::max(src_bytes, e.pd.src_desc().get_size());
-    dst_bytes = std::max(dst_bytes, e.pd.dst_desc().get_size());
-    scratch_bytes = std::max(scratch_bytes, e.pd.scratchpad_desc().get_size());
-  }
-  auto buffer = [](size_t bytes) { return torch::empty({static_cast<int64_t>(std::max<size_t>(bytes, 1))}, torch::kUInt8); };
-  const auto src_buf = buffer(src_bytes), dst_buf = buffer(dst_bytes), scratch_buf = buffer(scratch_bytes);
-  for (int64_t r0 = 0; r0 < OH; r0 += rows) {
-    const int64_t n = std::min(rows, OH - r0);
-    const auto band = band_of(r0, n);
-    Shape* sh = shape_of(n, band);
-    const auto& pd = sh->pd;
-    torch::Tensor* wt = nullptr;
-    for (auto& [d, t] : weights)
-      if (d == pd.weights_desc()) wt = &t;
-    if (!wt) {
-      auto t = torch::empty({static_cast<int64_t>(pd.weights_desc().get_size())}, torch::kUInt8);
-      dnnl::memory w_user({{K, C, 3, 3}, dt::f32, tag::oihw}, eng, wc.data_ptr()), w(pd.weights_desc(), eng, t.data_ptr());
-      dnnl::reorder(w_user, w).execute(s, w_user, w);
-      weights.emplace_back(pd.weights_desc(), std::move(t));
-      wt = &weights.back().second;
-    }
+  for (const auto& b : bands) {
+    const auto& pd = prims[b.prim].pd;
     dnnl::memory src(pd.src_desc(), eng, src_buf.data_ptr()), dst(pd.dst_desc(), eng, dst_buf.data_ptr()),
-        scratch(pd.scratchpad_desc(), eng, scratch_buf.data_ptr()), w(pd.weights_desc(), eng, wt->data_ptr());
+        scratch(pd.scratchpad_desc(), eng, scratch_buf.data_ptr()), w(pd.weights_desc(), eng, prims[b.prim].weights.data_ptr());
     // this band's rows of the input and of the output, in the caller's NCHW tensors
-    dnnl::memory x_user(md({N, C, band.in_rows, W}, dt::f32, {x_strides_n, H * W, W, 1}), eng,
-                        xc.data_ptr<float>() + band.in0 * W);
-    dnnl::memory o_user(md({N, K, n, OW}, dt::f32, {o_strides_n, OH * OW, OW, 1}), eng, out.data_ptr<float>() + r0 * OW);
+    dnnl::memory x_user(md({N, C, b.in_rows, W}, dt::f32, {C * H * W, H * W, W, 1}), eng, xc.data_ptr<float>() + b.in0 * W);
+    dnnl::memory o_user(md({N, K, b.n, OW}, dt::f32, {K * OH * OW, OH * OW, OW, 1}), eng, out.data_ptr<float>() + b.r0 * OW);
     dnnl::reorder(x_user, src).execute(s, x_user, src);
-    sh->prim.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b_mem}, {DNNL_ARG_DST, dst},
-                         {DNNL_ARG_SCRATCHPAD, scratch}});
+    prims[b.prim].exec.execute(s, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_BIAS, b_mem}, {DNNL_ARG_DST, dst},
+                                   {DNNL_ARG_SCRATCHPAD, scratch}});
     dnnl::reorder(dst, o_user).execute(s, dst, o_user);
-    s.wait();
   }
+  s.wait();  // an in-order stream: each band's work ends before the next one reuses the buffers
   return out;
 }
 #endif
@@ -165,7 +148,7 @@ torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
     const auto& st = *options.stride();
     const auto& dil = *options.dilation();
     if (dt == torch::kFloat32 && k[0] == 3 && k[1] == 3 && st[0] == 1 && st[1] == 1 && dil[0] == 1 && dil[1] == 1 &&
-        options.groups() == 1 && (**pad)[0] == (**pad)[1] && (**pad)[0] <= 1 && x.size(2) * x.size(3) >= winograd_min_pixels() &&
+        options.groups() == 1 && (**pad)[0] == (**pad)[1] && (**pad)[0] <= 1 && x.size(2) * x.size(3) >= kWinogradMinPixels &&
         (!bias.defined() || bias.scalar_type() == dt) && winograd_enabled())
       if (auto y = winograd(x, weight, bias, (**pad)[0])) return *y;
 #endif

@@ -68,7 +68,8 @@ SingleFile read_single_file(const std::string& path, const torch::Device& device
 // holding one), or one file with the VAE alone in the LDM layout ("encoder.*", "decoder.*",
 // "quant_conv.*", "post_quant_conv.*", as the web UIs keep them in models/VAE; with or without
 // "first_stage_model.") or in diffusers' names. A file takes the configuration `cfg` (the
-// checkpoint's own VAE's); `dtype` is the model's (the VAE's own comes from vae_dtype()). Errors name the file, and the tensor and shapes that do not fit.
+// checkpoint's own VAE's); `dtype` is the model's (the VAE's own comes from vae_dtype()). Errors
+// name the file, and the tensor and shapes that do not fit.
 // `shifted_latents_ok`: a vae/ folder whose config has shift_factor is accepted (FLUX's VAE).
 AutoencoderKL read_vae(const std::string& path, const VaeConfig& cfg, const torch::Device& device, torch::ScalarType dtype,
                        bool shifted_latents_ok = false);
