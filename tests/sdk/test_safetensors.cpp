@@ -334,6 +334,14 @@ TEST(Config, ErrorsNameFileAndKey) {
     EXPECT_NE(std::string(e.what()).find("bad.json"), std::string::npos);
     EXPECT_NE(std::string(e.what()).find("byte"), std::string::npos);
   }
+  std::ofstream(dir / "huge.json") << R"({"scale": 88888E8888})";  // parses, then overflows a double
+  try {
+    read_json_file((dir / "huge.json").string());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), Status::BadModel);
+    EXPECT_NE(std::string(e.what()).find("huge.json"), std::string::npos);
+  }
   EXPECT_THROW(read_json_file((dir / "none.json").string()), Error);
   auto j = read_json_file((dir / "ok.json").string());
   EXPECT_EQ(get_or<int>(j, "layers", 1, "ok.json"), 4);

@@ -83,6 +83,7 @@ TEST(Tokenizers, MalformedFilesAreBadModelNamingTheFile) {
     }
   };
   expect_bad("bad.json", "{\"model\": {", "not valid JSON");
+  expect_bad("overflow.json", "{\"model\": 1e999}", "not valid JSON");
   expect_bad("nomerges.json", R"({"model": {"type": "BPE", "vocab": {"a": 0}}})", "merges");
   expect_bad("unknown.json", R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a c"]}})",
              "not in the vocabulary");

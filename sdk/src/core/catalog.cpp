@@ -61,6 +61,8 @@ Catalog Catalog::parse(const std::string& text, const std::string& where) {
     j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     LOUPE_THROW(BadModel, where << ": not valid JSON (byte " << e.byte << ")");
+  } catch (const nlohmann::json::exception& e) {  // e.g. a number too large for a double
+    LOUPE_THROW(BadModel, where << ": not valid JSON (" << e.what() << ")");
   }
   if (!j.is_object() || !j.contains("families") || !j["families"].is_array())
     LOUPE_THROW(BadModel, where << ": no \"families\" list; hint: see resources/models/catalog.json for the format");

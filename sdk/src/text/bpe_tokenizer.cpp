@@ -47,6 +47,8 @@ nlohmann::json read_json(const std::string& path) {
     return nlohmann::json::parse(f);
   } catch (const nlohmann::json::parse_error& e) {
     LOUPE_THROW(BadModel, "tokenizer " << path << ": not valid JSON at byte " << e.byte);
+  } catch (const nlohmann::json::exception& e) {  // e.g. a number too large for a double
+    LOUPE_THROW(BadModel, "tokenizer " << path << ": not valid JSON (" << e.what() << ")");
   }
 }
 
