@@ -1,9 +1,11 @@
-// Shared layers: the blocked CPU attention equals the plain formulation (compat::sdpa).
+// Shared layers: the blocked CPU attention equals the plain formulation (compat::sdpa); linear layers and
+// convolutions equal fp64 products on every path.
 #include <gtest/gtest.h>
 
 #include "core/torch_compat.h"
 #include "nn/attention.h"
 #include "nn/conv.h"
+#include "nn/linear.h"
 
 #include "../support/scoped_env.h"
 
@@ -24,6 +26,33 @@ TEST(Attention, BlockedEqualsPlainFormulation) {
     }
     // the dispatcher takes the blocked path for long CPU attention and gives the same
     EXPECT_LT((nn::attention(q, k, v, {}, false, s) - ref).abs().max().item<float>(), 1e-5);
+  }
+}
+
+// nn::linear: fp32 and bf16 products of 16 rows or more go to oneDNN on the CPU (its matmul on the
+// caller's tensors, or libtorch's mkldnn_linear), fewer rows to torch::linear. Against an fp64
+// product: with and without bias, 3-D and non-contiguous inputs, rows on both sides of the switch.
+TEST(Linear, MatchesAnFp64ProductOnEveryPath) {
+  torch::NoGradGuard ng;
+  torch::manual_seed(5);
+  for (const auto dt : {torch::kFloat32, torch::kBFloat16}) {
+    for (const int64_t rows : {1, 15, 16, 77, 300}) {
+      for (const bool bias : {true, false}) {
+        SCOPED_TRACE(std::string(dt == torch::kFloat32 ? "fp32" : "bf16") + " rows " + std::to_string(rows) +
+                     (bias ? " with bias" : " without bias"));
+        nn::Linear lin(torch::nn::LinearOptions(72, 40).bias(bias));
+        lin->to(dt);
+        // [2, rows, 72] seen through a transpose: not contiguous
+        const auto x = torch::randn({2, 72, rows}).to(dt).transpose(1, 2);
+        const auto y = lin->forward(x);
+        const auto ref = torch::linear(x.to(torch::kFloat64), lin->weight.to(torch::kFloat64),
+                                       bias ? lin->bias.to(torch::kFloat64) : torch::Tensor());
+        ASSERT_EQ(y.sizes(), ref.sizes());
+        EXPECT_EQ(y.scalar_type(), dt);
+        // bf16: the output's own rounding (values ~1, 8 bits of mantissa)
+        EXPECT_LT((y.to(torch::kFloat64) - ref).abs().max().item<double>(), dt == torch::kFloat32 ? 1e-5 : 0.05);
+      }
+    }
   }
 }
 

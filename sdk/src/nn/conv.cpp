@@ -8,9 +8,7 @@
 
 #include "core/torch_compat.h"
 
-#if LOUPE_WITH_DNNL
-#include <dnnl.hpp>
-#endif
+#include "nn/onednn.h"
 
 namespace loupe::nn {
 
@@ -52,7 +50,7 @@ c10::optional<torch::Tensor> winograd(const torch::Tensor& x, const torch::Tenso
   using tag = dnnl::memory::format_tag;
   using dt = dnnl::memory::data_type;
   using md = dnnl::memory::desc;
-  static const dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  const auto& eng = onednn::cpu();
   const auto xc = x.contiguous(), wc = weight.contiguous();
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), K = weight.size(0);
   const int64_t OH = H + 2 * pad - 2, OW = W + 2 * pad - 2;
@@ -86,9 +84,7 @@ c10::optional<torch::Tensor> winograd(const torch::Tensor& x, const torch::Tenso
                                           md({N, C, b.in_rows, W}, dt::f32, tag::any), md({K, C, 3, 3}, dt::f32, tag::any),
                                           md({K}, dt::f32, tag::x), md({N, K, n, OW}, dt::f32, tag::any), {1, 1},
                                           {b.pad_t, pad}, {b.pad_b, pad});
-        dnnl::primitive_attr attr;  // the scratchpad comes from libtorch's allocator (the CPU block cache)
-        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-        dnnl::convolution_forward::primitive_desc pd(d, attr, eng);
+        dnnl::convolution_forward::primitive_desc pd(d, onednn::user_scratchpad(), eng);
         prims.push_back({pd, dnnl::convolution_forward(pd), {}});
       } catch (const dnnl::error&) {
         return c10::nullopt;  // no Winograd kernel here
@@ -98,7 +94,7 @@ c10::optional<torch::Tensor> winograd(const torch::Tensor& x, const torch::Tenso
   }
 
   dnnl::stream s(eng);
-  auto buffer = [](size_t bytes) { return torch::empty({static_cast<int64_t>(std::max<size_t>(bytes, 1))}, torch::kUInt8); };
+  using onednn::buffer;
   // the weights transformed once per layout; one set of buffers for every band (the largest's)
   size_t src_bytes = 0, dst_bytes = 0, scratch_bytes = 0;
   for (size_t i = 0; i < prims.size(); ++i) {

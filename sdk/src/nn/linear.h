@@ -1,9 +1,10 @@
 // Linear layers as every model declares them: torch::nn::Linear's parameters and names (so
-// checkpoints bind as before), with a forward that runs fp32 products on the CPU through oneDNN
-// (libtorch's mkldnn_linear) instead of the BLAS. Here (Debian's OpenBLAS on an AVX-512 Xeon)
-// oneDNN's fp32 inner product is 3-4x faster than sgemm for the shapes of SD and Florence-2; the
-// result is the same product up to floating-point rounding. bf16/fp16 and GPU tensors take
-// torch::linear (libtorch already sends bf16 on the CPU to oneDNN).
+// checkpoints bind as before), with a forward that runs fp32 and bf16 products of 16 rows or more on
+// the CPU through oneDNN's matmul, on the caller's tensors, where the build has oneDNN's API
+// (LOUPE_WITH_DNNL; else fp32 through libtorch's mkldnn_linear). Here (Debian's OpenBLAS on an
+// AVX-512 Xeon) that is 3-5x faster than sgemm for the shapes of SD and Florence-2; the result is
+// the same product up to floating-point rounding. Other dtypes, fewer rows (a decoding step) and
+// GPU tensors take torch::linear.
 #pragma once
 #include <torch/torch.h>
 
