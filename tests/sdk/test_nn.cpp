@@ -68,7 +68,7 @@ TEST(Attention, BlockedBf16StaysCloseToFp32) {
   EXPECT_LT((got.to(torch::kFloat32) - ref).abs().max().item<float>(), 3e-2);
 }
 
-// By default (LOUPE_CONV_WINOGRAD unset or 1), every 3 x 3 fp32 convolution with 128 x 128 outputs or
+// By default (LOUPE_CONV_WINOGRAD unset or 1), every 3 x 3 fp32 convolution with 32 x 32 outputs or
 // more runs through oneDNN's Winograd kernels where the build has oneDNN (LOUPE_WITH_DNNL): the same
 // convolution, rounded differently. The test runs with it on and off (0).
 // Against an fp64 result, with and without padding and bias, batch 2, channel counts that are not
@@ -91,7 +91,7 @@ TEST(Conv2d, MatchesAnFp64ConvolutionOnEveryPath) {
     bool bias;
   };
   for (const auto& t : {Case{1, 64, 64, 128, 1, true}, Case{2, 3, 5, 130, 1, false}, Case{1, 32, 48, 140, 0, true},
-                        Case{1, 16, 16, 40, 1, true}}) {
+                        Case{1, 16, 16, 40, 1, true}, Case{2, 32, 32, 24, 1, true}}) {
     SCOPED_TRACE(std::to_string(t.c) + "->" + std::to_string(t.k) + " at " + std::to_string(t.hw));
     loupe::nn::Conv2d conv(torch::nn::Conv2dOptions(t.c, t.k, 3).padding(t.pad).bias(t.bias));
     const auto x = torch::randn({t.n, t.c, t.hw, t.hw});

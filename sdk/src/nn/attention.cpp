@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 
 #include "core/torch_compat.h"
 #include "nn/onednn.h"
@@ -37,6 +38,7 @@ int64_t block_rows(int64_t bytes, int64_t BH, int64_t L, int64_t S) {
 // (already scaled), k [BH, S, D], v [BH, S, Dv], out [BH, L, Dv], all contiguous.
 void attention_onednn(const torch::Tensor& qs, const torch::Tensor& k, const torch::Tensor& v, torch::Tensor& out,
                       int64_t rows) {
+  RECORD_FUNCTION("loupe::attention", std::vector<c10::IValue>({qs}));  // seen by profilers
   using md = dnnl::memory::desc;
   const int64_t BH = qs.size(0), L = qs.size(1), D = qs.size(2), S = k.size(1), Dv = v.size(2);
   const auto t = onednn::data_type(qs.scalar_type());

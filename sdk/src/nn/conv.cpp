@@ -16,15 +16,18 @@ namespace {
 
 #if LOUPE_WITH_DNNL
 // On unless LOUPE_CONV_WINOGRAD=0 (or off). Read on every call (cheap next to a convolution of
-// 128 x 128 outputs), so that a host or a test can switch it.
+// 32 x 32 outputs), so that a host or a test can switch it.
 bool winograd_enabled() {
   const char* v = std::getenv("LOUPE_CONV_WINOGRAD");
   return !(v && (!std::strcmp(v, "0") || !std::strcmp(v, "off")));
 }
 
-// Output pixels from which a Winograd convolution pays (measured here: from 128 x 128 on, the whole
-// call is 2.5-4x faster than the direct kernels; at 64 x 64, SD's UNet, no clear gain).
-constexpr int64_t kWinogradMinPixels = 128 * 128;
+// Output pixels from which a Winograd convolution pays. Measured here against libtorch's direct
+// kernels, batch 2, whole calls: 320 -> 320 channels at 64 x 64 (SD's UNet at 512 px) 103 -> 80 ms,
+// 640 -> 320 184 -> 120 ms, 640 -> 640 at 32 x 32 91 -> 85 ms, but 1280 -> 1280 at 16 x 16 125 ->
+// 220 ms (the weights' transform, per call, and its 4x-sized buffer weigh more there). SD 1.5's
+// UNet step, paired runs: 32 x 32 and up 11.7 s, 16 x 16 and up 12.0 s with 230 MB more peak RSS.
+constexpr int64_t kWinogradMinPixels = 32 * 32;
 
 // Bytes of input per band (below): small enough that the blocked copies and the transformed tiles
 // of a band stay a few tens of MB, large enough that each band still spreads over many cores.
@@ -42,9 +45,12 @@ int64_t winograd_band_bytes() {
 // kernels). The output is computed in bands of rows: each band reads its rows of the input (and one
 // row above and below) straight from the caller's tensor, and writes its rows of the output in
 // place, so the blocked copies and the transformed tiles oneDNN needs exist for one band at a time
-// (at SD's VAE decode, 512 x 512 x 256: ~50 MB instead of ~2 GB per call). The weights are
-// transformed once per call, not kept (4x their size). nullopt where oneDNN has no Winograd kernel
-// for this processor or shape.
+// (at SD's VAE decode, 512 x 512 x 256: ~50 MB instead of ~2 GB per call). The weights are copied
+// into oneDNN's blocked layout once per call and transformed by the primitive's own JIT kernel on
+// each band (oneDNN's training-mode primitive: its inference mode wants them pre-transformed into
+// a Winograd layout, and its reorder to that layout took 80 ms for 320 x 320 weights and 1 s for
+// 1280 x 1280 here, more than the convolution itself; keeping them transformed would cost 4x their
+// size in memory). nullopt where oneDNN has no Winograd kernel for this processor or shape.
 c10::optional<torch::Tensor> winograd(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, int64_t pad) {
   RECORD_FUNCTION("loupe::winograd_convolution", std::vector<c10::IValue>({x}));  // seen by profilers
   using tag = dnnl::memory::format_tag;
@@ -68,7 +74,7 @@ c10::optional<torch::Tensor> winograd(const torch::Tensor& x, const torch::Tenso
   struct Prim {
     dnnl::convolution_forward::primitive_desc pd;
     dnnl::convolution_forward exec;
-    torch::Tensor weights;  // transformed into this primitive's layout
+    torch::Tensor weights;  // in this primitive's layout
   };
   std::vector<Band> bands;
   std::vector<Prim> prims;
@@ -80,7 +86,7 @@ c10::optional<torch::Tensor> winograd(const torch::Tensor& x, const torch::Tenso
       if (o.n == b.n && o.pad_t == b.pad_t && o.pad_b == b.pad_b) b.prim = o.prim;
     if (b.prim == prims.size()) {
       try {
-        dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_winograd,
+        dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_winograd,
                                           md({N, C, b.in_rows, W}, dt::f32, tag::any), md({K, C, 3, 3}, dt::f32, tag::any),
                                           md({K}, dt::f32, tag::x), md({N, K, n, OW}, dt::f32, tag::any), {1, 1},
                                           {b.pad_t, pad}, {b.pad_b, pad});
@@ -95,7 +101,7 @@ c10::optional<torch::Tensor> winograd(const torch::Tensor& x, const torch::Tenso
 
   dnnl::stream s(eng);
   using onednn::buffer;
-  // the weights transformed once per layout; one set of buffers for every band (the largest's)
+  // the weights in each primitive's layout, once per layout; one set of buffers for every band (the largest's)
   size_t src_bytes = 0, dst_bytes = 0, scratch_bytes = 0;
   for (size_t i = 0; i < prims.size(); ++i) {
     auto& p = prims[i];
