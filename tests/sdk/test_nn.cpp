@@ -6,6 +6,7 @@
 #include "nn/attention.h"
 #include "nn/conv.h"
 #include "nn/linear.h"
+#include "nn/norm.h"
 
 #include "../support/scoped_env.h"
 
@@ -54,6 +55,32 @@ TEST(Linear, MatchesAnFp64ProductOnEveryPath) {
       }
     }
   }
+}
+
+// nn::GroupNorm / nn::LayerNorm: bf16 on the CPU is normalised in fp32 and rounded once, so the
+// result is the fp32 norm of the same (bf16) input up to one bf16 rounding of the output; fp32 is
+// torch's own norm.
+TEST(Norms, Bf16IsTheFp32NormRoundedOnce) {
+  torch::NoGradGuard ng;
+  torch::manual_seed(6);
+  nn::GroupNorm gn(torch::nn::GroupNormOptions(8, 32).eps(1e-5));
+  nn::LayerNorm ln(torch::nn::LayerNormOptions({32}).eps(1e-5));
+  for (auto* p : {&gn->weight, &gn->bias, &ln->weight, &ln->bias}) p->uniform_(-2, 2);
+  const auto x = (torch::randn({2, 32, 6, 6}) * 3 + 1).to(torch::kBFloat16).to(torch::kFloat32);
+  const auto xt = x.permute({0, 2, 3, 1}).contiguous();  // [2, 6, 6, 32] for the layer norm
+  const auto gref = gn->forward(x), lref = ln->forward(xt);  // fp32: torch's
+  EXPECT_TRUE(torch::equal(gref, torch::group_norm(x, 8, gn->weight, gn->bias, 1e-5)));
+  gn->to(torch::kBFloat16);
+  ln->to(torch::kBFloat16);
+  const auto g = gn->forward(x.to(torch::kBFloat16)), l = ln->forward(xt.to(torch::kBFloat16));
+  EXPECT_EQ(g.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(l.scalar_type(), torch::kBFloat16);
+  // the parameters went through bf16 too; outputs up to ~8, one rounding: 2^-8 relative
+  const auto gb = torch::group_norm(x, 8, gn->weight.to(torch::kFloat32), gn->bias.to(torch::kFloat32), 1e-5);
+  const auto lb = torch::layer_norm(xt, {32}, ln->weight.to(torch::kFloat32), ln->bias.to(torch::kFloat32), 1e-5);
+  EXPECT_TRUE(torch::equal(g, gb.to(torch::kBFloat16)));
+  EXPECT_TRUE(torch::equal(l, lb.to(torch::kBFloat16)));
+  EXPECT_LT((g.to(torch::kFloat32) - gref).abs().max().item<float>(), 0.1);
 }
 
 // bf16 inputs: scores and softmax run in fp32 per block (as fused kernels do), so the result is as

@@ -13,8 +13,8 @@ namespace loupe::blip2 {
 
 namespace {
 
-torch::nn::LayerNorm layer_norm(int64_t d, double eps) {
-  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(eps));
+loupe::nn::LayerNorm layer_norm(int64_t d, double eps) {
+  return loupe::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(eps));
 }
 
 // [B, L, H * D] -> [B, H, L, D]

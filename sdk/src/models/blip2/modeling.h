@@ -21,6 +21,7 @@
 #include "nn/decoder_lm.h"
 #include "nn/generation.h"
 #include "nn/linear.h"
+#include "nn/norm.h"
 #include "nn/t5.h"
 
 namespace loupe::blip2 {
@@ -53,7 +54,7 @@ struct VisionLayerImpl : torch::nn::Module {
   explicit VisionLayerImpl(const VisionConfig& c);
   torch::Tensor forward(torch::Tensor x);
   VisionAttention self_attn{nullptr};
-  torch::nn::LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
+  loupe::nn::LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
   Mlp mlp{nullptr};
 };
 TORCH_MODULE(VisionLayer);
@@ -64,7 +65,7 @@ struct VisionModelImpl : torch::nn::Module {
   VisionEmbeddings embeddings{nullptr};
   std::shared_ptr<torch::nn::Module> encoder;  // "encoder.layers.N"
   torch::nn::ModuleList layers;
-  torch::nn::LayerNorm post_layernorm{nullptr};
+  loupe::nn::LayerNorm post_layernorm{nullptr};
 };
 TORCH_MODULE(VisionModel);
 
@@ -76,7 +77,7 @@ struct QFormerAttentionImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& kv);
   std::shared_ptr<torch::nn::Module> attention, output;
   nn::Linear query{nullptr}, key{nullptr}, value{nullptr}, dense{nullptr};
-  torch::nn::LayerNorm norm{nullptr};
+  loupe::nn::LayerNorm norm{nullptr};
   int64_t heads, head_dim;
 };
 TORCH_MODULE(QFormerAttention);
@@ -87,7 +88,7 @@ struct QFormerLayerImpl : torch::nn::Module {
   QFormerAttention attention{nullptr}, crossattention{nullptr};
   std::shared_ptr<torch::nn::Module> intermediate_query, output_query;
   nn::Linear inter_dense{nullptr}, out_dense{nullptr};
-  torch::nn::LayerNorm out_norm{nullptr};
+  loupe::nn::LayerNorm out_norm{nullptr};
   std::string act;
 };
 TORCH_MODULE(QFormerLayer);
@@ -96,7 +97,7 @@ struct QFormerImpl : torch::nn::Module {
   explicit QFormerImpl(const QFormerConfig& c);
   // query_embeds [B, Q, D], image features [B, N, Dv] -> last_hidden_state [B, Q, D]
   torch::Tensor forward(const torch::Tensor& query_embeds, const torch::Tensor& image);
-  torch::nn::LayerNorm layernorm{nullptr};
+  loupe::nn::LayerNorm layernorm{nullptr};
   std::shared_ptr<torch::nn::Module> encoder;  // "encoder.layer.N"
   torch::nn::ModuleList layer;
 };

@@ -38,7 +38,7 @@ ClipLayerImpl::ClipLayerImpl(const TextConfig& c) : heads(c.num_attention_heads)
   k_proj = self_attn->register_module("k_proj", loupe::nn::Linear(d, d));
   v_proj = self_attn->register_module("v_proj", loupe::nn::Linear(d, d));
   out_proj = self_attn->register_module("out_proj", loupe::nn::Linear(d, d));
-  auto ln = [&] { return torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(c.layer_norm_eps)); };
+  auto ln = [&] { return loupe::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(c.layer_norm_eps)); };
   layer_norm1 = register_module("layer_norm1", ln());
   mlp = register_module("mlp", std::make_shared<torch::nn::Module>());
   fc1 = mlp->register_module("fc1", loupe::nn::Linear(d, c.intermediate_size));
@@ -67,7 +67,7 @@ ClipTextModelImpl::ClipTextModelImpl(const TextConfig& c) : cfg(c) {
   for (int i = 0; i < c.num_hidden_layers; ++i) layers->push_back(ClipLayer(c));
   encoder->register_module("layers", layers);
   final_layer_norm = text_model->register_module(
-      "final_layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)));
+      "final_layer_norm", loupe::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)));
   if (c.with_projection)
     text_projection = register_module(
         "text_projection", loupe::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.projection_dim).bias(false)));

@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "nn/linear.h"
+#include "nn/norm.h"
 
 namespace loupe::clip {
 
@@ -33,7 +34,7 @@ struct ClipLayerImpl : torch::nn::Module {
   torch::Tensor forward(torch::Tensor h, const torch::Tensor& causal_mask);
   std::shared_ptr<torch::nn::Module> self_attn;
   loupe::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
-  torch::nn::LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
+  loupe::nn::LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
   std::shared_ptr<torch::nn::Module> mlp;
   loupe::nn::Linear fc1{nullptr}, fc2{nullptr};
   int heads;
@@ -59,7 +60,7 @@ struct ClipTextModelImpl : torch::nn::Module {
   std::shared_ptr<torch::nn::Module> text_model, embeddings, encoder;
   torch::nn::Embedding token_embedding{nullptr}, position_embedding{nullptr};
   torch::nn::ModuleList layers;
-  torch::nn::LayerNorm final_layer_norm{nullptr};
+  loupe::nn::LayerNorm final_layer_norm{nullptr};
   loupe::nn::Linear text_projection{nullptr};
 };
 TORCH_MODULE(ClipTextModel);

@@ -16,7 +16,7 @@ static torch::nn::Conv2d depthwise(int dim) {
 }
 
 // [B, C, H, W] -> LayerNorm over C -> [B, C, H, W]
-static torch::Tensor norm_channels(torch::nn::LayerNorm& ln, const torch::Tensor& x) {
+static torch::Tensor norm_channels(loupe::nn::LayerNorm& ln, const torch::Tensor& x) {
   return ln(x.permute({0, 2, 3, 1})).permute({0, 3, 1, 2});
 }
 
@@ -25,7 +25,7 @@ ConvEmbedImpl::ConvEmbedImpl(const VisionConfig& c, int s) : pre_norm(c.patch_pr
   conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, c.embed_dim[s], c.patch_size[s])
                                                        .stride(c.patch_stride[s])
                                                        .padding(c.patch_padding[s])));
-  norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({pre_norm ? in : c.embed_dim[s]})));
+  norm = register_module("norm", loupe::nn::LayerNorm(torch::nn::LayerNormOptions({pre_norm ? in : c.embed_dim[s]})));
 }
 
 torch::Tensor ConvEmbedImpl::forward(torch::Tensor x) {
@@ -78,11 +78,11 @@ torch::Tensor ChannelAttentionImpl::forward(torch::Tensor x) {
 DavitBlockImpl::DavitBlockImpl(const VisionConfig& c, int s, bool spatial) {
   const int dim = c.embed_dim[s];
   conv1 = register_module("conv1", depthwise(dim));
-  norm1 = register_module("norm1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim})));
+  norm1 = register_module("norm1", loupe::nn::LayerNorm(torch::nn::LayerNormOptions({dim})));
   if (spatial) window_attn = register_module("window_attn", WindowAttention(c, s));
   else channel_attn = register_module("channel_attn", ChannelAttention(c, s));
   conv2 = register_module("conv2", depthwise(dim));
-  norm2 = register_module("norm2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim})));
+  norm2 = register_module("norm2", loupe::nn::LayerNorm(torch::nn::LayerNormOptions({dim})));
   ffn = register_module("ffn", Mlp(dim, static_cast<int>(dim * c.mlp_ratio)));
 }
 
@@ -128,7 +128,7 @@ ProjectorImpl::ProjectorImpl(const VisionConfig& c) {
   const int dim = c.embed_dim.back();
   image_projection =
       register_module("image_projection", loupe::nn::Linear(torch::nn::LinearOptions(dim, c.projection_dim).bias(false)));
-  image_proj_norm = register_module("image_proj_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.projection_dim})));
+  image_proj_norm = register_module("image_proj_norm", loupe::nn::LayerNorm(torch::nn::LayerNormOptions({c.projection_dim})));
   auto pos = std::make_shared<torch::nn::Module>();
   row_embeddings = pos->register_module("row_embeddings", torch::nn::Embedding(c.max_position_embeddings, dim / 2));
   column_embeddings = pos->register_module("column_embeddings", torch::nn::Embedding(c.max_position_embeddings, dim - dim / 2));
@@ -202,7 +202,7 @@ torch::Tensor BartAttentionImpl::forward(torch::Tensor x, const torch::Tensor& k
 }
 
 BartLayerImpl::BartLayerImpl(int dim, int h, int ffn, bool decoder) {
-  auto ln = [&] { return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim})); };
+  auto ln = [&] { return loupe::nn::LayerNorm(torch::nn::LayerNormOptions({dim})); };
   self_attn = register_module("self_attn", BartAttention(dim, h));
   self_attn_layer_norm = register_module("self_attn_layer_norm", ln());
   if (decoder) {
@@ -216,7 +216,7 @@ BartLayerImpl::BartLayerImpl(int dim, int h, int ffn, bool decoder) {
 
 BartStackImpl::BartStackImpl(const TextConfig& c, bool decoder) {
   embed_positions = register_module("embed_positions", torch::nn::Embedding(c.max_position_embeddings + 2, c.d_model));
-  layernorm_embedding = register_module("layernorm_embedding", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model})));
+  layernorm_embedding = register_module("layernorm_embedding", loupe::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model})));
   const int n = decoder ? c.decoder_layers : c.encoder_layers;
   for (int i = 0; i < n; ++i)
     layers->push_back(BartLayer(c.d_model, decoder ? c.decoder_attention_heads : c.encoder_attention_heads,

@@ -7,6 +7,7 @@
 #include "nn/linear.h"
 
 #include "models/florence2/config.h"
+#include "nn/norm.h"
 
 namespace loupe::florence2 {
 
@@ -16,7 +17,7 @@ struct ConvEmbedImpl : torch::nn::Module {
   ConvEmbedImpl(const VisionConfig& c, int stage);
   torch::Tensor forward(torch::Tensor x);
   torch::nn::Conv2d conv{nullptr};
-  torch::nn::LayerNorm norm{nullptr};
+  loupe::nn::LayerNorm norm{nullptr};
   bool pre_norm;
 };
 TORCH_MODULE(ConvEmbed);
@@ -49,7 +50,7 @@ struct DavitBlockImpl : torch::nn::Module {
   DavitBlockImpl(const VisionConfig& c, int stage, bool spatial);
   torch::Tensor forward(torch::Tensor x);  // [B, C, H, W]
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
-  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+  loupe::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
   WindowAttention window_attn{nullptr};
   ChannelAttention channel_attn{nullptr};
   Mlp ffn{nullptr};
@@ -74,7 +75,7 @@ struct ProjectorImpl : torch::nn::Module {
   explicit ProjectorImpl(const VisionConfig& c);
   torch::Tensor forward(torch::Tensor features);  // [B, C, h, w] -> [B, 1 + h*w, P]
   loupe::nn::Linear image_projection{nullptr};
-  torch::nn::LayerNorm image_proj_norm{nullptr};
+  loupe::nn::LayerNorm image_proj_norm{nullptr};
   torch::nn::Embedding row_embeddings{nullptr}, column_embeddings{nullptr};
   torch::Tensor temporal;  // sinusoidal [max_temporal, C], computed (not a weight)
 };
@@ -104,7 +105,7 @@ TORCH_MODULE(BartAttention);
 struct BartLayerImpl : torch::nn::Module {
   BartLayerImpl(int dim, int heads, int ffn, bool decoder);
   BartAttention self_attn{nullptr}, encoder_attn{nullptr};
-  torch::nn::LayerNorm self_attn_layer_norm{nullptr}, encoder_attn_layer_norm{nullptr}, final_layer_norm{nullptr};
+  loupe::nn::LayerNorm self_attn_layer_norm{nullptr}, encoder_attn_layer_norm{nullptr}, final_layer_norm{nullptr};
   loupe::nn::Linear fc1{nullptr}, fc2{nullptr};
 };
 TORCH_MODULE(BartLayer);
@@ -115,7 +116,7 @@ torch::Tensor ffn_block(BartLayerImpl& l, torch::Tensor h);
 struct BartStackImpl : torch::nn::Module {
   BartStackImpl(const TextConfig& c, bool decoder);
   torch::nn::Embedding embed_positions{nullptr};  // learned, offset by 2 (BART)
-  torch::nn::LayerNorm layernorm_embedding{nullptr};
+  loupe::nn::LayerNorm layernorm_embedding{nullptr};
   torch::nn::ModuleList layers;
 };
 TORCH_MODULE(BartStack);

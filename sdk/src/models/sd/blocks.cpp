@@ -18,7 +18,7 @@ AttentionImpl::AttentionImpl(int64_t query_dim, int64_t context_dim, int64_t hea
     : heads(heads_), head_dim(head_dim_) {
   const int64_t inner = heads * head_dim;
   if (norm_groups > 0)
-    group_norm = register_module("group_norm", torch::nn::GroupNorm(GroupNormOptions(norm_groups, query_dim).eps(norm_eps)));
+    group_norm = register_module("group_norm", loupe::nn::GroupNorm(GroupNormOptions(norm_groups, query_dim).eps(norm_eps)));
   to_q = register_module("to_q", loupe::nn::Linear(LinearOptions(query_dim, inner).bias(qkv_bias)));
   to_k = register_module("to_k", loupe::nn::Linear(LinearOptions(context_dim, inner).bias(qkv_bias)));
   to_v = register_module("to_v", loupe::nn::Linear(LinearOptions(context_dim, inner).bias(qkv_bias)));
@@ -43,10 +43,10 @@ torch::Tensor AttentionImpl::forward_spatial(const torch::Tensor& x) {
 }
 
 ResnetBlock2DImpl::ResnetBlock2DImpl(int64_t in, int64_t out, int64_t temb_channels, int64_t groups, double eps) {
-  norm1 = register_module("norm1", torch::nn::GroupNorm(GroupNormOptions(groups, in).eps(eps)));
+  norm1 = register_module("norm1", loupe::nn::GroupNorm(GroupNormOptions(groups, in).eps(eps)));
   conv1 = register_module("conv1", loupe::nn::Conv2d(Conv2dOptions(in, out, 3).padding(1)));
   if (temb_channels > 0) time_emb_proj = register_module("time_emb_proj", loupe::nn::Linear(temb_channels, out));
-  norm2 = register_module("norm2", torch::nn::GroupNorm(GroupNormOptions(groups, out).eps(eps)));
+  norm2 = register_module("norm2", loupe::nn::GroupNorm(GroupNormOptions(groups, out).eps(eps)));
   conv2 = register_module("conv2", loupe::nn::Conv2d(Conv2dOptions(out, out, 3).padding(1)));
   if (in != out) conv_shortcut = register_module("conv_shortcut", loupe::nn::Conv2d(Conv2dOptions(in, out, 1)));
 }
@@ -90,7 +90,7 @@ torch::Tensor Upsample2DImpl::forward(const torch::Tensor& x, c10::optional<std:
 }
 
 BasicTransformerBlockImpl::BasicTransformerBlockImpl(int64_t dim, int64_t heads, int64_t head_dim, int64_t context_dim) {
-  auto ln = [&] { return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(1e-5)); };
+  auto ln = [&] { return loupe::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(1e-5)); };
   norm1 = register_module("norm1", ln());
   attn1 = register_module("attn1", Attention(dim, dim, heads, head_dim, false));
   norm2 = register_module("norm2", ln());
@@ -118,7 +118,7 @@ Transformer2DImpl::Transformer2DImpl(int64_t channels, int64_t heads, int64_t he
                                      int64_t layers, int64_t groups, bool linear_projection)
     : linear(linear_projection) {
   const int64_t inner = heads * head_dim;
-  norm = register_module("norm", torch::nn::GroupNorm(GroupNormOptions(groups, channels).eps(1e-6)));
+  norm = register_module("norm", loupe::nn::GroupNorm(GroupNormOptions(groups, channels).eps(1e-6)));
   if (linear) proj_in_linear = register_module("proj_in", loupe::nn::Linear(channels, inner));
   else proj_in_conv = register_module("proj_in", loupe::nn::Conv2d(Conv2dOptions(channels, inner, 1)));
   transformer_blocks = register_module("transformer_blocks", torch::nn::ModuleList());

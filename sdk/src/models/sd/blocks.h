@@ -9,6 +9,7 @@
 
 #include "nn/conv.h"
 #include "nn/linear.h"
+#include "nn/norm.h"
 
 namespace loupe::sd {
 
@@ -21,7 +22,7 @@ struct AttentionImpl : torch::nn::Module {
   // VAE form: x [B, C, H, W] with group norm and residual
   torch::Tensor forward_spatial(const torch::Tensor& x);
   loupe::nn::Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr}, out{nullptr};
-  torch::nn::GroupNorm group_norm{nullptr};
+  loupe::nn::GroupNorm group_norm{nullptr};
   int64_t heads, head_dim;
 };
 TORCH_MODULE(Attention);
@@ -29,7 +30,7 @@ TORCH_MODULE(Attention);
 struct ResnetBlock2DImpl : torch::nn::Module {
   ResnetBlock2DImpl(int64_t in, int64_t out, int64_t temb_channels, int64_t groups, double eps);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& temb = {});
-  torch::nn::GroupNorm norm1{nullptr}, norm2{nullptr};
+  loupe::nn::GroupNorm norm1{nullptr}, norm2{nullptr};
   loupe::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv_shortcut{nullptr};
   loupe::nn::Linear time_emb_proj{nullptr};
 };
@@ -55,7 +56,7 @@ TORCH_MODULE(Upsample2D);
 struct BasicTransformerBlockImpl : torch::nn::Module {
   BasicTransformerBlockImpl(int64_t dim, int64_t heads, int64_t head_dim, int64_t context_dim);
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& context);
-  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr}, norm3{nullptr};
+  loupe::nn::LayerNorm norm1{nullptr}, norm2{nullptr}, norm3{nullptr};
   Attention attn1{nullptr}, attn2{nullptr};
   loupe::nn::Linear ff_in{nullptr}, ff_out{nullptr};  // ff.net.0.proj (GEGLU), ff.net.2
 };
@@ -67,7 +68,7 @@ struct Transformer2DImpl : torch::nn::Module {
   Transformer2DImpl(int64_t channels, int64_t heads, int64_t head_dim, int64_t context_dim, int64_t layers,
                     int64_t groups, bool linear_projection);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context);
-  torch::nn::GroupNorm norm{nullptr};
+  loupe::nn::GroupNorm norm{nullptr};
   loupe::nn::Conv2d proj_in_conv{nullptr}, proj_out_conv{nullptr};      // SD 1.x
   loupe::nn::Linear proj_in_linear{nullptr}, proj_out_linear{nullptr};  // SD 2.x
   torch::nn::ModuleList transformer_blocks;

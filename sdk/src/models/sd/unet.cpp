@@ -178,7 +178,7 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& c) : cfg(c)
     up_blocks->push_back(blk);
   }
   conv_norm_out = register_module("conv_norm_out",
-                                  torch::nn::GroupNorm(torch::nn::GroupNormOptions(groups, boc[0]).eps(eps)));
+                                  loupe::nn::GroupNorm(torch::nn::GroupNormOptions(groups, boc[0]).eps(eps)));
   conv_out = register_module("conv_out", loupe::nn::Conv2d(Conv2dOptions(boc[0], c.out_channels, 3).padding(1)));
 }
 

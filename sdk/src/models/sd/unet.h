@@ -12,6 +12,7 @@
 #include "nn/linear.h"
 
 #include "models/sd/blocks.h"
+#include "nn/norm.h"
 
 namespace loupe::sd {
 
@@ -62,7 +63,7 @@ struct UNet2DConditionModelImpl : torch::nn::Module {
   loupe::nn::Linear add_linear_1{nullptr}, add_linear_2{nullptr};  // add_embedding (text_time)
   torch::nn::ModuleList down_blocks, up_blocks;
   UNetBlock mid_block{nullptr};
-  torch::nn::GroupNorm conv_norm_out{nullptr};
+  loupe::nn::GroupNorm conv_norm_out{nullptr};
 };
 TORCH_MODULE(UNet2DConditionModel);
 

@@ -72,7 +72,7 @@ VaeCoderImpl::VaeCoderImpl(const VaeConfig& c, bool enc) : encoder(enc) {
       blocks->push_back(blk);
     }
     mid_block = register_module("mid_block", make_mid(c));
-    conv_norm_out = register_module("conv_norm_out", torch::nn::GroupNorm(torch::nn::GroupNormOptions(g, boc[n - 1]).eps(1e-6)));
+    conv_norm_out = register_module("conv_norm_out", loupe::nn::GroupNorm(torch::nn::GroupNormOptions(g, boc[n - 1]).eps(1e-6)));
     conv_out = register_module("conv_out", loupe::nn::Conv2d(Conv2dOptions(boc[n - 1], 2 * c.latent_channels, 3).padding(1)));
   } else {
     conv_in = register_module("conv_in", loupe::nn::Conv2d(Conv2dOptions(c.latent_channels, boc[n - 1], 3).padding(1)));
@@ -91,7 +91,7 @@ VaeCoderImpl::VaeCoderImpl(const VaeConfig& c, bool enc) : encoder(enc) {
       prev = out;
       blocks->push_back(blk);
     }
-    conv_norm_out = register_module("conv_norm_out", torch::nn::GroupNorm(torch::nn::GroupNormOptions(g, boc[0]).eps(1e-6)));
+    conv_norm_out = register_module("conv_norm_out", loupe::nn::GroupNorm(torch::nn::GroupNormOptions(g, boc[0]).eps(1e-6)));
     conv_out = register_module("conv_out", loupe::nn::Conv2d(Conv2dOptions(boc[0], c.out_channels, 3).padding(1)));
   }
 }

@@ -9,6 +9,7 @@
 
 #include "models/sd/blocks.h"
 #include "models/sd/unet.h"
+#include "nn/norm.h"
 
 namespace loupe::sd {
 
@@ -37,7 +38,7 @@ struct VaeCoderImpl : torch::nn::Module {
   loupe::nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
   torch::nn::ModuleList blocks;  // down_blocks / up_blocks (UNetBlock: resnets + samplers)
   UNetBlock mid_block{nullptr};
-  torch::nn::GroupNorm conv_norm_out{nullptr};
+  loupe::nn::GroupNorm conv_norm_out{nullptr};
 };
 TORCH_MODULE(VaeCoder);
 

@@ -84,7 +84,7 @@ MlpImpl::MlpImpl(const VisionConfig& c) : act(c.activation) {
 }
 
 EncoderLayerImpl::EncoderLayerImpl(const VisionConfig& c) {
-  auto ln = [&] { return torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.eps)); };
+  auto ln = [&] { return loupe::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.eps)); };
   layer_norm1 = register_module("layer_norm1", ln());
   self_attn = register_module("self_attn", Attention(c));
   layer_norm2 = register_module("layer_norm2", ln());
@@ -105,7 +105,7 @@ VisionTransformerImpl::VisionTransformerImpl(const VisionConfig& c) {
   embeddings = register_module("embeddings", Embeddings(c));
   encoder = register_module("encoder", Encoder(c));
   post_layernorm =
-      register_module("post_layernorm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.eps)));
+      register_module("post_layernorm", loupe::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.eps)));
 }
 
 torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& pixels) {

@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "nn/linear.h"
+#include "nn/norm.h"
 
 namespace loupe::siglip {
 
@@ -62,7 +63,7 @@ TORCH_MODULE(Mlp);
 struct EncoderLayerImpl : torch::nn::Module {
   explicit EncoderLayerImpl(const VisionConfig& c);
   torch::Tensor forward(torch::Tensor x);
-  torch::nn::LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
+  loupe::nn::LayerNorm layer_norm1{nullptr}, layer_norm2{nullptr};
   Attention self_attn{nullptr};
   Mlp mlp{nullptr};
 };
@@ -80,7 +81,7 @@ struct VisionTransformerImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& pixels);  // last hidden state, post_layernorm applied
   Embeddings embeddings{nullptr};
   Encoder encoder{nullptr};
-  torch::nn::LayerNorm post_layernorm{nullptr};
+  loupe::nn::LayerNorm post_layernorm{nullptr};
 };
 TORCH_MODULE(VisionTransformer);
 
