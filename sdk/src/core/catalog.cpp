@@ -51,19 +51,13 @@ const Catalog& Catalog::builtin() {
   return c;
 }
 
-Catalog Catalog::load(const std::string& path) {
-  return parse(io::read_json_file(path).dump(), path);
-}
+Catalog Catalog::load(const std::string& path) { return from_json(io::read_json_file(path), path); }
 
 Catalog Catalog::parse(const std::string& text, const std::string& where) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    LOUPE_THROW(BadModel, where << ": not valid JSON (byte " << e.byte << ")");
-  } catch (const nlohmann::json::exception& e) {  // e.g. a number too large for a double
-    LOUPE_THROW(BadModel, where << ": not valid JSON (" << e.what() << ")");
-  }
+  return from_json(io::parse_json(text, where), where);
+}
+
+Catalog Catalog::from_json(const nlohmann::json& j, const std::string& where) {
   if (!j.is_object() || !j.contains("families") || !j["families"].is_array())
     LOUPE_THROW(BadModel, where << ": no \"families\" list; hint: see resources/models/catalog.json for the format");
   Catalog c;

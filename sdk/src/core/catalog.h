@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace loupe {
 
 struct CatalogVariant {
@@ -41,6 +43,7 @@ class Catalog {
   const CatalogVariant* match_folder(const std::string& folder_name) const;
 
  private:
+  static Catalog from_json(const nlohmann::json& j, const std::string& where);
   std::vector<CatalogVariant> variants_;
   std::map<std::string, std::vector<std::string>> family_tasks_;
 };

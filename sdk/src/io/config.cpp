@@ -5,19 +5,22 @@
 
 namespace loupe::io {
 
+nlohmann::json parse_json(const std::string& text, const std::string& where) {
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    LOUPE_THROW(BadModel, where << ": not valid JSON at byte " << e.byte << " (" << e.what() << ")");
+  } catch (const nlohmann::json::exception& e) {  // thrown outside parse_error: e.g. a number too large for a double
+    LOUPE_THROW(BadModel, where << ": not valid JSON (" << e.what() << ")");
+  }
+}
+
 nlohmann::json read_json_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) LOUPE_THROW(NotFound, path << ": file does not exist or cannot be read");
   std::stringstream ss;
   ss << f.rdbuf();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    LOUPE_THROW(BadModel, path << ": not valid JSON at byte " << e.byte << " (" << e.what() << ")");
-  } catch (const nlohmann::json::exception& e) {  // e.g. a number too large for a double
-    LOUPE_THROW(BadModel, path << ": not valid JSON (" << e.what() << ")");
-  }
+  const auto j = parse_json(ss.str(), path);
   if (!j.is_object()) LOUPE_THROW(BadModel, path << ": expected a JSON object, found " << j.type_name());
   return j;
 }

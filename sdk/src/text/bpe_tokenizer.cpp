@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "io/config.h"
 #include "text/unicode.h"
 
 namespace fs = std::filesystem;
@@ -43,13 +44,9 @@ const std::unordered_map<char32_t, uint8_t>& cp_to_byte() {
 nlohmann::json read_json(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) LOUPE_THROW(NotFound, "tokenizer " << path << ": file does not exist or cannot be read");
-  try {
-    return nlohmann::json::parse(f);
-  } catch (const nlohmann::json::parse_error& e) {
-    LOUPE_THROW(BadModel, "tokenizer " << path << ": not valid JSON at byte " << e.byte);
-  } catch (const nlohmann::json::exception& e) {  // e.g. a number too large for a double
-    LOUPE_THROW(BadModel, "tokenizer " << path << ": not valid JSON (" << e.what() << ")");
-  }
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return io::parse_json(ss.str(), "tokenizer " + path);
 }
 
 bool is_other(char32_t c) { return !is_space(c) && !is_letter(c) && !is_number(c); }

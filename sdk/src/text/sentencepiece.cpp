@@ -40,6 +40,7 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#include "io/config.h"
 #include "text/sentencepiece_shim.h"
 
 namespace fs = std::filesystem;
@@ -550,12 +551,7 @@ SentencePieceTokenizer SentencePieceTokenizer::from_model_file(const std::string
 }
 
 SentencePieceTokenizer SentencePieceTokenizer::from_tokenizer_json(const std::string& path) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    LOUPE_THROW(BadModel, "tokenizer file " << path << " is not valid JSON: " << e.what());
-  }
+  const auto j = io::parse_json(read_file(path), "tokenizer file " + path);
   auto impl = std::make_shared<Impl>();
   impl->backend = Backend::Native;
   impl->name = path;
