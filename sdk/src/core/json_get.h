@@ -1,5 +1,6 @@
-// Typed getters for JSON settings (config.json and friends, read by io/; decoder configs handed to
-// nn/): errors name the file and the key. In core/ so that every layer uses the same ones.
+// The JSON parse step and typed getters for JSON settings (config.json and friends, read by io/;
+// tokenizer files, read by text/; decoder configs handed to nn/): errors name the file and the
+// key. In core/ so that every layer uses the same ones.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -11,6 +12,19 @@
 #include "core/error.h"
 
 namespace loupe::settings {
+
+// JSON text from `where` (a file's path, or what names the text in errors): BadModel naming it, and
+// the byte position where the parser gives one, for anything the parser refuses (malformed text,
+// a number too large for a double, ...).
+inline nlohmann::json parse_json(const std::string& text, const std::string& where) {
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    LOUPE_THROW(BadModel, where << ": not valid JSON at byte " << e.byte << " (" << e.what() << ")");
+  } catch (const nlohmann::json::exception& e) {  // thrown outside parse_error: e.g. a number too large for a double
+    LOUPE_THROW(BadModel, where << ": not valid JSON (" << e.what() << ")");
+  }
+}
 
 // json[key] as T, or def when absent or null; BadModel naming file and key on a wrong type.
 template <class T>

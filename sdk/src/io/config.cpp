@@ -5,16 +5,6 @@
 
 namespace loupe::io {
 
-nlohmann::json parse_json(const std::string& text, const std::string& where) {
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    LOUPE_THROW(BadModel, where << ": not valid JSON at byte " << e.byte << " (" << e.what() << ")");
-  } catch (const nlohmann::json::exception& e) {  // thrown outside parse_error: e.g. a number too large for a double
-    LOUPE_THROW(BadModel, where << ": not valid JSON (" << e.what() << ")");
-  }
-}
-
 nlohmann::json read_json_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) LOUPE_THROW(NotFound, path << ": file does not exist or cannot be read");

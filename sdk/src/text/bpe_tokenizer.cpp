@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "io/config.h"
+#include "core/json_get.h"
 #include "text/unicode.h"
 
 namespace fs = std::filesystem;
@@ -46,7 +46,7 @@ nlohmann::json read_json(const std::string& path) {
   if (!f) LOUPE_THROW(NotFound, "tokenizer " << path << ": file does not exist or cannot be read");
   std::stringstream ss;
   ss << f.rdbuf();
-  return io::parse_json(ss.str(), "tokenizer " + path);
+  return settings::parse_json(ss.str(), "tokenizer " + path);
 }
 
 bool is_other(char32_t c) { return !is_space(c) && !is_letter(c) && !is_number(c); }

@@ -40,7 +40,7 @@
 #include <unordered_map>
 
 #include "core/error.h"
-#include "io/config.h"
+#include "core/json_get.h"
 #include "text/sentencepiece_shim.h"
 
 namespace fs = std::filesystem;
@@ -551,7 +551,7 @@ SentencePieceTokenizer SentencePieceTokenizer::from_model_file(const std::string
 }
 
 SentencePieceTokenizer SentencePieceTokenizer::from_tokenizer_json(const std::string& path) {
-  const auto j = io::parse_json(read_file(path), "tokenizer file " + path);
+  const auto j = settings::parse_json(read_file(path), "tokenizer file " + path);
   auto impl = std::make_shared<Impl>();
   impl->backend = Backend::Native;
   impl->name = path;
