@@ -30,8 +30,8 @@ declare -A sources=(
   [safetensors]="io/safetensors.cpp io/float8.cpp torch"
   [torch_zip]="io/torch_zip.cpp io/zip.cpp torch"
   [npz]="io/npz.cpp io/zip.cpp torch"
-  [prompt]="models/sd/prompt.cpp text/bpe_tokenizer.cpp text/unicode.cpp io/config.cpp models/clip/clip_text.cpp nn/attention.cpp nn/linear.cpp torch"
-  [configs]="models/sd/unet.cpp models/sd/vae.cpp models/sd/blocks.cpp schedulers/scheduler.cpp models/clip/clip_text.cpp nn/decoder_lm.cpp models/siglip/siglip.cpp models/florence2/config.cpp models/paligemma/config.cpp models/flux/transformer.cpp nn/t5.cpp models/blip2/config.cpp io/config.cpp nn/attention.cpp nn/linear.cpp nn/conv.cpp torch"
+  [prompt]="models/sd/prompt.cpp text/bpe_tokenizer.cpp text/unicode.cpp io/config.cpp models/clip/clip_text.cpp nn/attention.cpp nn/linear.cpp nn/norm.cpp torch"
+  [configs]="models/sd/unet.cpp models/sd/vae.cpp models/sd/blocks.cpp schedulers/scheduler.cpp models/clip/clip_text.cpp nn/decoder_lm.cpp models/siglip/siglip.cpp models/florence2/config.cpp models/paligemma/config.cpp models/flux/transformer.cpp nn/t5.cpp models/blip2/config.cpp io/config.cpp nn/attention.cpp nn/linear.cpp nn/conv.cpp nn/norm.cpp torch"
   # The C ABI: the whole library is behind it, so this one links the libloupe.so of the ordinary
   # build (LOUPE_FUZZ_LIBLOUPE, default build/lib/libloupe.so, made by scripts/test.sh before):
   # uninstrumented, so coverage guides only through the harness, and ASan sees what its
