@@ -344,20 +344,25 @@ TEST(Cpu, RuntimeRunsJobsWithItsThreadCount) {
     o.device = "cpu";
     o.num_threads = n;
     auto rt = Runtime::create(o, {}, LogLevel::Info);
-    int seen = 0;
+    int seen = 0, parallel = 0;
     auto job = rt->submit([&](JobContext&) {
       seen = at::get_num_threads();
+      parallel = cpu::parallel_threads();  // the library's own parallel loops (compiled with OpenMP)
       return std::make_unique<Result>();
     }, {}, false);
     job->wait(-1);
     EXPECT_EQ(seen, n);
+    EXPECT_EQ(parallel, n);
     const auto d = rt->diagnostics();
     EXPECT_EQ(d["cpu"]["threads"], n);
     EXPECT_GE(d["cpu"]["physical_cores"].get<int>(), 1);
     EXPECT_TRUE(d["cpu"]["isa"].is_array());
     EXPECT_FALSE(d["cpu"]["blas"]["kind"].get<std::string>().empty());
     bool single = false;
-    for (auto& p : d["problems"]) single = single || p["id"] == "single_thread";
+    for (auto& p : d["problems"]) {
+      single = single || p["id"] == "single_thread";
+      EXPECT_NE(p["id"], "serial_parallel_loops");
+    }
     EXPECT_EQ(single, n == 1 && cpu::info().logical > 1);
   }
 }

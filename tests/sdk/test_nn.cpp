@@ -36,24 +36,34 @@ TEST(Attention, BlockedEqualsPlainFormulation) {
 TEST(Linear, MatchesAnFp64ProductOnEveryPath) {
   torch::NoGradGuard ng;
   torch::manual_seed(5);
-  for (const auto dt : {torch::kFloat32, torch::kBFloat16}) {
-    for (const int64_t rows : {1, 15, 16, 77, 300}) {
-      for (const bool bias : {true, false}) {
-        SCOPED_TRACE(std::string(dt == torch::kFloat32 ? "fp32" : "bf16") + " rows " + std::to_string(rows) +
-                     (bias ? " with bias" : " without bias"));
-        nn::Linear lin(torch::nn::LinearOptions(72, 40).bias(bias));
-        lin->to(dt);
-        // [2, rows, 72] seen through a transpose: not contiguous
-        const auto x = torch::randn({2, 72, rows}).to(dt).transpose(1, 2);
-        const auto y = lin->forward(x);
-        const auto ref = torch::linear(x.to(torch::kFloat64), lin->weight.to(torch::kFloat64),
-                                       bias ? lin->bias.to(torch::kFloat64) : torch::Tensor());
-        ASSERT_EQ(y.sizes(), ref.sizes());
-        EXPECT_EQ(y.scalar_type(), dt);
-        // bf16: the output's own rounding (values ~1, 8 bits of mantissa)
-        EXPECT_LT((y.to(torch::kFloat64) - ref).abs().max().item<double>(), dt == torch::kFloat32 ? 1e-5 : 0.05);
+  // isa: the widest instruction set the few-row kernels may use (2 AVX-512, 1 AVX2, 0 torch's path;
+  // a limit above what this CPU has takes the widest it has)
+  for (const int isa : {2, 1, 0}) {
+    const int before = nn::testing_limit_row_kernels(isa);
+    for (const auto dt : {torch::kFloat32, torch::kBFloat16}) {
+      // in = 72: a 64-wide main loop and an 8-wide remainder; 100: a scalar tail as well
+      for (const int64_t in : {72, 100}) {
+        for (const int64_t rows : {1, 2, 3, 5, 8, 9, 15, 16, 77, 300}) {
+          if (isa != 2 && rows >= 16) continue;  // the few-row kernels end at 16 rows
+          for (const bool bias : {true, false}) {
+            SCOPED_TRACE(std::string(dt == torch::kFloat32 ? "fp32" : "bf16") + " isa " + std::to_string(isa) + " in " +
+                         std::to_string(in) + " rows " + std::to_string(rows) + (bias ? " with bias" : " without bias"));
+            nn::Linear lin(torch::nn::LinearOptions(in, 40).bias(bias));
+            lin->to(dt);
+            // [2, rows, in] seen through a transpose: not contiguous
+            const auto x = torch::randn({2, in, rows}).to(dt).transpose(1, 2);
+            const auto y = lin->forward(x);
+            const auto ref = torch::linear(x.to(torch::kFloat64), lin->weight.to(torch::kFloat64),
+                                           bias ? lin->bias.to(torch::kFloat64) : torch::Tensor());
+            ASSERT_EQ(y.sizes(), ref.sizes());
+            EXPECT_EQ(y.scalar_type(), dt);
+            // bf16: the output's own rounding (values ~1, 8 bits of mantissa)
+            EXPECT_LT((y.to(torch::kFloat64) - ref).abs().max().item<double>(), dt == torch::kFloat32 ? 1e-5 : 0.05);
+          }
+        }
       }
     }
+    nn::testing_limit_row_kernels(before);
   }
 }
 

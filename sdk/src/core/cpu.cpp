@@ -6,6 +6,7 @@
 #include <thread>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -159,6 +160,16 @@ void apply_threads(int threads) {
 
 int current_threads() { return at::get_num_threads(); }
 
+int parallel_threads() {
+  const int n = at::get_num_threads();
+  std::vector<std::atomic<bool>> seen(static_cast<size_t>(std::max(n, 1)));
+  at::parallel_for(0, 64 * n, 1, [&](int64_t, int64_t) {
+    const int t = at::get_thread_num();
+    if (t >= 0 && t < n) seen[static_cast<size_t>(t)] = true;
+  });
+  return static_cast<int>(std::count_if(seen.begin(), seen.end(), [](const auto& b) { return b.load(); }));
+}
+
 nlohmann::json to_json(int threads) {
   const Info& in = info();
   const Blas b = blas();
@@ -168,6 +179,7 @@ nlohmann::json to_json(int threads) {
           {"isa", in.isa},
           {"fast_bf16", in.fast_bf16()},
           {"threads", threads},
+          {"parallel_threads", parallel_threads()},
           {"blas", {{"kind", b.kind}, {"library", b.library}, {"version", b.version}, {"core", b.core}}}};
 }
 
@@ -191,6 +203,14 @@ nlohmann::json problems(int threads) {
                                    " (Loupe's own large products go to oneDNN and are not affected; token-by-token "
                                    "decoding is)"},
                    {"remedy", "start the program with OPENBLAS_CORETYPE=" + better + " in its environment"}});
+  if (const int p = parallel_threads(); threads > 1 && p < std::min(threads, at::get_num_threads()))
+    out.push_back({{"id", "serial_parallel_loops"},
+                   {"severity", "warning"},
+                   {"message", "Loupe's own parallel loops (attention, decoding products) run on " + std::to_string(p) +
+                                   " thread(s) of " + std::to_string(threads) +
+                                   ": the library was compiled without OpenMP, which libtorch's parallel_for needs"},
+                   {"remedy", "rebuild Loupe with OpenMP (CMake finds it with the compiler's -fopenmp; Debian: libgomp "
+                              "comes with gcc, libomp-dev with clang)"}});
   if (threads == 1 && info().logical > 1)
     out.push_back({{"id", "single_thread"},
                    {"severity", "warning"},

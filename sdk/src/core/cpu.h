@@ -38,10 +38,15 @@ int resolve_threads(int requested);
 // Applies the count to the calling thread's intra-op pool (OpenMP is per thread) and to OpenBLAS.
 void apply_threads(int threads);
 int current_threads();
+// The threads that at::parallel_for reaches in the library's own code: it is a header template
+// that expands to an OpenMP region in its caller, so a library compiled without OpenMP runs it on
+// one thread whatever the count (reported by problems()).
+int parallel_threads();
 
-// {model, logical_cores, physical_cores, isa, blas: {...}, threads}
+// {model, logical_cores, physical_cores, isa, fast_bf16, threads, parallel_threads, blas: {...}}
 nlohmann::json to_json(int threads);
-// Problems for diagnostics: [{id, severity, message, remedy}] (reference BLAS, one thread).
+// Problems for diagnostics: [{id, severity, message, remedy}] (reference BLAS, one thread, serial
+// parallel loops).
 nlohmann::json problems(int threads);
 
 }  // namespace loupe::cpu

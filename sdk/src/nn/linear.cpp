@@ -2,7 +2,15 @@
 
 #include <ATen/record_function.h>
 
+#include <ATen/Parallel.h>
+
+#include <atomic>
+
 #include "nn/onednn.h"
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#endif
 
 namespace loupe::nn {
 
@@ -40,18 +48,205 @@ torch::Tensor matmul(const torch::Tensor& x2, const torch::Tensor& w, const torc
 }
 #endif
 
+// ---- a few rows (decoding: one token per sequence) ---------------------------------------------
+// y = x w^T + b for fewer than kMinRowsForOneDnn rows is a matrix-vector product per row, bound by
+// reading the weight. libtorch sends it to the BLAS as a gemm of one row, which re-packs the whole
+// weight on every call (OpenBLAS 0.3.21: 51289 x 768 fp32, 1 row: 20 ms, 7.8 GB/s); sgemv per row
+// reads it once per row (7.3 ms), so the Mth row costs as much as the first. These kernels read each
+// weight row once for up to kRowsPerPass rows of x (in L1) and keep a block of weight rows in L2
+// while further row groups pass over it: fp32 accumulation, bf16 weights widened exactly (a shift),
+// the result rounded once to the model's dtype. x86-64 with AVX2+FMA or AVX-512 (picked at run
+// time); elsewhere torch's path.
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define LOUPE_ROW_KERNELS 1
+#define LOUPE_AVX512 __attribute__((target("avx512f")))
+#define LOUPE_AVX2 __attribute__((target("avx2,fma")))
+// loops over the accumulators unrolled in full, so that they live in registers (-O2 keeps them on
+// the stack otherwise: 3x slower)
+#define LOUPE_UNROLL _Pragma("GCC unroll 16")
+
+constexpr int kRowsPerPass = 8;
+constexpr int64_t kWeightRowsPerBlock = 64;  // 64 x 768 fp32 = 192 KiB: stays in L2 between row groups
+
+LOUPE_AVX512 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+LOUPE_AVX512 inline __m512 load16(const c10::BFloat16* p) {
+  return _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+}
+LOUPE_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+LOUPE_AVX2 inline __m256 load8(const c10::BFloat16* p) {
+  return _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+}
+LOUPE_AVX2 inline float sum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+}
+
+// out[r * N + n] = sum_k x[r * K + k] w[n * K + k] + b[n] for r < R, n in [n0, n1): NB weight rows
+// at a time (NB streams from memory, NB * R independent accumulators), the last n1 - n0 mod NB one
+// by one.
+template <int R, int NB, class T>
+LOUPE_AVX512 void rows_avx512(const float* x, const T* w, const float* b, float* out, int64_t K, int64_t N,
+                              int64_t n0, int64_t n1) {
+  int64_t n = n0;
+  for (; n + NB <= n1; n += NB) {
+    __m512 acc[NB][R];
+    LOUPE_UNROLL
+    for (int i = 0; i < NB; ++i)
+      LOUPE_UNROLL
+      for (int r = 0; r < R; ++r) acc[i][r] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+      __m512 xv[R];
+      LOUPE_UNROLL
+      for (int r = 0; r < R; ++r) xv[r] = _mm512_loadu_ps(x + r * K + k);
+      LOUPE_UNROLL
+      for (int i = 0; i < NB; ++i) {
+        const __m512 wv = load16(w + (n + i) * K + k);
+        LOUPE_UNROLL
+        for (int r = 0; r < R; ++r) acc[i][r] = _mm512_fmadd_ps(wv, xv[r], acc[i][r]);
+      }
+    }
+    LOUPE_UNROLL
+    for (int i = 0; i < NB; ++i)
+      LOUPE_UNROLL
+      for (int r = 0; r < R; ++r) {
+        float s = _mm512_reduce_add_ps(acc[i][r]);
+        for (int64_t j = k; j < K; ++j) s += x[r * K + j] * static_cast<float>(w[(n + i) * K + j]);
+        out[r * N + n + i] = b ? s + b[n + i] : s;
+      }
+  }
+  if constexpr (NB > 1)
+    if (n < n1) rows_avx512<R, 1>(x, w, b, out, K, N, n, n1);
+}
+
+template <int R, int NB, class T>
+LOUPE_AVX2 void rows_avx2(const float* x, const T* w, const float* b, float* out, int64_t K, int64_t N,
+                          int64_t n0, int64_t n1) {
+  int64_t n = n0;
+  for (; n + NB <= n1; n += NB) {
+    __m256 acc[NB][R];
+    LOUPE_UNROLL
+    for (int i = 0; i < NB; ++i)
+      LOUPE_UNROLL
+      for (int r = 0; r < R; ++r) acc[i][r] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+      LOUPE_UNROLL
+      for (int i = 0; i < NB; ++i) {
+        const __m256 wv = load8(w + (n + i) * K + k);
+        LOUPE_UNROLL
+        for (int r = 0; r < R; ++r) acc[i][r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + r * K + k), acc[i][r]);
+      }
+    }
+    LOUPE_UNROLL
+    for (int i = 0; i < NB; ++i)
+      LOUPE_UNROLL
+      for (int r = 0; r < R; ++r) {
+        float s = sum8(acc[i][r]);
+        for (int64_t j = k; j < K; ++j) s += x[r * K + j] * static_cast<float>(w[(n + i) * K + j]);
+        out[r * N + n + i] = b ? s + b[n + i] : s;
+      }
+  }
+  if constexpr (NB > 1)
+    if (n < n1) rows_avx2<R, 1>(x, w, b, out, K, N, n, n1);
+}
+
+using RowsKernel = void (*)(const float*, const void*, const float*, float*, int64_t, int64_t, int64_t, int64_t);
+
+template <bool Avx512, class T, int R>
+void rows_kernel(const float* x, const void* w, const float* b, float* out, int64_t K, int64_t N, int64_t n0,
+                 int64_t n1) {
+  // weight rows per pass: 4 streams, at most 16 accumulators (AVX2 has 16 registers in all: 8)
+  if constexpr (Avx512)
+    rows_avx512<R, R <= 4 ? 4 : 2>(x, static_cast<const T*>(w), b, out, K, N, n0, n1);
+  else
+    rows_avx2<R, R <= 2 ? 4 : R <= 4 ? 2 : 1>(x, static_cast<const T*>(w), b, out, K, N, n0, n1);
+}
+
+template <bool Avx512, class T>
+RowsKernel rows_kernel(int rows) {
+  switch (rows) {
+    case 1: return rows_kernel<Avx512, T, 1>;
+    case 2: return rows_kernel<Avx512, T, 2>;
+    case 3: return rows_kernel<Avx512, T, 3>;
+    case 4: return rows_kernel<Avx512, T, 4>;
+    case 5: return rows_kernel<Avx512, T, 5>;
+    case 6: return rows_kernel<Avx512, T, 6>;
+    case 7: return rows_kernel<Avx512, T, 7>;
+    default: return rows_kernel<Avx512, T, 8>;
+  }
+}
+
+// 2: AVX-512, 1: AVX2 + FMA, 0: neither (the compiler's cpu checks include the OS's register state),
+// at most the tests' limit
+std::atomic<int> row_kernel_limit{2};
+int row_kernel_isa() {
+  static const int isa = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return 2;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+  }();
+  return std::min(isa, row_kernel_limit.load());
+}
+
+// x2 [M, K] contiguous (M < kMinRowsForOneDnn), w [N, K] contiguous of x2's dtype (fp32 or bf16)
+torch::Tensor few_rows(const torch::Tensor& x2, const torch::Tensor& w, const torch::Tensor& bias) {
+  RECORD_FUNCTION("loupe::linear_rows", std::vector<c10::IValue>({x2}));
+  const int64_t M = x2.size(0), K = x2.size(1), N = w.size(0);
+  const bool avx512 = row_kernel_isa() == 2, bf16 = w.scalar_type() == torch::kBFloat16;
+  const auto x = x2.to(torch::kFloat32).contiguous();
+  const auto b = bias.defined() ? bias.to(torch::kFloat32).contiguous() : bias;
+  auto out = torch::empty({M, N}, x.options());
+  const float* xp = x.data_ptr<float>();
+  const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
+  float* op = out.data_ptr<float>();
+  const void* wp = w.data_ptr();
+  // a task: at least ~64K weight elements
+  at::parallel_for(0, N, std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(K, 1)), [&](int64_t n0, int64_t n1) {
+    for (int64_t nb = n0; nb < n1; nb += kWeightRowsPerBlock) {
+      const int64_t ne = std::min(n1, nb + kWeightRowsPerBlock);
+      for (int64_t r0 = 0; r0 < M; r0 += kRowsPerPass) {
+        const int rows = static_cast<int>(std::min<int64_t>(kRowsPerPass, M - r0));
+        const RowsKernel kernel = avx512 ? (bf16 ? rows_kernel<true, c10::BFloat16>(rows) : rows_kernel<true, float>(rows))
+                                         : (bf16 ? rows_kernel<false, c10::BFloat16>(rows) : rows_kernel<false, float>(rows));
+        kernel(xp + r0 * K, wp, bp, op + r0 * N, K, N, nb, ne);
+      }
+    }
+  });
+  return bf16 ? out.to(torch::kBFloat16) : out;
+}
+#endif
+
 }  // namespace
+
+int testing_limit_row_kernels(int isa) {
+#if LOUPE_ROW_KERNELS
+  return row_kernel_limit.exchange(isa);
+#else
+  (void)isa;
+  return 0;
+#endif
+}
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
   const auto dt = x.scalar_type();
   if (x.is_cpu() && (dt == torch::kFloat32 || dt == torch::kBFloat16) && weight.scalar_type() == dt &&
       (!bias.defined() || bias.scalar_type() == dt) && x.numel() > 0 && x.dim() >= 1 && weight.dim() == 2 &&
-      x.numel() / x.size(-1) >= kMinRowsForOneDnn &&
       !(at::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad()))) {
-    const int64_t in = x.size(-1);
+    const int64_t in = x.size(-1), rows = x.numel() / in;
     auto shape = x.sizes().vec();
     shape.back() = weight.size(0);
     const auto x2 = x.reshape({-1, in}).contiguous();
+    if (rows < kMinRowsForOneDnn) {
+#if LOUPE_ROW_KERNELS
+      if (weight.size(1) == in && row_kernel_isa() > 0)
+        return few_rows(x2, weight.contiguous(), bias.defined() ? bias.contiguous() : bias).view(shape);
+#endif
+      return torch::linear(x, weight, bias);
+    }
 #if LOUPE_WITH_DNNL
     if (weight.size(1) == in) return matmul(x2, weight.contiguous(), bias.defined() ? bias.contiguous() : bias).view(shape);
 #else
