@@ -54,8 +54,8 @@ torch::Tensor matmul(const torch::Tensor& x2, const torch::Tensor& w, const torc
 // weight on every call (OpenBLAS 0.3.21: 51289 x 768 fp32, 1 row: 20 ms, 7.8 GB/s); sgemv per row
 // reads it once per row (7.3 ms), so the Mth row costs as much as the first. These kernels read each
 // weight row once for up to kRowsPerPass rows of x (in L1) and keep a block of weight rows in L2
-// while further row groups pass over it: fp32 accumulation, bf16 weights widened exactly (a shift),
-// the result rounded once to the model's dtype. x86-64 with AVX2+FMA or AVX-512 (picked at run
+// while further row groups pass over it: fp32 accumulation, bf16 inputs and weights widened exactly
+// (a shift), the result rounded once to the model's dtype. x86-64 with AVX2+FMA or AVX-512 (picked at run
 // time); elsewhere torch's path.
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #define LOUPE_ROW_KERNELS 1
@@ -84,11 +84,12 @@ LOUPE_AVX2 inline float sum8(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
 }
 
-// out[r * N + n] = sum_k x[r * K + k] w[n * K + k] + b[n] for r < R, n in [n0, n1): NB weight rows
+// out[r * N + n] = sum_k x[r * K + k] w[n * K + k] + b[n] for r < R, n in [n0, n1), all of type T,
+// accumulated in fp32 and rounded once: NB weight rows
 // at a time (NB streams from memory, NB * R independent accumulators), the last n1 - n0 mod NB one
 // by one.
 template <int R, int NB, class T>
-LOUPE_AVX512 void rows_avx512(const float* x, const T* w, const float* b, float* out, int64_t K, int64_t N,
+LOUPE_AVX512 void rows_avx512(const T* x, const T* w, const T* b, T* out, int64_t K, int64_t N,
                               int64_t n0, int64_t n1) {
   int64_t n = n0;
   for (; n + NB <= n1; n += NB) {
@@ -101,7 +102,7 @@ LOUPE_AVX512 void rows_avx512(const float* x, const T* w, const float* b, float*
     for (; k + 16 <= K; k += 16) {
       __m512 xv[R];
       LOUPE_UNROLL
-      for (int r = 0; r < R; ++r) xv[r] = _mm512_loadu_ps(x + r * K + k);
+      for (int r = 0; r < R; ++r) xv[r] = load16(x + r * K + k);
       LOUPE_UNROLL
       for (int i = 0; i < NB; ++i) {
         const __m512 wv = load16(w + (n + i) * K + k);
@@ -114,8 +115,8 @@ LOUPE_AVX512 void rows_avx512(const float* x, const T* w, const float* b, float*
       LOUPE_UNROLL
       for (int r = 0; r < R; ++r) {
         float s = _mm512_reduce_add_ps(acc[i][r]);
-        for (int64_t j = k; j < K; ++j) s += x[r * K + j] * static_cast<float>(w[(n + i) * K + j]);
-        out[r * N + n + i] = b ? s + b[n + i] : s;
+        for (int64_t j = k; j < K; ++j) s += static_cast<float>(x[r * K + j]) * static_cast<float>(w[(n + i) * K + j]);
+        out[r * N + n + i] = static_cast<T>(b ? s + static_cast<float>(b[n + i]) : s);
       }
   }
   if constexpr (NB > 1)
@@ -123,7 +124,7 @@ LOUPE_AVX512 void rows_avx512(const float* x, const T* w, const float* b, float*
 }
 
 template <int R, int NB, class T>
-LOUPE_AVX2 void rows_avx2(const float* x, const T* w, const float* b, float* out, int64_t K, int64_t N,
+LOUPE_AVX2 void rows_avx2(const T* x, const T* w, const T* b, T* out, int64_t K, int64_t N,
                           int64_t n0, int64_t n1) {
   int64_t n = n0;
   for (; n + NB <= n1; n += NB) {
@@ -134,11 +135,14 @@ LOUPE_AVX2 void rows_avx2(const float* x, const T* w, const float* b, float* out
       for (int r = 0; r < R; ++r) acc[i][r] = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 8 <= K; k += 8) {
+      __m256 xv[R];
+      LOUPE_UNROLL
+      for (int r = 0; r < R; ++r) xv[r] = load8(x + r * K + k);
       LOUPE_UNROLL
       for (int i = 0; i < NB; ++i) {
         const __m256 wv = load8(w + (n + i) * K + k);
         LOUPE_UNROLL
-        for (int r = 0; r < R; ++r) acc[i][r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + r * K + k), acc[i][r]);
+        for (int r = 0; r < R; ++r) acc[i][r] = _mm256_fmadd_ps(wv, xv[r], acc[i][r]);
       }
     }
     LOUPE_UNROLL
@@ -146,24 +150,26 @@ LOUPE_AVX2 void rows_avx2(const float* x, const T* w, const float* b, float* out
       LOUPE_UNROLL
       for (int r = 0; r < R; ++r) {
         float s = sum8(acc[i][r]);
-        for (int64_t j = k; j < K; ++j) s += x[r * K + j] * static_cast<float>(w[(n + i) * K + j]);
-        out[r * N + n + i] = b ? s + b[n + i] : s;
+        for (int64_t j = k; j < K; ++j) s += static_cast<float>(x[r * K + j]) * static_cast<float>(w[(n + i) * K + j]);
+        out[r * N + n + i] = static_cast<T>(b ? s + static_cast<float>(b[n + i]) : s);
       }
   }
   if constexpr (NB > 1)
     if (n < n1) rows_avx2<R, 1>(x, w, b, out, K, N, n, n1);
 }
 
-using RowsKernel = void (*)(const float*, const void*, const float*, float*, int64_t, int64_t, int64_t, int64_t);
+using RowsKernel = void (*)(const void*, const void*, const void*, void*, int64_t, int64_t, int64_t, int64_t);
 
 template <bool Avx512, class T, int R>
-void rows_kernel(const float* x, const void* w, const float* b, float* out, int64_t K, int64_t N, int64_t n0,
+void rows_kernel(const void* xv, const void* wv, const void* bv, void* outv, int64_t K, int64_t N, int64_t n0,
                  int64_t n1) {
+  const T *x = static_cast<const T*>(xv), *w = static_cast<const T*>(wv), *b = static_cast<const T*>(bv);
+  T* out = static_cast<T*>(outv);
   // weight rows per pass: 4 streams, at most 16 accumulators (AVX2 has 16 registers in all: 8)
   if constexpr (Avx512)
-    rows_avx512<R, R <= 4 ? 4 : 2>(x, static_cast<const T*>(w), b, out, K, N, n0, n1);
+    rows_avx512<R, R <= 4 ? 4 : 2>(x, w, b, out, K, N, n0, n1);
   else
-    rows_avx2<R, R <= 2 ? 4 : R <= 4 ? 2 : 1>(x, static_cast<const T*>(w), b, out, K, N, n0, n1);
+    rows_avx2<R, R <= 2 ? 4 : R <= 4 ? 2 : 1>(x, w, b, out, K, N, n0, n1);
 }
 
 template <bool Avx512, class T>
@@ -192,17 +198,17 @@ int row_kernel_isa() {
   return std::min(isa, row_kernel_limit.load());
 }
 
-// x2 [M, K] contiguous (M < kMinRowsForOneDnn), w [N, K] contiguous of x2's dtype (fp32 or bf16)
+// x2 [M, K] contiguous (M < kMinRowsForOneDnn), w [N, K] and bias [N] contiguous, all of one dtype
+// (fp32 or bf16)
 torch::Tensor few_rows(const torch::Tensor& x2, const torch::Tensor& w, const torch::Tensor& bias) {
   RECORD_FUNCTION("loupe::linear_rows", std::vector<c10::IValue>({x2}));
   const int64_t M = x2.size(0), K = x2.size(1), N = w.size(0);
   const bool avx512 = row_kernel_isa() == 2, bf16 = w.scalar_type() == torch::kBFloat16;
-  const auto x = x2.to(torch::kFloat32).contiguous();
-  const auto b = bias.defined() ? bias.to(torch::kFloat32).contiguous() : bias;
-  auto out = torch::empty({M, N}, x.options());
-  const float* xp = x.data_ptr<float>();
-  const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
-  float* op = out.data_ptr<float>();
+  auto out = torch::empty({M, N}, x2.options());
+  const auto elem = static_cast<int64_t>(x2.element_size());
+  const char* xp = static_cast<const char*>(x2.data_ptr());
+  const void* bp = bias.defined() ? bias.data_ptr() : nullptr;
+  char* op = static_cast<char*>(out.data_ptr());
   const void* wp = w.data_ptr();
   // a task: at least ~64K weight elements
   at::parallel_for(0, N, std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(K, 1)), [&](int64_t n0, int64_t n1) {
@@ -212,11 +218,11 @@ torch::Tensor few_rows(const torch::Tensor& x2, const torch::Tensor& w, const to
         const int rows = static_cast<int>(std::min<int64_t>(kRowsPerPass, M - r0));
         const RowsKernel kernel = avx512 ? (bf16 ? rows_kernel<true, c10::BFloat16>(rows) : rows_kernel<true, float>(rows))
                                          : (bf16 ? rows_kernel<false, c10::BFloat16>(rows) : rows_kernel<false, float>(rows));
-        kernel(xp + r0 * K, wp, bp, op + r0 * N, K, N, nb, ne);
+        kernel(xp + r0 * K * elem, wp, bp, op + r0 * N * elem, K, N, nb, ne);
       }
     }
   });
-  return bf16 ? out.to(torch::kBFloat16) : out;
+  return out;
 }
 #endif
 
