@@ -68,94 +68,89 @@ torch::Tensor matmul(const torch::Tensor& x2, const torch::Tensor& w, const torc
 constexpr int kRowsPerPass = 8;
 constexpr int64_t kWeightRowsPerBlock = 64;  // 64 x 768 fp32 = 192 KiB: stays in L2 between row groups
 
-LOUPE_AVX512 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
-LOUPE_AVX512 inline __m512 load16(const c10::BFloat16* p) {
-  return _mm512_castsi512_ps(
-      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
-}
-LOUPE_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-LOUPE_AVX2 inline __m256 load8(const c10::BFloat16* p) {
-  return _mm256_castsi256_ps(
-      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
-}
-LOUPE_AVX2 inline float sum8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
-}
+// The vector operations the kernel body needs, per instruction set (each compiled for its own).
+// Vectors pass by reference: the body is compiled for no particular instruction set until it is
+// inlined, and vectors by value across such a call would change the calling convention (an error
+// with clang).
+struct Avx512 {
+  using V = __m512;
+  static constexpr int kLanes = 16;
+  LOUPE_AVX512 static void zero(V& v) { v = _mm512_setzero_ps(); }
+  LOUPE_AVX512 static void load(V& v, const float* p) { v = _mm512_loadu_ps(p); }
+  LOUPE_AVX512 static void load(V& v, const c10::BFloat16* p) {  // bf16 -> fp32 exactly: a 16-bit shift
+    v = _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+  }
+  LOUPE_AVX512 static void fma(V& acc, const V& a, const V& b) { acc = _mm512_fmadd_ps(a, b, acc); }
+  LOUPE_AVX512 static float sum(const V& v) { return _mm512_reduce_add_ps(v); }
+};
+struct Avx2 {
+  using V = __m256;
+  static constexpr int kLanes = 8;
+  LOUPE_AVX2 static void zero(V& v) { v = _mm256_setzero_ps(); }
+  LOUPE_AVX2 static void load(V& v, const float* p) { v = _mm256_loadu_ps(p); }
+  LOUPE_AVX2 static void load(V& v, const c10::BFloat16* p) {
+    v = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+  }
+  LOUPE_AVX2 static void fma(V& acc, const V& a, const V& b) { acc = _mm256_fmadd_ps(a, b, acc); }
+  LOUPE_AVX2 static float sum(const V& v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+  }
+};
 
 // out[r * N + n] = sum_k x[r * K + k] w[n * K + k] + b[n] for r < R, n in [n0, n1), all of type T,
-// accumulated in fp32 and rounded once: NB weight rows
-// at a time (NB streams from memory, NB * R independent accumulators), the last n1 - n0 mod NB one
-// by one.
-template <int R, int NB, class T>
-LOUPE_AVX512 void rows_avx512(const T* x, const T* w, const T* b, T* out, int64_t K, int64_t N,
-                              int64_t n0, int64_t n1) {
+// accumulated in fp32 and rounded once: NB weight rows at a time (NB streams from memory, NB * R
+// independent accumulators), the last n1 - n0 mod NB one by one. Inlined into rows<Isa>, which is
+// compiled for the instruction set Isa's operations need.
+template <class Isa, int R, int NB, class T>
+__attribute__((always_inline)) inline void rows_body(const T* x, const T* w, const T* b, T* out, int64_t K, int64_t N,
+                                                     int64_t n0, int64_t n1) {
+  using V = typename Isa::V;
+  constexpr int L = Isa::kLanes;
   int64_t n = n0;
   for (; n + NB <= n1; n += NB) {
-    __m512 acc[NB][R];
+    V acc[NB][R];
     LOUPE_UNROLL
     for (int i = 0; i < NB; ++i)
       LOUPE_UNROLL
-      for (int r = 0; r < R; ++r) acc[i][r] = _mm512_setzero_ps();
+      for (int r = 0; r < R; ++r) Isa::zero(acc[i][r]);
     int64_t k = 0;
-    for (; k + 16 <= K; k += 16) {
-      __m512 xv[R];
+    for (; k + L <= K; k += L) {
+      V xv[R];
       LOUPE_UNROLL
-      for (int r = 0; r < R; ++r) xv[r] = load16(x + r * K + k);
+      for (int r = 0; r < R; ++r) Isa::load(xv[r], x + r * K + k);
       LOUPE_UNROLL
       for (int i = 0; i < NB; ++i) {
-        const __m512 wv = load16(w + (n + i) * K + k);
+        V wv;
+        Isa::load(wv, w + (n + i) * K + k);
         LOUPE_UNROLL
-        for (int r = 0; r < R; ++r) acc[i][r] = _mm512_fmadd_ps(wv, xv[r], acc[i][r]);
+        for (int r = 0; r < R; ++r) Isa::fma(acc[i][r], wv, xv[r]);
       }
     }
     LOUPE_UNROLL
     for (int i = 0; i < NB; ++i)
       LOUPE_UNROLL
       for (int r = 0; r < R; ++r) {
-        float s = _mm512_reduce_add_ps(acc[i][r]);
+        float s = Isa::sum(acc[i][r]);
         for (int64_t j = k; j < K; ++j) s += static_cast<float>(x[r * K + j]) * static_cast<float>(w[(n + i) * K + j]);
         out[r * N + n + i] = static_cast<T>(b ? s + static_cast<float>(b[n + i]) : s);
       }
   }
   if constexpr (NB > 1)
-    if (n < n1) rows_avx512<R, 1>(x, w, b, out, K, N, n, n1);
+    if (n < n1) rows_body<Isa, R, 1>(x, w, b, out, K, N, n, n1);
 }
 
-template <int R, int NB, class T>
-LOUPE_AVX2 void rows_avx2(const T* x, const T* w, const T* b, T* out, int64_t K, int64_t N,
-                          int64_t n0, int64_t n1) {
-  int64_t n = n0;
-  for (; n + NB <= n1; n += NB) {
-    __m256 acc[NB][R];
-    LOUPE_UNROLL
-    for (int i = 0; i < NB; ++i)
-      LOUPE_UNROLL
-      for (int r = 0; r < R; ++r) acc[i][r] = _mm256_setzero_ps();
-    int64_t k = 0;
-    for (; k + 8 <= K; k += 8) {
-      __m256 xv[R];
-      LOUPE_UNROLL
-      for (int r = 0; r < R; ++r) xv[r] = load8(x + r * K + k);
-      LOUPE_UNROLL
-      for (int i = 0; i < NB; ++i) {
-        const __m256 wv = load8(w + (n + i) * K + k);
-        LOUPE_UNROLL
-        for (int r = 0; r < R; ++r) acc[i][r] = _mm256_fmadd_ps(wv, xv[r], acc[i][r]);
-      }
-    }
-    LOUPE_UNROLL
-    for (int i = 0; i < NB; ++i)
-      LOUPE_UNROLL
-      for (int r = 0; r < R; ++r) {
-        float s = sum8(acc[i][r]);
-        for (int64_t j = k; j < K; ++j) s += static_cast<float>(x[r * K + j]) * static_cast<float>(w[(n + i) * K + j]);
-        out[r * N + n + i] = static_cast<T>(b ? s + static_cast<float>(b[n + i]) : s);
-      }
-  }
-  if constexpr (NB > 1)
-    if (n < n1) rows_avx2<R, 1>(x, w, b, out, K, N, n, n1);
+// weight rows per pass: 4 streams, at most 16 accumulators (AVX2 has 16 registers in all: 8)
+template <int R, class T>
+LOUPE_AVX512 void rows_avx512(const T* x, const T* w, const T* b, T* out, int64_t K, int64_t N, int64_t n0, int64_t n1) {
+  rows_body<Avx512, R, R <= 4 ? 4 : 2>(x, w, b, out, K, N, n0, n1);
+}
+template <int R, class T>
+LOUPE_AVX2 void rows_avx2(const T* x, const T* w, const T* b, T* out, int64_t K, int64_t N, int64_t n0, int64_t n1) {
+  rows_body<Avx2, R, R <= 2 ? 4 : R <= 4 ? 2 : 1>(x, w, b, out, K, N, n0, n1);
 }
 
 using RowsKernel = void (*)(const void*, const void*, const void*, void*, int64_t, int64_t, int64_t, int64_t);
@@ -165,11 +160,10 @@ void rows_kernel(const void* xv, const void* wv, const void* bv, void* outv, int
                  int64_t n1) {
   const T *x = static_cast<const T*>(xv), *w = static_cast<const T*>(wv), *b = static_cast<const T*>(bv);
   T* out = static_cast<T*>(outv);
-  // weight rows per pass: 4 streams, at most 16 accumulators (AVX2 has 16 registers in all: 8)
   if constexpr (Avx512)
-    rows_avx512<R, R <= 4 ? 4 : 2>(x, w, b, out, K, N, n0, n1);
+    rows_avx512<R>(x, w, b, out, K, N, n0, n1);
   else
-    rows_avx2<R, R <= 2 ? 4 : R <= 4 ? 2 : 1>(x, w, b, out, K, N, n0, n1);
+    rows_avx2<R>(x, w, b, out, K, N, n0, n1);
 }
 
 template <bool Avx512, class T>
@@ -210,16 +204,18 @@ torch::Tensor few_rows(const torch::Tensor& x2, const torch::Tensor& w, const to
   const void* bp = bias.defined() ? bias.data_ptr() : nullptr;
   char* op = static_cast<char*>(out.data_ptr());
   const void* wp = w.data_ptr();
+  const auto pick = [&](int64_t rows) {
+    const int r = static_cast<int>(std::min<int64_t>(kRowsPerPass, rows));
+    return avx512 ? (bf16 ? rows_kernel<true, c10::BFloat16>(r) : rows_kernel<true, float>(r))
+                  : (bf16 ? rows_kernel<false, c10::BFloat16>(r) : rows_kernel<false, float>(r));
+  };
+  const RowsKernel full = pick(kRowsPerPass), last = pick(M - (M - 1) / kRowsPerPass * kRowsPerPass);
   // a task: at least ~64K weight elements
   at::parallel_for(0, N, std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(K, 1)), [&](int64_t n0, int64_t n1) {
     for (int64_t nb = n0; nb < n1; nb += kWeightRowsPerBlock) {
       const int64_t ne = std::min(n1, nb + kWeightRowsPerBlock);
-      for (int64_t r0 = 0; r0 < M; r0 += kRowsPerPass) {
-        const int rows = static_cast<int>(std::min<int64_t>(kRowsPerPass, M - r0));
-        const RowsKernel kernel = avx512 ? (bf16 ? rows_kernel<true, c10::BFloat16>(rows) : rows_kernel<true, float>(rows))
-                                         : (bf16 ? rows_kernel<false, c10::BFloat16>(rows) : rows_kernel<false, float>(rows));
-        kernel(xp + r0 * K * elem, wp, bp, op + r0 * N * elem, K, N, nb, ne);
-      }
+      for (int64_t r0 = 0; r0 < M; r0 += kRowsPerPass)
+        (r0 + kRowsPerPass < M ? full : last)(xp + r0 * K * elem, wp, bp, op + r0 * N * elem, K, N, nb, ne);
     }
   });
   return out;
